@@ -1,0 +1,36 @@
+"""The `brain-jepa` command line: one subcommand per module in `brain_jepa_hf.commands`."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Each entry names a module `brain_jepa_hf.commands.<name>` exposing `register(subparsers)`,
+# which adds its parser and sets `func(args) -> int` as the parser default.
+COMMANDS: list[str] = [
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="brain-jepa",
+        description="Brain-JEPA for fMRI: data preparation, pretraining, fine-tuning and Hub export.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"brain_jepa_hf.commands.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

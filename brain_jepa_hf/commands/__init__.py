@@ -1,0 +1,1 @@
+"""Subcommands of the `brain-jepa` CLI; each module exposes `register(subparsers)`."""

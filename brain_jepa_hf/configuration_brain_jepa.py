@@ -1,0 +1,150 @@
+"""Configuration of Brain-JEPA models (encoder, predictor and task heads)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from transformers import PreTrainedConfig
+
+# Sizes of the paper's encoders. The predictor keeps its pretraining defaults (width 384, depth 6)
+# and the encoder's head count.
+BRAIN_JEPA_PRESETS: dict[str, dict] = {
+    "vit-small": {"hidden_size": 384, "num_hidden_layers": 12, "num_attention_heads": 6},
+    "vit-base": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12},
+    "vit-large": {"hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16},
+    # Not in the paper: a few-second model for CPU examples and tests.
+    "tiny": {
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "predictor_hidden_size": 32,
+        "predictor_num_hidden_layers": 1,
+        "predictor_num_attention_heads": 4,
+    },
+}
+
+
+class BrainJepaConfig(PreTrainedConfig):
+    r"""
+    Configuration of a Brain-JEPA model. The defaults build the released ViT-B model: 450 ROIs
+    (50 subcortical then 400 cortical), 160 frames, patches of 16 frames, 30 gradient components.
+
+    Args:
+        num_rois: number of ROIs R of the atlas the model is built for.
+        num_frames: number of frames T of the input; must be a multiple of `patch_size`.
+        patch_size: frames per token; each token is one ROI over `patch_size` consecutive frames.
+        num_channels: input channels (the original uses 1).
+        gradient_dim: number of connectivity-gradient components describing each ROI.
+        hidden_size, num_hidden_layers, num_attention_heads: encoder width, depth and heads.
+        mlp_ratio: MLP hidden width as a multiple of the block width (encoder and predictor).
+        hidden_act: MLP activation ("gelu" is the exact erf GELU of the original).
+        qkv_bias: whether the fused qkv projection has a bias.
+        layer_norm_eps: epsilon of every LayerNorm.
+        hidden_dropout_prob: dropout after the attention and MLP outputs.
+        attention_probs_dropout_prob: dropout of the attention probabilities.
+        drop_path_rate: stochastic depth at the last encoder block (linear from 0 at the first).
+        initializer_range: std of the truncated-normal init of Linear/Conv weights and mask token.
+        predictor_hidden_size, predictor_num_hidden_layers, predictor_num_attention_heads:
+            predictor width, depth and heads (heads default to the encoder's).
+        position_embedding_type: "gradient" (brain gradient positioning) or "sincos" (the paper's
+            ablation: sine-cosine of the ROI index instead of the gradient projection).
+        pooling: how `pooler_output` and the classification head pool tokens ("mean").
+        classifier_init_range: std of the truncated-normal init of the classification head weight.
+    """
+
+    model_type = "brain_jepa"
+
+    num_rois: int = 450
+    num_frames: int = 160
+    patch_size: int = 16
+    num_channels: int = 1
+    gradient_dim: int = 30
+    hidden_size: int = 768
+    num_hidden_layers: int = 12
+    num_attention_heads: int = 12
+    mlp_ratio: float = 4.0
+    hidden_act: str = "gelu"
+    qkv_bias: bool = True
+    layer_norm_eps: float = 1e-6
+    hidden_dropout_prob: float = 0.0
+    attention_probs_dropout_prob: float = 0.0
+    drop_path_rate: float = 0.0
+    initializer_range: float = 0.02
+    predictor_hidden_size: int = 384
+    predictor_num_hidden_layers: int = 6
+    predictor_num_attention_heads: int | None = None
+    position_embedding_type: Literal["gradient", "sincos"] = "gradient"
+    pooling: Literal["mean"] = "mean"
+    classifier_init_range: float = 2e-5
+
+    def __post_init__(self, **kwargs):
+        if self.predictor_num_attention_heads is None:
+            self.predictor_num_attention_heads = self.num_attention_heads
+        super().__post_init__(**kwargs)
+        self._check_sizes()
+
+    @property
+    def num_time_patches(self) -> int:
+        """Time patches Tp per ROI for `num_frames` frames."""
+        return self.num_frames // self.patch_size
+
+    @property
+    def num_patches(self) -> int:
+        """Tokens per sample, R * Tp."""
+        return self.num_rois * self.num_time_patches
+
+    @property
+    def intermediate_size(self) -> int:
+        return int(self.hidden_size * self.mlp_ratio)
+
+    @classmethod
+    def from_preset(cls, name: str, **kwargs) -> "BrainJepaConfig":
+        """Config of a named size: "vit-small", "vit-base" (released), "vit-large" or "tiny"."""
+        key = name.lower().replace("_", "-")
+        if key not in BRAIN_JEPA_PRESETS:
+            raise ValueError(f"preset: expected one of {sorted(BRAIN_JEPA_PRESETS)}, got {name!r}")
+        return cls(**{**BRAIN_JEPA_PRESETS[key], **kwargs})
+
+    def _check_sizes(self) -> None:
+        def positive(name):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+
+        for name in (
+            "num_rois", "num_frames", "patch_size", "num_channels", "gradient_dim", "hidden_size",
+            "num_hidden_layers", "num_attention_heads", "predictor_hidden_size",
+            "predictor_num_hidden_layers", "predictor_num_attention_heads",
+        ):
+            positive(name)
+        if self.num_frames % self.patch_size:
+            raise ValueError(
+                f"num_frames: expected a multiple of patch_size={self.patch_size}, got {self.num_frames}; "
+                f"use num_frames={self.num_frames - self.num_frames % self.patch_size} or a patch_size dividing it"
+            )
+        for width, heads in (
+            ("hidden_size", "num_attention_heads"),
+            ("predictor_hidden_size", "predictor_num_attention_heads"),
+        ):
+            w, h = getattr(self, width), getattr(self, heads)
+            if w % 4:
+                raise ValueError(
+                    f"{width}: expected a multiple of 4 (half for time, half for space, each sin+cos), got {w}"
+                )
+            if w % h:
+                raise ValueError(f"{width}: expected a multiple of {heads}={h}, got {w}")
+        if self.position_embedding_type not in ("gradient", "sincos"):
+            raise ValueError(
+                f"position_embedding_type: expected 'gradient' or 'sincos', got {self.position_embedding_type!r}"
+            )
+        if self.pooling != "mean":
+            raise ValueError(f"pooling: expected 'mean', got {self.pooling!r}")
+        if not self.mlp_ratio > 0:
+            raise ValueError(f"mlp_ratio: expected a positive number, got {self.mlp_ratio!r}")
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate"):
+            value = getattr(self, name)
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"{name}: expected a probability in [0, 1), got {value!r}")
+
+
+__all__ = ["BrainJepaConfig", "BRAIN_JEPA_PRESETS"]

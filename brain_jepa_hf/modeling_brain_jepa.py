@@ -1,0 +1,703 @@
+"""PyTorch Brain-JEPA: a ViT over ROI x time patches with brain-gradient positioning, its JEPA
+predictor, and task heads. Imports only transformers, torch and the configuration file, so the copy
+saved next to the weights runs as Hub remote code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import PreTrainedModel
+from transformers import initialization as init
+from transformers.activations import ACT2FN
+from transformers.modeling_layers import GradientCheckpointingLayer
+from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
+from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.utils import ModelOutput
+
+from .configuration_brain_jepa import BrainJepaConfig
+
+
+# ----------------------------------------------------------------------------------------------
+# Input checks: every message names the argument, what was expected and what came.
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_finite(name: str, tensor: torch.Tensor) -> None:
+    if not torch.isfinite(tensor).all():
+        bad = int((~torch.isfinite(tensor)).sum())
+        raise ValueError(f"{name}: expected finite values, got {bad} NaN/Inf entries in a tensor of shape {tuple(tensor.shape)}")
+
+
+def check_fmri_values(fmri_values, config: BrainJepaConfig) -> None:
+    """Validate a (batch, channels, rois, frames) input against `config`."""
+    if not isinstance(fmri_values, torch.Tensor):
+        raise ValueError(f"fmri_values: expected a torch.Tensor, got {type(fmri_values).__name__}")
+    if fmri_values.dim() != 4:
+        raise ValueError(
+            f"fmri_values: expected shape (batch, {config.num_channels}, rois, frames), "
+            f"got rank {fmri_values.dim()} shape {tuple(fmri_values.shape)}"
+        )
+    if not fmri_values.is_floating_point():
+        raise ValueError(f"fmri_values: expected a floating-point tensor, got dtype {fmri_values.dtype}")
+    batch, channels, _, frames = fmri_values.shape
+    if batch < 1:
+        raise ValueError(f"fmri_values: expected at least one sample, got shape {tuple(fmri_values.shape)}")
+    if channels != config.num_channels:
+        raise ValueError(
+            f"fmri_values: expected {config.num_channels} channel(s) in dim 1, got shape {tuple(fmri_values.shape)}"
+        )
+    if frames < config.patch_size or frames % config.patch_size:
+        raise ValueError(
+            f"fmri_values: expected a number of frames that is a positive multiple of patch_size="
+            f"{config.patch_size}, got {frames} (shape {tuple(fmri_values.shape)})"
+        )
+    _check_finite("fmri_values", fmri_values)
+
+
+def check_token_indices(name: str, indices, batch_size: int, num_tokens: int) -> None:
+    """Validate a (batch, k) tensor of token indices into a sequence of `num_tokens`."""
+    if not isinstance(indices, torch.Tensor):
+        raise ValueError(f"{name}: expected a torch.Tensor of token indices, got {type(indices).__name__}")
+    if indices.dim() != 2 or indices.shape[0] != batch_size:
+        raise ValueError(f"{name}: expected shape ({batch_size}, num_kept), got {tuple(indices.shape)}")
+    if indices.dtype.is_floating_point or indices.dtype == torch.bool:
+        raise ValueError(f"{name}: expected an integer tensor, got dtype {indices.dtype}")
+    if indices.shape[1] == 0:
+        raise ValueError(f"{name}: expected at least one index per sample, got shape {tuple(indices.shape)}")
+    low, high = int(indices.min()), int(indices.max())
+    if low < 0 or high >= num_tokens:
+        raise ValueError(f"{name}: expected indices in [0, {num_tokens - 1}], got values in [{low}, {high}]")
+
+
+# ----------------------------------------------------------------------------------------------
+# Positions
+# ----------------------------------------------------------------------------------------------
+
+
+def sincos_embedding(positions: torch.Tensor, width: int) -> torch.Tensor:
+    """1-D sine-cosine table of shape (len(positions), width): sin(p*w_k) for k < width/2, then
+    cos(p*w_k), with w_k = 1 / 10000^(k / (width/2)). Computed in float64, returned in float32."""
+    half = width // 2
+    omega = 1.0 / 10000 ** (torch.arange(half, dtype=torch.float64, device=positions.device) / half)
+    angles = positions.to(torch.float64)[:, None] * omega[None, :]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1).float()
+
+
+class BrainJepaPositionalEmbedding(nn.Module):
+    """Brain gradient positioning at one width: time half = fixed sine-cosine of the time-patch
+    index; space half = learned Linear(gradient_dim -> width/2) of each ROI's gradient row, min-max
+    rescaled to [-1, 1] over the whole (ROI, channel) matrix of each sample ("gradient" mode), or the
+    sine-cosine of the ROI index ("sincos" ablation). Tokens are ROI-major: n = r * Tp + t."""
+
+    def __init__(self, config: BrainJepaConfig, width: int):
+        super().__init__()
+        self.width = width
+        self.mode = config.position_embedding_type
+        if self.mode == "gradient":
+            self.gradient_proj = nn.Linear(config.gradient_dim, width // 2)
+
+    def space_embedding(self, gradient: torch.Tensor | None, num_rois: int, device) -> torch.Tensor:
+        """(b, R, width/2) space half: b is the gradient's batch (1 for a shared atlas)."""
+        if self.mode == "sincos":
+            return sincos_embedding(torch.arange(num_rois, device=device), self.width // 2)[None]
+        space = self.gradient_proj(gradient)
+        low = space.amin(dim=(1, 2), keepdim=True)
+        high = space.amax(dim=(1, 2), keepdim=True)
+        return 2.0 * (space - low) / (high - low).clamp_min(torch.finfo(space.dtype).tiny) - 1.0
+
+    def forward(self, gradient: torch.Tensor | None, num_rois: int, num_time_patches: int) -> torch.Tensor:
+        """Positions of all R * Tp tokens, shape (b, R * Tp, width)."""
+        device = self.gradient_proj.weight.device if self.mode == "gradient" else None
+        space = self.space_embedding(gradient, num_rois, device)
+        time = sincos_embedding(torch.arange(num_time_patches, device=space.device), self.width // 2)
+        time = time.to(space.dtype)
+        batch, half = space.shape[0], self.width // 2
+        table = torch.cat(
+            [
+                time[None, None].expand(batch, num_rois, num_time_patches, half),
+                space[:, :, None].expand(batch, num_rois, num_time_patches, half),
+            ],
+            dim=-1,
+        )
+        return table.reshape(batch, num_rois * num_time_patches, self.width)
+
+
+def gather_tokens(hidden_states: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """hidden_states (B or 1, N, C) at indices (B, K) -> (B, K, C)."""
+    if hidden_states.shape[0] != indices.shape[0]:
+        hidden_states = hidden_states.expand(indices.shape[0], -1, -1)
+    return torch.gather(hidden_states, 1, indices[..., None].expand(-1, -1, hidden_states.shape[-1]))
+
+
+# ----------------------------------------------------------------------------------------------
+# Embeddings
+# ----------------------------------------------------------------------------------------------
+
+
+class BrainJepaPatchEmbeddings(nn.Module):
+    """Conv2d with kernel and stride (1, patch_size): one token per ROI per `patch_size` frames."""
+
+    def __init__(self, config: BrainJepaConfig):
+        super().__init__()
+        self.patch_size = config.patch_size
+        self.projection = nn.Conv2d(
+            config.num_channels, config.hidden_size, kernel_size=(1, config.patch_size), stride=(1, config.patch_size)
+        )
+
+    def forward(self, fmri_values: torch.Tensor) -> torch.Tensor:
+        # (B, C, R, T) -> (B, D, R, Tp) -> (B, R * Tp, D), ROI-major.
+        return self.projection(fmri_values).flatten(2).transpose(1, 2)
+
+
+class BrainJepaEmbeddings(nn.Module):
+    """Patch embeddings plus positions; keeps only `context_indices` tokens when given. Holds the
+    atlas gradient (num_rois x gradient_dim) as a persistent buffer, saved with the weights."""
+
+    def __init__(self, config: BrainJepaConfig):
+        super().__init__()
+        self.config = config
+        self.patch_embeddings = BrainJepaPatchEmbeddings(config)
+        self.position_embeddings = BrainJepaPositionalEmbedding(config, config.hidden_size)
+        self.register_buffer("gradient", torch.zeros(config.num_rois, config.gradient_dim), persistent=True)
+
+    def resolve_gradient(self, gradient, batch_size: int, num_rois: int) -> torch.Tensor | None:
+        """Validate `gradient` ((R, G) or (B, R, G)) or fall back to the stored atlas gradient;
+        returns (1 or B, R, G), or None in "sincos" mode where no gradient is used."""
+        if self.config.position_embedding_type == "sincos":
+            return None
+        dim = self.config.gradient_dim
+        if gradient is None:
+            stored = self.gradient
+            if stored.shape[0] != num_rois:
+                raise ValueError(
+                    f"gradient: fmri_values has {num_rois} ROIs but the model's stored gradient has "
+                    f"{stored.shape[0]} rows; pass gradient=<({num_rois}, {dim}) tensor> for this ROI set"
+                )
+            if not torch.any(stored):
+                raise ValueError(
+                    "gradient: the model holds no atlas gradient (its buffer is all zeros); pass "
+                    f"gradient=<({num_rois}, {dim}) tensor> or call model.set_gradient(...) first"
+                )
+            return stored[None]
+        if not isinstance(gradient, torch.Tensor):
+            gradient = torch.as_tensor(gradient)
+        if gradient.dim() == 2:
+            gradient = gradient[None]
+        if gradient.dim() != 3 or gradient.shape[0] not in (1, batch_size):
+            raise ValueError(
+                f"gradient: expected shape ({num_rois}, {dim}) or ({batch_size}, {num_rois}, {dim}), "
+                f"got {tuple(gradient.shape)}"
+            )
+        if gradient.shape[1] != num_rois:
+            raise ValueError(
+                f"gradient: expected {num_rois} rows (one per ROI of fmri_values), got {gradient.shape[1]} "
+                f"(shape {tuple(gradient.shape)})"
+            )
+        if gradient.shape[2] != dim:
+            raise ValueError(
+                f"gradient: expected {dim} columns (config.gradient_dim), got {gradient.shape[2]} "
+                f"(shape {tuple(gradient.shape)})"
+            )
+        _check_finite("gradient", gradient)
+        return gradient.to(device=self.gradient.device, dtype=self.patch_embeddings.projection.weight.dtype)
+
+    def forward(
+        self,
+        fmri_values: torch.Tensor,
+        gradient: torch.Tensor | None,
+        context_indices: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        num_rois, num_time_patches = fmri_values.shape[2], fmri_values.shape[3] // self.config.patch_size
+        embeddings = self.patch_embeddings(fmri_values)
+        positions = self.position_embeddings(gradient, num_rois, num_time_patches)
+        embeddings = embeddings + positions.to(embeddings.dtype)
+        if context_indices is not None:
+            embeddings = gather_tokens(embeddings, context_indices)
+        return embeddings
+
+
+# ----------------------------------------------------------------------------------------------
+# Transformer blocks
+# ----------------------------------------------------------------------------------------------
+
+
+def eager_attention_forward(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float,
+    dropout: float = 0.0,
+    **kwargs,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Plain softmax attention on (B, heads, N, d) inputs; returns (B, N, heads, d) and the weights."""
+    weights = torch.matmul(query, key.transpose(-1, -2)) * scaling
+    if attention_mask is not None:
+        weights = weights + attention_mask
+    weights = F.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = F.dropout(weights, p=dropout, training=module.training)
+    output = torch.matmul(weights, value).transpose(1, 2).contiguous()
+    return output, weights
+
+
+class BrainJepaAttention(nn.Module):
+    """Multi-head self-attention with one fused qkv projection, dispatched through transformers'
+    attention interface (eager, sdpa, flash-attention where installed)."""
+
+    def __init__(self, config: BrainJepaConfig, width: int, num_heads: int):
+        super().__init__()
+        self.config = config
+        self.num_heads = num_heads
+        self.head_dim = width // num_heads
+        self.scaling = self.head_dim**-0.5
+        self.is_causal = False
+        self.dropout = config.attention_probs_dropout_prob
+        self.qkv = nn.Linear(width, 3 * width, bias=config.qkv_bias)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, hidden_states: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch, tokens, width = hidden_states.shape
+        qkv = self.qkv(hidden_states).view(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        query, key, value = qkv.unbind(0)
+        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        output, weights = attention(
+            self,
+            query,
+            key,
+            value,
+            None,
+            dropout=self.dropout if self.training else 0.0,
+            scaling=self.scaling,
+            is_causal=False,
+            **kwargs,
+        )
+        # Every interface returns (B, N, heads, d): merging the last two keeps heads in order.
+        output = output.reshape(batch, tokens, width)
+        return self.proj(output), weights
+
+
+class BrainJepaMLP(nn.Module):
+    def __init__(self, config: BrainJepaConfig, width: int):
+        super().__init__()
+        hidden = int(width * config.mlp_ratio)
+        self.fc1 = nn.Linear(width, hidden)
+        self.act = ACT2FN[config.hidden_act]
+        self.fc2 = nn.Linear(hidden, width)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.fc2(self.dropout(self.act(self.fc1(hidden_states)))))
+
+
+class BrainJepaDropPath(nn.Module):
+    """Stochastic depth: drops the residual branch per sample with probability `drop_prob`."""
+
+    def __init__(self, drop_prob: float = 0.0):
+        super().__init__()
+        self.drop_prob = drop_prob
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if self.drop_prob == 0.0 or not self.training:
+            return hidden_states
+        keep = 1.0 - self.drop_prob
+        mask = hidden_states.new_empty((hidden_states.shape[0],) + (1,) * (hidden_states.dim() - 1)).bernoulli_(keep)
+        return hidden_states * mask / keep
+
+    def extra_repr(self) -> str:
+        return f"p={self.drop_prob}"
+
+
+class BrainJepaLayer(GradientCheckpointingLayer):
+    """Pre-norm ViT block: x + Attn(LN(x)), then x + MLP(LN(x))."""
+
+    def __init__(self, config: BrainJepaConfig, width: int, num_heads: int, drop_path: float = 0.0):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.attention = BrainJepaAttention(config, width, num_heads)
+        self.attention_dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.norm2 = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.mlp = BrainJepaMLP(config, width)
+        self.drop_path = BrainJepaDropPath(drop_path)
+
+    def forward(self, hidden_states: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, weights = self.attention(self.norm1(hidden_states), **kwargs)
+        hidden_states = hidden_states + self.drop_path(self.attention_dropout(attended))
+        hidden_states = hidden_states + self.drop_path(self.mlp(self.norm2(hidden_states)))
+        return hidden_states, weights
+
+
+def run_layers(layers: nn.ModuleList, hidden_states: torch.Tensor, output_hidden_states: bool, output_attentions: bool):
+    """Run blocks in order; collect the input and each block's output, and attention weights."""
+    all_hidden = (hidden_states,) if output_hidden_states else None
+    all_attentions = () if output_attentions else None
+    for layer in layers:
+        hidden_states, weights = layer(hidden_states)
+        if output_hidden_states:
+            all_hidden += (hidden_states,)
+        if output_attentions:
+            all_attentions += (weights,)
+    return hidden_states, all_hidden, all_attentions
+
+
+# ----------------------------------------------------------------------------------------------
+# Models
+# ----------------------------------------------------------------------------------------------
+
+
+class BrainJepaPreTrainedModel(PreTrainedModel):
+    config: BrainJepaConfig
+    config_class = BrainJepaConfig
+    base_model_prefix = "brain_jepa"
+    main_input_name = "fmri_values"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["BrainJepaEmbeddings", "BrainJepaLayer"]
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+
+    def _init_weights(self, module):
+        """Effective init of the original: truncated normal (std initializer_range) for Linear/Conv
+        weights and the mask token, zero biases, LayerNorm 1/0, no depth rescaling; the atlas gradient
+        buffer starts empty (zeros) until `set_gradient` or a checkpoint fills it."""
+        std = self.config.initializer_range
+        if isinstance(module, BrainJepaClassifier):
+            init.trunc_normal_(module.weight, std=self.config.classifier_init_range)
+            init.zeros_(module.bias)
+        elif isinstance(module, (nn.Linear, nn.Conv2d)):
+            init.trunc_normal_(module.weight, std=std)
+            if module.bias is not None:
+                init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            init.ones_(module.weight)
+            init.zeros_(module.bias)
+        elif isinstance(module, BrainJepaEmbeddings):
+            init.zeros_(module.gradient)
+        elif isinstance(module, BrainJepaPredictor):
+            init.trunc_normal_(module.mask_token, std=std)
+
+    def _gradient_holders(self) -> list[BrainJepaEmbeddings]:
+        return [m for m in self.modules() if isinstance(m, BrainJepaEmbeddings)]
+
+    def set_gradient(self, gradient) -> None:
+        """Store the atlas gradient (num_rois x gradient_dim) used when `forward` gets none; it is
+        saved with the weights."""
+        gradient = torch.as_tensor(gradient, dtype=torch.float32)
+        expected = (self.config.num_rois, self.config.gradient_dim)
+        if tuple(gradient.shape) != expected:
+            raise ValueError(f"gradient: expected shape {expected} (config.num_rois, config.gradient_dim), got {tuple(gradient.shape)}")
+        _check_finite("gradient", gradient)
+        with torch.no_grad():
+            for holder in self._gradient_holders():
+                holder.gradient.copy_(gradient)
+
+
+class BrainJepaModel(BrainJepaPreTrainedModel):
+    """The Brain-JEPA encoder: patch embedding + gradient positions -> pre-norm ViT -> LayerNorm."""
+
+    def __init__(self, config: BrainJepaConfig):
+        super().__init__(config)
+        self.embeddings = BrainJepaEmbeddings(config)
+        rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers).tolist()
+        self.layers = nn.ModuleList(
+            BrainJepaLayer(config, config.hidden_size, config.num_attention_heads, rate) for rate in rates
+        )
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.post_init()
+
+    def get_input_embeddings(self) -> BrainJepaPatchEmbeddings:
+        return self.embeddings.patch_embeddings
+
+    def forward(
+        self,
+        fmri_values: torch.Tensor,
+        gradient: torch.Tensor | None = None,
+        context_indices: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPooling | tuple:
+        r"""
+        fmri_values (`torch.FloatTensor` of shape `(batch, 1, rois, frames)`):
+            Parcellated BOLD, ROIs in the atlas order of `gradient`; frames a multiple of `patch_size`.
+        gradient (`torch.FloatTensor` of shape `(rois, gradient_dim)` or `(batch, rois, gradient_dim)`, *optional*):
+            Connectivity-gradient coordinates of each ROI; defaults to the gradient stored in the model.
+        context_indices (`torch.LongTensor` of shape `(batch, num_context)`, *optional*):
+            ROI-major token indices (r * Tp + t) to keep after positions are added; all tokens if None.
+        """
+        output_hidden_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
+        output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        if output_attentions and self.config._attn_implementation not in ("eager", None):
+            raise ValueError(
+                f"output_attentions: needs attn_implementation='eager', got {self.config._attn_implementation!r}; "
+                "load with attn_implementation='eager' or call model.set_attn_implementation('eager')"
+            )
+        check_fmri_values(fmri_values, self.config)
+        batch, _, num_rois, frames = fmri_values.shape
+        num_tokens = num_rois * (frames // self.config.patch_size)
+        if context_indices is not None:
+            check_token_indices("context_indices", context_indices, batch, num_tokens)
+        gradient = self.embeddings.resolve_gradient(gradient, batch, num_rois)
+
+        fmri_values = fmri_values.to(self.embeddings.patch_embeddings.projection.weight.dtype)
+        hidden_states = self.embeddings(fmri_values, gradient, context_indices)
+        hidden_states, all_hidden, all_attentions = run_layers(
+            self.layers, hidden_states, output_hidden_states, output_attentions
+        )
+        sequence_output = self.layernorm(hidden_states)
+        pooled_output = sequence_output.mean(dim=1)
+        if not return_dict:
+            return tuple(v for v in (sequence_output, pooled_output, all_hidden, all_attentions) if v is not None)
+        return BaseModelOutputWithPooling(
+            last_hidden_state=sequence_output,
+            pooler_output=pooled_output,
+            hidden_states=all_hidden,
+            attentions=all_attentions,
+        )
+
+
+class BrainJepaPredictor(nn.Module):
+    """JEPA predictor: projects context tokens to its own width, adds its own positions, appends one
+    learned mask token (plus position) per target index, runs its blocks and projects the target
+    part back to the encoder width."""
+
+    def __init__(self, config: BrainJepaConfig):
+        super().__init__()
+        width = config.predictor_hidden_size
+        self.input_proj = nn.Linear(config.hidden_size, width)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, width))
+        self.position_embeddings = BrainJepaPositionalEmbedding(config, width)
+        self.layers = nn.ModuleList(
+            BrainJepaLayer(config, width, config.predictor_num_attention_heads)
+            for _ in range(config.predictor_num_hidden_layers)
+        )
+        self.layernorm = nn.LayerNorm(width, eps=config.layer_norm_eps)
+        self.output_proj = nn.Linear(width, config.hidden_size)
+
+    def forward(
+        self,
+        context_hidden_states: torch.Tensor,
+        context_indices: torch.Tensor,
+        target_indices: torch.Tensor,
+        gradient: torch.Tensor | None,
+        num_rois: int,
+        num_time_patches: int,
+    ) -> torch.Tensor:
+        batch, num_context = context_indices.shape
+        positions = self.position_embeddings(gradient, num_rois, num_time_patches)
+        context = self.input_proj(context_hidden_states)
+        context = context + gather_tokens(positions, context_indices).to(context.dtype)
+        targets = self.mask_token.to(context.dtype) + gather_tokens(positions, target_indices).to(context.dtype)
+        hidden_states = torch.cat([context, targets], dim=1)
+        hidden_states, _, _ = run_layers(self.layers, hidden_states, False, False)
+        hidden_states = self.layernorm(hidden_states)[:, num_context:]
+        return self.output_proj(hidden_states)
+
+
+@dataclass
+class BrainJepaForPreTrainingOutput(ModelOutput):
+    r"""
+    loss (`torch.FloatTensor` of shape `()`):
+        Smooth L1 (beta 1) between `predictions` and `targets`.
+    predictions (`torch.FloatTensor` of shape `(batch, num_targets, hidden_size)`):
+        Predictor outputs at the target indices.
+    targets (`torch.FloatTensor` of shape `(batch, num_targets, hidden_size)`):
+        Target-encoder features over all tokens, LayerNorm-ed without affine, at the target indices.
+    context_hidden_states (`torch.FloatTensor` of shape `(batch, num_context, hidden_size)`):
+        Context-encoder output on the context tokens.
+    """
+
+    loss: torch.FloatTensor | None = None
+    predictions: torch.FloatTensor | None = None
+    targets: torch.FloatTensor | None = None
+    context_hidden_states: torch.FloatTensor | None = None
+
+
+class BrainJepaForPreTraining(BrainJepaPreTrainedModel):
+    """JEPA pretraining: `context_encoder` sees the context tokens; `predictor` predicts the features
+    that `brain_jepa`, the exponential-moving-average target encoder, gives the target tokens.
+
+    The target encoder is the base model (`brain_jepa`), so `BrainJepaModel.from_pretrained` on a saved
+    pretraining folder loads the target encoder, the weights fine-tuning starts from."""
+
+    def __init__(self, config: BrainJepaConfig):
+        super().__init__(config)
+        self.brain_jepa = BrainJepaModel(config)
+        self.context_encoder = BrainJepaModel(config)
+        self.predictor = BrainJepaPredictor(config)
+        self.post_init()
+        with torch.no_grad():
+            self.brain_jepa.load_state_dict(self.context_encoder.state_dict())
+        self.brain_jepa.requires_grad_(False)
+
+    @property
+    def target_encoder(self) -> BrainJepaModel:
+        return self.brain_jepa
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.brain_jepa.requires_grad_(False)
+        return self
+
+    @torch.no_grad()
+    def update_target_encoder(self, momentum: float) -> None:
+        """EMA step: target <- momentum * target + (1 - momentum) * context encoder."""
+        if not 0.0 <= float(momentum) <= 1.0:
+            raise ValueError(f"momentum: expected a value in [0, 1], got {momentum!r}")
+        target = list(self.brain_jepa.parameters())
+        source = list(self.context_encoder.parameters())
+        torch._foreach_mul_(target, float(momentum))
+        torch._foreach_add_(target, source, alpha=1.0 - float(momentum))
+        self.brain_jepa.embeddings.gradient.copy_(self.context_encoder.embeddings.gradient)
+
+    def forward(
+        self,
+        fmri_values: torch.Tensor,
+        context_indices: torch.Tensor,
+        target_indices: torch.Tensor,
+        gradient: torch.Tensor | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> BrainJepaForPreTrainingOutput | tuple:
+        r"""
+        context_indices (`torch.LongTensor` of shape `(batch, num_context)`):
+            ROI-major token indices the context encoder sees.
+        target_indices (`torch.LongTensor` of shape `(batch, num_targets)`):
+            ROI-major token indices to predict; disjoint from `context_indices` in every sample.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        check_fmri_values(fmri_values, self.config)
+        batch, _, num_rois, frames = fmri_values.shape
+        num_time_patches = frames // self.config.patch_size
+        num_tokens = num_rois * num_time_patches
+        check_token_indices("context_indices", context_indices, batch, num_tokens)
+        check_token_indices("target_indices", target_indices, batch, num_tokens)
+        in_context = torch.zeros(batch, num_tokens, dtype=torch.bool, device=context_indices.device)
+        in_context.scatter_(1, context_indices, True)
+        overlap = in_context.gather(1, target_indices)
+        if overlap.any():
+            sample = int(overlap.any(dim=1).nonzero()[0])
+            raise ValueError(
+                f"target_indices: expected no index shared with context_indices, got {int(overlap.sum())} shared "
+                f"(first in sample {sample})"
+            )
+        gradient = self.context_encoder.embeddings.resolve_gradient(gradient, batch, num_rois)
+
+        with torch.no_grad():
+            target_features = self.brain_jepa(fmri_values, gradient=gradient).last_hidden_state
+            target_features = F.layer_norm(target_features, (target_features.shape[-1],))
+            targets = gather_tokens(target_features, target_indices)
+        context = self.context_encoder(fmri_values, gradient=gradient, context_indices=context_indices).last_hidden_state
+        predictions = self.predictor(context, context_indices, target_indices, gradient, num_rois, num_time_patches)
+        loss = F.smooth_l1_loss(predictions.float(), targets.float(), beta=1.0)
+
+        if not return_dict:
+            return (loss, predictions, targets, context)
+        return BrainJepaForPreTrainingOutput(
+            loss=loss, predictions=predictions, targets=targets, context_hidden_states=context
+        )
+
+
+class BrainJepaClassifier(nn.Linear):
+    """The task head: a Linear layer initialised with std `classifier_init_range` (2e-5)."""
+
+
+class BrainJepaForSequenceClassification(BrainJepaPreTrainedModel):
+    """Encoder -> mean over tokens -> LayerNorm (fc_norm) -> Linear head, for regression,
+    single-label or multi-label classification (`config.problem_type`)."""
+
+    def __init__(self, config: BrainJepaConfig):
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.brain_jepa = BrainJepaModel(config)
+        self.fc_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.classifier = BrainJepaClassifier(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.post_init()
+
+    def _problem_type(self, labels: torch.Tensor) -> str:
+        if self.config.problem_type is not None:
+            return self.config.problem_type
+        if self.num_labels == 1:
+            return "regression"
+        if not labels.is_floating_point():
+            return "single_label_classification"
+        return "multi_label_classification"
+
+    def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        problem_type = self._problem_type(labels)
+        batch = logits.shape[0]
+        if problem_type == "regression":
+            if labels.numel() != batch * self.num_labels:
+                raise ValueError(
+                    f"labels: expected {batch * self.num_labels} regression targets for a batch of {batch} and "
+                    f"num_labels={self.num_labels}, got shape {tuple(labels.shape)}"
+                )
+            return F.mse_loss(logits.float(), labels.float().reshape(logits.shape))
+        if problem_type == "single_label_classification":
+            if labels.is_floating_point() and not torch.equal(labels, labels.round()):
+                raise ValueError(f"labels: expected integer class ids for single-label classification, got dtype {labels.dtype} with fractional values")
+            labels = labels.reshape(-1).long()
+            if labels.numel() != batch:
+                raise ValueError(f"labels: expected shape ({batch},) class ids, got {labels.numel()} values")
+            if int(labels.min()) < 0 or int(labels.max()) >= self.num_labels:
+                raise ValueError(
+                    f"labels: expected class ids in [0, {self.num_labels - 1}], got values in [{int(labels.min())}, {int(labels.max())}]"
+                )
+            return F.cross_entropy(logits.float(), labels)
+        if problem_type == "multi_label_classification":
+            if tuple(labels.shape) != tuple(logits.shape):
+                raise ValueError(f"labels: expected shape {tuple(logits.shape)} of 0/1 targets, got {tuple(labels.shape)}")
+            return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        raise ValueError(
+            "problem_type: expected 'regression', 'single_label_classification' or 'multi_label_classification', "
+            f"got {problem_type!r}"
+        )
+
+    def forward(
+        self,
+        fmri_values: torch.Tensor,
+        gradient: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
+        return_dict: bool | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutput | tuple:
+        r"""
+        labels (`torch.Tensor` of shape `(batch,)` or `(batch, num_labels)`, *optional*):
+            Regression targets, class ids, or multi-label 0/1 targets, by `config.problem_type`.
+        """
+        return_dict = return_dict if return_dict is not None else self.config.return_dict
+        outputs = self.brain_jepa(
+            fmri_values,
+            gradient=gradient,
+            output_hidden_states=output_hidden_states,
+            output_attentions=output_attentions,
+            return_dict=True,
+        )
+        logits = self.classifier(self.fc_norm(outputs.pooler_output))
+        loss = self.compute_loss(logits, labels) if labels is not None else None
+        if not return_dict:
+            rest = tuple(v for v in (outputs.hidden_states, outputs.attentions) if v is not None)
+            return ((loss, logits) if loss is not None else (logits,)) + rest
+        return SequenceClassifierOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+
+__all__ = [
+    "BrainJepaPreTrainedModel",
+    "BrainJepaModel",
+    "BrainJepaPredictor",
+    "BrainJepaForPreTraining",
+    "BrainJepaForPreTrainingOutput",
+    "BrainJepaForSequenceClassification",
+]
