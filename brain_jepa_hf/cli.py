@@ -7,8 +7,18 @@ import importlib
 import sys
 
 # Each entry names a module `brain_jepa_hf.commands.<name>` exposing `register(subparsers)`,
-# which adds its parser and sets `func(args) -> int` as the parser default.
+# which adds its parser and sets `func(args) -> int` as the parser default. A module with
+# `STANDALONE = True` parses its own arguments instead: `main(argv) -> int` gets everything after
+# the command name (it also runs under `accelerate launch -m brain_jepa_hf.commands.<name>`).
 COMMANDS: list[str] = [
+    "convert",
+    "pretrain",
+    "finetune",
+    "probe",
+    "embed",
+    "parcellate",
+    "gradients",
+    "build_dataset",
 ]
 
 
@@ -24,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-"):
+        name = argv[0].replace("-", "_")
+        if name in COMMANDS:
+            module = importlib.import_module(f"brain_jepa_hf.commands.{name}")
+            if getattr(module, "STANDALONE", False):
+                return int(module.main(argv[1:]) or 0)
     parser = build_parser()
     args = parser.parse_args(argv)
     if getattr(args, "func", None) is None:

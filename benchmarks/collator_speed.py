@@ -1,0 +1,107 @@
+"""Time the vectorised spatiotemporal mask collator against a per-sample loop of the same semantics.
+
+Both sample the masks of one batch (context and target indices, truncated to the shortest); the
+"full" rows add the default collation of the fMRI tensors, which both share. Timings alternate
+between the two implementations round by round, so load from other processes hits both alike;
+the reported figure is the median over rounds of the mean time per batch.
+
+Examples:
+    python benchmarks/collator_speed.py                       # batch 16 at 450 x 10 (the goal)
+    python benchmarks/collator_speed.py --batch-sizes 16 64 256 --rounds 30
+    python benchmarks/collator_speed.py --num-rois 400 --num-time-patches 20 --threads 0
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+from tqdm import tqdm
+
+from brain_jepa_hf.masking import BrainJepaMaskCollator
+from brain_jepa_hf.masking_reference import loop_sample_masks
+
+
+def per_batch_ms(fn, calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - start) / calls * 1e3
+
+
+def measure(collator: BrainJepaMaskCollator, batch_size: int, rounds: int, calls: int, frames: int) -> dict:
+    examples = [
+        {"fmri_values": torch.randn(1, collator.num_rois, frames), "label": i % 2} for i in range(batch_size)
+    ]
+    generator = torch.Generator().manual_seed(0)
+    step = iter(range(10**9))
+
+    def vectorised():
+        collator.sample_masks(batch_size, next(step))
+
+    def loop():
+        loop_sample_masks(collator, batch_size, generator)
+
+    def vectorised_full():
+        collator(examples)
+
+    def loop_full():
+        batch = collator.collate_examples(examples)
+        batch["context_indices"], batch["target_indices"] = loop_sample_masks(collator, batch_size, generator)
+
+    timings = {name: [] for name in ("vectorised", "loop", "vectorised_full", "loop_full")}
+    for fn in (vectorised, loop, vectorised_full, loop_full):  # warm-up
+        per_batch_ms(fn, 3)
+    for _ in tqdm(range(rounds), desc=f"batch {batch_size}", leave=False):
+        timings["vectorised"].append(per_batch_ms(vectorised, calls))
+        timings["loop"].append(per_batch_ms(loop, calls))
+        timings["vectorised_full"].append(per_batch_ms(vectorised_full, calls))
+        timings["loop_full"].append(per_batch_ms(loop_full, calls))
+    return {name: statistics.median(values) for name, values in timings.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--num-rois", type=int, default=450)
+    parser.add_argument("--num-time-patches", type=int, default=10)
+    parser.add_argument("--patch-size", type=int, default=16, help="frames per time patch (for the collated fMRI)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[16])
+    parser.add_argument("--rounds", type=int, default=20, help="alternating timing rounds per batch size")
+    parser.add_argument("--calls", type=int, default=10, help="batches per implementation per round")
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch.set_num_threads; 1 by default: the ops are small, and extra threads only add "
+        "contention on a shared machine (0 keeps torch's default)",
+    )
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    collator = BrainJepaMaskCollator(args.num_rois, args.num_time_patches)
+    frames = args.num_time_patches * args.patch_size
+    print(
+        f"grid {args.num_rois} ROIs x {args.num_time_patches} time patches, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; median over {args.rounds} rounds of {args.calls} batches"
+    )
+    header = f"{'batch':>5} | {'vectorised ms':>13} | {'loop ms':>8} | {'speedup':>7} | {'full vec ms':>11} | {'full loop ms':>12} | {'speedup':>7}"
+    print(header)
+    print("-" * len(header))
+    for batch_size in args.batch_sizes:
+        t = measure(collator, batch_size, args.rounds, args.calls, frames)
+        print(
+            f"{batch_size:>5} | {t['vectorised']:>13.3f} | {t['loop']:>8.3f} | {t['loop'] / t['vectorised']:>6.1f}x | "
+            f"{t['vectorised_full']:>11.3f} | {t['loop_full']:>12.3f} | {t['loop_full'] / t['vectorised_full']:>6.1f}x"
+        )
+        if batch_size == 16 and (args.num_rois, args.num_time_patches) == (450, 10):
+            ratio = t["loop"] / t["vectorised"]
+            print(
+                f"goal (batch 16, 450 x 10): masks under 5 ms -> {t['vectorised']:.3f} ms "
+                f"[{'met' if t['vectorised'] < 5 else 'NOT met'}]; >= 20x the loop -> {ratio:.1f}x "
+                f"[{'met' if ratio >= 20 else 'NOT met'}]"
+            )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,82 @@
+"""`brain-jepa pretrain`: JEPA pretraining, single process or under `accelerate launch`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+EXAMPLES = """examples:
+  # a few minutes on CPU: tiny model on the embedded synthetic example dataset
+  brain-jepa pretrain --preset example-tiny --output_dir runs/example
+
+  # the released ViT-B recipe on your own `brain-jepa build-dataset` folder, 4 GPUs
+  accelerate launch --num_processes 4 -m brain_jepa_hf.commands.pretrain \\
+      --preset released-vit-base --dataset data/ukb --output_dir runs/vit-base
+
+  # resume after an interruption, then push the result to the Hub
+  brain-jepa pretrain --config my_run.yaml --resume_from_checkpoint latest \\
+      --push_to_hub --hub_model_id me/brain-jepa-mycohort
+
+Precedence: defaults < --preset < --config YAML < flags on the command line."""
+
+STANDALONE = True  # parses its own arguments (see brain_jepa_hf.cli)
+HELP = "Pretrain Brain-JEPA (spatiotemporal masking, EMA target encoder) with Accelerate."
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from transformers import HfArgumentParser
+
+    from brain_jepa_hf.pretraining import PretrainingArguments
+
+    parser = HfArgumentParser(
+        PretrainingArguments, prog="brain-jepa pretrain", description=HELP, epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--preset", default=None, help="A bundled recipe: example-tiny or released-vit-base.")
+    parser.add_argument("--config", default=None, help="A YAML file of the arguments below.")
+    return parser
+
+
+def parse_arguments(argv: list[str]):
+    from brain_jepa_hf.pretraining import load_yaml_arguments, preset_path
+
+    parser = build_parser()
+    first = argparse.ArgumentParser(add_help=False)
+    first.add_argument("--preset")
+    first.add_argument("--config")
+    known, _ = first.parse_known_args(argv)
+    defaults = {}
+    if known.preset:
+        defaults.update(load_yaml_arguments(preset_path(known.preset)))
+    if known.config:
+        defaults.update(load_yaml_arguments(known.config))
+    parser.set_defaults(**defaults)
+    # -> (PretrainingArguments, Namespace(preset, config), remaining strings)
+    outputs = parser.parse_args_into_dataclasses(argv, return_remaining_strings=True)
+    args, extra = outputs[0], outputs[-1]
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    from brain_jepa_hf.pretraining import pretrain
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parse_arguments(list(sys.argv[1:] if argv is None else argv))
+    output = pretrain(args)
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"pretrained model saved to {output}")
+    return 0
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser("pretrain", help=HELP, add_help=False)
+    parser.set_defaults(func=lambda args: main(args.rest), rest=[])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""Model cards for Brain-JEPA Hub repositories: render `model_cards/brain-jepa.md` and validate it.
+
+The card carries Hub metadata (`library_name`, `pipeline_tag`, tags, licence) and the paper's
+results as `model-index`, and states the input contract the weights expect.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+
+from .configuration_brain_jepa import BrainJepaConfig
+
+TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "model_cards" / "brain-jepa.md"
+PAPER_URL = "https://arxiv.org/abs/2409.19407"
+PAPER_SOURCE = "Brain-JEPA (Dong, Li et al., NeurIPS 2024), reported results"
+ORIGINAL_REPOSITORY = "https://github.com/Eric-LRL/Brain-JEPA"
+REQUIRED_SECTIONS = ("## Input contract", "## Quick start", "## Intended uses", "## Limitations", "## Licence",
+                     "## Citation")
+
+# Card facts per encoder size; the authors released ViT-B weights only, so the paper's results go
+# into model-index only for converted ViT-B weights. "custom" covers any other shape.
+CARD_PRESETS: dict[str, dict] = {
+    "vit-small": {"size_name": "ViT-S", "repo_name": "brain-jepa-small", "released": False},
+    "vit-base": {"size_name": "ViT-B", "repo_name": "brain-jepa-base", "released": True},
+    "vit-large": {"size_name": "ViT-L", "repo_name": "brain-jepa-large", "released": False},
+    "custom": {"size_name": "custom size", "repo_name": "brain-jepa-custom", "released": False},
+}
+
+
+@dataclass(frozen=True)
+class PaperResult:
+    """One number of the paper's fine-tuning tables (mean over 5 seeds, std where reported)."""
+
+    dataset: str
+    dataset_type: str
+    task: str
+    task_type: str
+    metric: str
+    metric_type: str
+    value: float
+    std: float | None = None
+
+    @property
+    def task_slug(self) -> str:
+        """Distinguishes tasks on one dataset in model-index (the Hub groups results by dataset config)."""
+        return re.sub(r"[^a-z0-9]+", "-", self.task.lower()).strip("-")
+
+    @property
+    def value_text(self) -> str:
+        return f"{self.value} ({self.std})" if self.std is not None else f"{self.value}"
+
+
+def _regression(dataset, dataset_type, task, mse, rho, mse_std=None, rho_std=None):
+    return [PaperResult(dataset, dataset_type, task, "regression", "MSE", "mse", mse, mse_std),
+            PaperResult(dataset, dataset_type, task, "regression", "Pearson r", "pearsonr", rho, rho_std)]
+
+
+def _classification(dataset, dataset_type, task, acc, f1, acc_std=None, f1_std=None):
+    return [PaperResult(dataset, dataset_type, task, "classification", "Accuracy (%)", "accuracy", acc, acc_std),
+            PaperResult(dataset, dataset_type, task, "classification", "F1 (%)", "f1", f1, f1_std)]
+
+
+PAPER_RESULTS: list[PaperResult] = [
+    *_regression("UK Biobank (held-out 20%)", "ukbiobank", "Age", 0.501, 0.718, 0.034, 0.021),
+    *_classification("UK Biobank (held-out 20%)", "ukbiobank", "Sex", 88.17, 88.58, 0.06, 0.11),
+    *_regression("HCP-Aging", "hcp-aging", "Age", 0.298, 0.844),
+    *_classification("HCP-Aging", "hcp-aging", "Sex", 81.52, 84.26),
+    *_regression("HCP-Aging", "hcp-aging", "Neuroticism", 0.897, 0.307),
+    *_regression("HCP-Aging", "hcp-aging", "Flanker", 0.972, 0.406),
+    *_classification("ADNI", "adni", "NC vs MCI", 76.84, 86.32),
+    *_classification("ADNI", "adni", "Amyloid positive vs negative", 71.00, 75.97),
+    *_classification("MACC (Asian cohort)", "macc", "NC vs MCI", 65.98, 64.67),
+]
+
+
+def count_encoder_parameters(config: BrainJepaConfig) -> int:
+    """Learned parameters of `BrainJepaModel(config)`, from the layer shapes alone."""
+    d, hidden = config.hidden_size, config.intermediate_size
+    total = d * config.num_channels * config.patch_size + d  # patch embedding
+    if config.position_embedding_type == "gradient":
+        total += config.gradient_dim * (d // 2) + d // 2
+    qkv_bias = 3 * d if config.qkv_bias else 0
+    block = 2 * 2 * d + (3 * d * d + qkv_bias) + (d * d + d) + (d * hidden + hidden) + (hidden * d + d)
+    return total + config.num_hidden_layers * block + 2 * d
+
+
+def build_card_data(model_name: str, with_paper_results: bool,
+                    pipeline_tag: str = "feature-extraction") -> ModelCardData:
+    """Hub metadata of the card: library, task, tags, licence and, for the released weights, model-index."""
+    eval_results = None
+    if with_paper_results:
+        eval_results = [
+            EvalResult(
+                task_type=r.task_type, task_name=f"{r.task} ({r.dataset})", dataset_type=r.dataset_type,
+                dataset_name=r.dataset, dataset_config=r.task_slug, metric_type=r.metric_type, metric_name=r.metric, metric_value=r.value,
+                source_name=PAPER_SOURCE, source_url=PAPER_URL, verified=False,
+            )
+            for r in PAPER_RESULTS
+        ]
+    return ModelCardData(
+        library_name="transformers",
+        pipeline_tag=pipeline_tag,
+        license="other",
+        license_name="no-license-file",
+        license_link=ORIGINAL_REPOSITORY,
+        tags=["brain-jepa", "fmri", "neuroscience", "neuroimaging", "jepa", "self-supervised",
+              "foundation-model", "custom_code"],
+        model_name=model_name if eval_results else None,
+        eval_results=eval_results,
+    )
+
+
+def render_model_card(
+    preset: str = "vit-base",
+    config: BrainJepaConfig | None = None,
+    repo_id: str | None = None,
+    converted_from: str | None = "target_encoder",
+    sampling_rate: int = 3,
+    scaling: str = "zscore",
+    template_path: str | Path | None = None,
+) -> ModelCard:
+    """The README.md of a Brain-JEPA Hub repository for an encoder size (`vit-small|base|large|custom`).
+
+    `config` defaults to the preset's configuration; pass the model's config so that the card states
+    its real shapes. `repo_id` is what the quick start loads (a Hub id or a folder).
+    `converted_from` names the original state dict the weights came from ("target_encoder",
+    "encoder"), or None for weights trained with this package; the paper's results are listed
+    (model-index) only for ViT-B weights converted from the authors' release.
+    """
+    facts = _preset_facts(preset)
+    if converted_from not in (None, "target_encoder", "encoder"):
+        raise ValueError(f"converted_from: expected 'target_encoder', 'encoder' or None, got {converted_from!r}")
+    if config is None:
+        if preset == "custom":
+            raise ValueError("config: expected a BrainJepaConfig for preset 'custom', got None")
+        config = BrainJepaConfig.from_preset(preset)
+    with_results = facts["released"] and converted_from is not None
+    if not isinstance(sampling_rate, int) or sampling_rate < 1:
+        raise ValueError(f"sampling_rate: expected a positive integer, got {sampling_rate!r}")
+    template_path = Path(template_path) if template_path is not None else TEMPLATE_PATH
+    if not template_path.is_file():
+        raise FileNotFoundError(f"template_path: model card template not found at {template_path}")
+    repo_id = repo_id or f"brain-jepa/{facts['repo_name']}"
+    model_name = repo_id.rstrip("/").split("/")[-1]
+    card_data = build_card_data(model_name, with_results)
+    clip_length = sampling_rate * config.num_frames
+    card = ModelCard.from_template(
+        card_data,
+        template_path=str(template_path),
+        title=f"Brain-JEPA {facts['size_name']}",
+        size_name=facts["size_name"],
+        converted=converted_from is not None,
+        source=converted_from,
+        repo_id=repo_id,
+        num_rois=config.num_rois,
+        num_frames=config.num_frames,
+        patch_size=config.patch_size,
+        num_time_patches=config.num_time_patches,
+        num_patches=config.num_patches,
+        gradient_dim=config.gradient_dim,
+        hidden_size=config.hidden_size,
+        num_hidden_layers=config.num_hidden_layers,
+        num_attention_heads=config.num_attention_heads,
+        num_parameters_millions=f"{count_encoder_parameters(config) / 1e6:.1f}",
+        sampling_rate=sampling_rate,
+        clip_length=clip_length,
+        example_frames=clip_length + 10,
+        scaling=scaling,
+        results=PAPER_RESULTS if with_results else [],
+    )
+    validate_model_card(card.content)
+    return card
+
+
+def validate_model_card(content: str) -> ModelCard:
+    """Parse a card as the Hub does and check what users and the Hub rely on; raise ValueError listing problems."""
+    if not content.startswith("---\n"):
+        raise ValueError("model card: expected YAML metadata between '---' lines at the top, got none")
+    card = ModelCard(content)
+    data = card.data
+    problems = []
+    if data.library_name != "transformers":
+        problems.append(f"library_name: expected 'transformers', got {data.library_name!r}")
+    if not data.pipeline_tag:
+        problems.append("pipeline_tag: expected a task name, got none")
+    if not data.license:
+        problems.append("license: expected a licence entry (use 'other' and say why), got none")
+    if not data.tags:
+        problems.append("tags: expected a non-empty list, got none")
+    if data.get("model-index") is not None or getattr(data, "eval_results", None):
+        for result in data.eval_results or []:
+            if result.metric_value is None:
+                problems.append(f"model-index: result {result.task_name!r} has no metric value")
+    missing = [s for s in REQUIRED_SECTIONS if s not in card.text]
+    if missing:
+        problems.append(f"sections: expected {list(REQUIRED_SECTIONS)}, missing {missing}")
+    leftovers = re.findall(r"{{.*?}}|{%.*?%}", card.content)
+    if leftovers:
+        problems.append(f"template: unrendered placeholders {leftovers[:5]}")
+    if problems:
+        raise ValueError("model card is invalid:\n- " + "\n- ".join(problems))
+    return card
+
+
+def quick_start_code(content: str) -> str:
+    """The first ```python block under '## Quick start' (what users copy first)."""
+    section = content.split("## Quick start", 1)
+    if len(section) != 2:
+        raise ValueError("model card: expected a '## Quick start' section, got none")
+    match = re.search(r"```python\n(.*?)```", section[1], flags=re.S)
+    if match is None:
+        raise ValueError("model card: expected a ```python block in '## Quick start', got none")
+    return match.group(1)
+
+
+def _preset_facts(preset: str) -> dict:
+    key = preset.lower().replace("_", "-")
+    if key not in CARD_PRESETS:
+        raise ValueError(f"preset: expected one of {sorted(CARD_PRESETS)}, got {preset!r}")
+    return CARD_PRESETS[key]
+
+
+__all__ = [
+    "CARD_PRESETS", "PAPER_RESULTS", "PaperResult", "build_card_data", "count_encoder_parameters",
+    "quick_start_code", "render_model_card", "validate_model_card",
+]

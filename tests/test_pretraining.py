@@ -1,0 +1,140 @@
+"""`brain-jepa pretrain`: loss falls, schedules, exact resume after SIGKILL, 2-process Accelerate."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from brain_jepa_hf import BrainJepaForPreTraining, BrainJepaModel
+from brain_jepa_hf.commands.pretrain import parse_arguments
+from brain_jepa_hf.pretraining import PretrainingArguments, list_checkpoints
+from brain_jepa_hf.schedules import PretrainingSchedules
+
+# Tiny model on the embedded example: 450 ROIs x 80 frames (Tp = 5), 4 subjects per batch.
+FAST = [
+    "--preset", "example-tiny", "--example_subjects", "12", "--per_device_batch_size", "4",
+    "--num_frames", "80", "--logging_steps", "1",
+]
+
+
+def run_pretrain(output_dir, *extra, background=False):
+    command = [sys.executable, "-m", "brain_jepa_hf", "pretrain", *FAST, "--output_dir", str(output_dir), *extra]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    if background:
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def read_log(output_dir):
+    return [json.loads(line) for line in (output_dir / "pretraining_log.jsonl").read_text().splitlines()]
+
+
+def test_schedules_follow_the_released_recipe():
+    steps_per_epoch = 10
+    s = PretrainingSchedules(total_steps=300 * steps_per_epoch, warmup_steps=40 * steps_per_epoch)
+    assert s.learning_rate(-1) == pytest.approx(5e-5)
+    assert s.learning_rate(40 * steps_per_epoch - 1) == pytest.approx(1e-3)
+    assert s.learning_rate(20 * steps_per_epoch - 1) == pytest.approx(5e-5 + 0.5 * (1e-3 - 5e-5))
+    assert s.learning_rate(300 * steps_per_epoch - 1) == pytest.approx(1e-6)
+    assert s.weight_decay(-1) == pytest.approx(0.04) and s.weight_decay(2999) == pytest.approx(0.4)
+    assert s.weight_decay(1499) == pytest.approx(0.22)
+    assert s.momentum(0) == pytest.approx(0.996) and s.momentum(1500) == pytest.approx(0.998)
+    assert s.momentum(3000) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match=r"warmup_steps: expected a value in \[0, total_steps=10\], got 11"):
+        PretrainingSchedules(total_steps=10, warmup_steps=11)
+
+
+def test_cli_precedence_and_argument_errors(tmp_path):
+    config = tmp_path / "run.yaml"
+    config.write_text("per_device_batch_size: 8\nlearning_rate: 0.002\n")
+    args = parse_arguments(["--preset", "released-vit-base", "--config", str(config), "--learning_rate", "0.003", "--output_dir", "x"])
+    assert args.model_preset == "vit-base" and args.gradient_accumulation_steps == 8 and args.mixed_precision == "bf16"
+    assert args.per_device_batch_size == 8 and args.learning_rate == 0.003
+    config.write_text("learning_rte: 0.1\n")
+    with pytest.raises(ValueError, match=r"config: unknown argument\(s\) \['learning_rte'\]"):
+        parse_arguments(["--config", str(config)])
+    with pytest.raises(ValueError, match=r"preset: expected one of \['example-tiny', 'released-vit-base'\], got 'vit-huge'"):
+        parse_arguments(["--preset", "vit-huge"])
+    with pytest.raises(ValueError, match=r"output_dir: expected a folder path"):
+        PretrainingArguments().validate()
+    with pytest.raises(ValueError, match=r"hub_model_id: expected a repository id .* got None"):
+        PretrainingArguments(output_dir="x", push_to_hub=True).validate()
+
+
+def test_loss_falls_and_the_output_folder_is_a_loadable_model(tmp_path):
+    out = tmp_path / "run"
+    run_pretrain(out, "--max_steps", "16", "--example_subjects", "24")
+    log = read_log(out)
+    assert [r["step"] for r in log] == list(range(1, 17))
+    first, last = sum(r["loss"] for r in log[:3]) / 3, sum(r["loss"] for r in log[-3:]) / 3
+    assert last < 0.85 * first, f"loss did not fall by 15%: {first:.4f} -> {last:.4f}"
+    for record in log:
+        assert 0 < record["context_size"] < 450 * 5 and 0 < record["target_size"] < 450 * 5
+        assert record["target_std"] > 0.05 and not record["collapse_warning"]
+        assert record["tokens_per_s"] > 0
+    assert log[0]["momentum"] == pytest.approx(0.996) and log[-1]["lr"] == pytest.approx(1e-5)
+
+    model = BrainJepaForPreTraining.from_pretrained(out)
+    encoder = BrainJepaModel.from_pretrained(out)  # the EMA target encoder
+    torch.testing.assert_close(encoder.layernorm.weight, model.brain_jepa.layernorm.weight)
+    assert not torch.equal(model.brain_jepa.layers[0].mlp.fc1.weight, model.context_encoder.layers[0].mlp.fc1.weight)
+    assert json.loads((out / "preprocessor_config.json").read_text())["num_frames"] == 80
+    assert torch.count_nonzero(encoder.embeddings.gradient) > 0
+
+
+def test_sigkill_and_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
+    steps = ["--max_steps", "12", "--save_steps", "3"]
+    reference = tmp_path / "reference"
+    run_pretrain(reference, *steps)
+
+    interrupted = tmp_path / "interrupted"
+    process = run_pretrain(interrupted, *steps, background=True)
+    deadline = time.time() + 300
+    while not any(p.name == "step-00000006" for p in list_checkpoints(interrupted)):
+        assert process.poll() is None, f"run ended before it could be killed: {process.stderr.read()[-2000:]}"
+        assert time.time() < deadline, "no checkpoint at step 6 within 300 s"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL
+    assert not (interrupted / "model.safetensors").exists()
+    # What a kill in the middle of a save leaves behind is never taken for a checkpoint.
+    (interrupted / "checkpoints" / ".step-00000009.tmp").mkdir(exist_ok=True)
+    (interrupted / "checkpoints" / ".step-00000009.tmp" / "model.safetensors").write_bytes(b"partial")
+    last_good = list_checkpoints(interrupted)[-1]
+    assert int(last_good.name.split("-")[1]) >= 6
+
+    run_pretrain(interrupted, *steps, "--resume_from_checkpoint", "latest")
+    expected, resumed = load_file(reference / "model.safetensors"), load_file(interrupted / "model.safetensors")
+    assert expected.keys() == resumed.keys()
+    for name in expected:
+        assert torch.equal(expected[name], resumed[name]), f"{name} differs after resume"
+    losses = {r["step"]: r["loss"] for r in read_log(reference)}
+    for record in read_log(interrupted):
+        assert record["loss"] == losses[record["step"]], f"step {record['step']} loss differs"
+
+
+@pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate CLI not on PATH")
+def test_two_process_accelerate_launch_keeps_replicas_identical(tmp_path):
+    out = tmp_path / "ddp"
+    command = [
+        "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "brain_jepa_hf.commands.pretrain",
+        *FAST, "--max_steps", "3", "--output_dir", str(out),
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((out / "pretraining_summary.json").read_text())
+    assert summary["num_processes"] == 2 and summary["global_step"] == 3
+    assert len(summary["replica_digests"]) == 2 and len(set(summary["replica_digests"])) == 1
+    # The ranks split each epoch: 12 subjects / (2 ranks x 4) = 1 full batch per rank per epoch.
+    assert summary["epochs_started"] == 3
