@@ -21,6 +21,14 @@ from transformers.utils import ModelOutput
 from .configuration_brain_jepa import BrainJepaConfig
 
 
+# The Auto classes each model class is registered for (brain_jepa_hf/__init__.py).
+BRAIN_JEPA_AUTO_CLASSES = {
+    "AutoModel": "BrainJepaModel",
+    "AutoModelForPreTraining": "BrainJepaForPreTraining",
+    "AutoModelForSequenceClassification": "BrainJepaForSequenceClassification",
+}
+
+
 # ----------------------------------------------------------------------------------------------
 # Input checks: every message names the argument, what was expected and what came.
 # ----------------------------------------------------------------------------------------------
@@ -381,6 +389,18 @@ class BrainJepaPreTrainedModel(PreTrainedModel):
             init.zeros_(module.gradient)
         elif isinstance(module, BrainJepaPredictor):
             init.trunc_normal_(module.mask_token, std=std)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """As in transformers, and when the class is registered for an Auto class, `auto_map` lists
+        every Brain-JEPA Auto class, so e.g. a pretraining folder also loads with AutoModel (its
+        target encoder) through remote code."""
+        if self._auto_class is not None:
+            module = type(self).__module__.rsplit(".", 1)[-1]
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
+            auto_map["AutoConfig"] = f"{type(self.config).__module__.rsplit('.', 1)[-1]}.{type(self.config).__name__}"
+            auto_map.update({auto: f"{module}.{name}" for auto, name in BRAIN_JEPA_AUTO_CLASSES.items()})
+            self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def _gradient_holders(self) -> list[BrainJepaEmbeddings]:
         return [m for m in self.modules() if isinstance(m, BrainJepaEmbeddings)]

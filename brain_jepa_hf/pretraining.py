@@ -24,7 +24,7 @@ logger = logging.getLogger("brain_jepa_hf.pretraining")
 PRESET_DIR = Path(__file__).parent / "presets"
 CHECKPOINT_PREFIX = "step-"
 STATE_FILE = "trainer_state.json"
-LOG_FILE = "pretraining_log.jsonl"
+LOG_FILE = "pretraining_log.jsonl"  # one JSON record per logging step
 
 
 @dataclass
@@ -519,33 +519,25 @@ def pretrain(args: PretrainingArguments) -> Path:
                    "num_processes": accelerator.num_processes}
         (output_dir / "pretraining_summary.json").write_text(json.dumps(summary, indent=2))
         if args.push_to_hub:
-            push_folder(output_dir, args.hub_model_id, private=args.hub_private)
+            from .hub import push_to_hub
+
+            push_to_hub(unwrapped, args.hub_model_id, feature_extractor=feature_extractor, private=args.hub_private,
+                        commit_message="Upload Brain-JEPA pretrained model")
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return output_dir
 
 
 def save_final_model(model, feature_extractor, output_dir: Path) -> None:
-    """`save_pretrained` of model + feature extractor into a temporary folder, then moved into
-    `output_dir` file by file, so a crash never leaves a half-written weights file there."""
+    """A Hub-ready folder (weights, config, feature extractor, code, pipelines, model card) built
+    beside `output_dir`, then moved in file by file, so a crash never leaves a half-written weights
+    file there."""
+    from .hub import prepare_hub_folder
+
     temporary = output_dir / ".final.tmp"
     shutil.rmtree(temporary, ignore_errors=True)
-    model.save_pretrained(temporary)
-    feature_extractor.save_pretrained(temporary)
+    prepare_hub_folder(model, temporary, feature_extractor=feature_extractor, repo_id=str(output_dir.resolve()))
     _fsync_tree(temporary)
     for path in temporary.iterdir():
         os.replace(path, output_dir / path.name)
     temporary.rmdir()
-
-
-def push_folder(folder: Path, repo_id: str, private: bool = False) -> str:
-    """Upload a Hub-ready folder (checkpoints and logs excluded) and return the commit URL."""
-    from huggingface_hub import HfApi
-
-    api = HfApi()
-    api.create_repo(repo_id, private=private, exist_ok=True)
-    info = api.upload_folder(
-        repo_id=repo_id, folder_path=str(folder), commit_message="Upload Brain-JEPA pretrained model",
-        ignore_patterns=["checkpoints/**", ".*", f"{LOG_FILE}"],
-    )
-    return str(info)

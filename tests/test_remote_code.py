@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from transformers import AutoModel, AutoModelForSequenceClassification
 
-from brain_jepa_hf import BrainJepaForSequenceClassification, BrainJepaModel
+from brain_jepa_hf import BrainJepaForPreTraining, BrainJepaForSequenceClassification, BrainJepaModel
 from conftest import make_config, make_inputs
 
 LOAD_WITHOUT_PACKAGE = textwrap.dedent(
@@ -70,6 +70,8 @@ def test_encoder_loads_as_remote_code_without_the_package(tmp_path, tiny_config)
     assert config["auto_map"] == {
         "AutoConfig": "configuration_brain_jepa.BrainJepaConfig",
         "AutoModel": "modeling_brain_jepa.BrainJepaModel",
+        "AutoModelForPreTraining": "modeling_brain_jepa.BrainJepaForPreTraining",
+        "AutoModelForSequenceClassification": "modeling_brain_jepa.BrainJepaForSequenceClassification",
     }
     assert (folder / "modeling_brain_jepa.py").exists() and (folder / "configuration_brain_jepa.py").exists()
 
@@ -101,3 +103,19 @@ def test_classifier_loads_as_remote_code_without_the_package(tmp_path):
         expected = model(fmri).logits
     torch.testing.assert_close(remote, expected, atol=0, rtol=0)
     assert type(AutoModelForSequenceClassification.from_pretrained(folder)) is BrainJepaForSequenceClassification
+
+
+def test_pretraining_folder_loads_its_target_encoder_as_remote_automodel(tmp_path, tiny_config):
+    torch.manual_seed(0)
+    model = BrainJepaForPreTraining(tiny_config).eval()
+    fmri, gradient = make_inputs(tiny_config)
+    model.set_gradient(gradient)
+    with torch.no_grad():
+        for param in model.context_encoder.parameters():
+            param.add_(0.05)  # the encoders differ: only the target encoder may come back
+    folder = tmp_path / "pretrained"
+    model.save_pretrained(folder)
+    name, remote = run_without_package(tmp_path, folder, "AutoModel", fmri)
+    assert name == "BrainJepaModel"
+    with torch.no_grad():
+        torch.testing.assert_close(remote, model.brain_jepa(fmri).last_hidden_state, atol=0, rtol=0)

@@ -1,0 +1,557 @@
+"""Arrow datasets of ROI time series: build them from per-subject files, and feed them to models.
+
+Every dataset here (and the example dataset) has the same columns: `subject_id` (string), `fmri`
+(float32 (R, T), ROI-major, a fixed-shape `Array2D`) and one column per label. Pretraining and
+fine-tuning therefore accept any of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+import numpy as np
+
+SERIES_SUFFIXES = (".npy", ".csv", ".tsv")
+FMRI_COLUMN = "fmri"
+SUBJECT_COLUMN = "subject_id"
+DEFAULT_SHARD_BYTES = 500 * 1024**2
+DEFAULT_WRITER_BATCH_SIZE = 16
+
+
+# ---------------------------------------------------------------------------------------- files
+def read_series(path: str | os.PathLike, time_axis: int = -1) -> np.ndarray:
+    """
+    Reads one ROI time series from .npy, .csv or .tsv and returns it ROI-major, float32 (R, T).
+    Text files hold numbers only, optionally under one header row (e.g. ROI names).
+
+    Args:
+        time_axis: axis of time in the file: -1/1 when rows are ROIs, 0/-2 when rows are time points.
+    """
+    path = Path(path)
+    if time_axis not in (0, 1, -1, -2):
+        raise ValueError(f"time_axis: expected 0/-2 (rows are time points) or 1/-1 (rows are ROIs), got {time_axis!r}")
+    if not path.is_file():
+        raise FileNotFoundError(f"series file: {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            array = np.load(path, allow_pickle=False)
+        except ValueError as err:
+            raise ValueError(f"series file {path}: expected a numeric .npy array ({err})") from None
+    elif suffix in (".csv", ".tsv"):
+        array = _read_text_table(path, "\t" if suffix == ".tsv" else ",")
+    else:
+        raise ValueError(f"series file {path}: expected one of {SERIES_SUFFIXES}, got {suffix or 'no suffix'!r}")
+    if not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
+        raise ValueError(f"series file {path}: expected real numbers, got dtype {array.dtype}")
+    if array.ndim != 2 or array.size == 0:
+        raise ValueError(f"series file {path}: expected a non-empty 2-D array, got shape {array.shape}")
+    if not np.isfinite(array).all():
+        row, column = np.argwhere(~np.isfinite(array))[0]
+        raise ValueError(f"series file {path}: expected finite values, got NaN or Inf at row {row}, column {column}")
+    array = array if time_axis in (1, -1) else array.T
+    return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _read_text_table(path: Path, delimiter: str) -> np.ndarray:
+    with open(path, encoding="utf-8", errors="replace") as stream:
+        first = stream.readline()
+    skip = 0
+    try:
+        [float(token) for token in first.strip().split(delimiter)]
+    except ValueError:
+        skip = 1  # a header row
+    try:
+        return np.loadtxt(path, delimiter=delimiter, skiprows=skip, dtype=np.float32, ndmin=2)
+    except ValueError as err:
+        raise ValueError(
+            f"series file {path}: expected {'one header row then ' if skip else ''}'{delimiter}'-separated numbers ({err})"
+        ) from None
+
+
+def subject_from_filename(path: str | os.PathLike, subject_regex: str | None = None) -> str:
+    """Subject ID of a file: its name without suffix, or the first group of `subject_regex` in its name."""
+    name = Path(path).name
+    if subject_regex is None:
+        return name[: -len(Path(name).suffix)] if Path(name).suffix else name
+    match = re.search(subject_regex, name)
+    if match is None:
+        raise ValueError(f"subject_regex: expected {subject_regex!r} to match file name {name!r}, it does not")
+    return match.group(1) if match.groups() else match.group(0)
+
+
+def list_series_files(input_dir: str | os.PathLike, subject_regex: str | None = None) -> list[tuple[str, Path]]:
+    """(subject_id, path) of every .npy/.csv/.tsv file directly in `input_dir`, sorted by file name."""
+    input_dir = Path(input_dir)
+    if not input_dir.is_dir():
+        raise FileNotFoundError(f"input_dir: {input_dir} is not a directory")
+    files = sorted(p for p in input_dir.iterdir() if p.is_file() and p.suffix.lower() in SERIES_SUFFIXES)
+    if not files:
+        raise ValueError(f"input_dir: expected {'/'.join(SERIES_SUFFIXES)} files in {input_dir}, found none")
+    pairs = [(subject_from_filename(p, subject_regex), p) for p in files]
+    seen: dict[str, Path] = {}
+    for subject, path in pairs:
+        if subject in seen:
+            raise ValueError(f"input_dir: expected one file per subject, got {seen[subject].name} and {path.name} for {subject!r}")
+        seen[subject] = path
+    return pairs
+
+
+def read_labels(labels: Any, subject_column: str = SUBJECT_COLUMN, label_columns: list[str] | None = None):
+    """Labels table (CSV/TSV path or pandas DataFrame) indexed by subject ID as strings."""
+    import pandas as pd
+
+    if isinstance(labels, pd.DataFrame):
+        table = labels.copy()
+    else:
+        path = Path(labels)
+        if not path.is_file():
+            raise FileNotFoundError(f"labels: {path} does not exist")
+        table = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", dtype={subject_column: str})
+    if subject_column not in table.columns:
+        raise ValueError(f"subject_column: expected a column {subject_column!r} in the labels table, got columns {list(table.columns)}")
+    table[subject_column] = table[subject_column].astype(str)
+    duplicated = table[subject_column][table[subject_column].duplicated()].unique()
+    if len(duplicated):
+        raise ValueError(f"labels: expected one row per subject, got repeated subjects {list(duplicated[:10])}")
+    if label_columns is None:
+        label_columns = [c for c in table.columns if c != subject_column]
+    missing = [c for c in label_columns if c not in table.columns]
+    if missing:
+        raise ValueError(f"label_columns: expected columns of the labels table {list(table.columns)}, got unknown {missing}")
+    reserved = [c for c in label_columns if c in (FMRI_COLUMN, SUBJECT_COLUMN)]
+    if reserved:
+        raise ValueError(f"label_columns: {reserved} collide with the dataset's own columns {FMRI_COLUMN!r}/{SUBJECT_COLUMN!r}")
+    return table.set_index(subject_column)[label_columns]
+
+
+def _label_features(table) -> dict:
+    from datasets import Value
+
+    features = {}
+    for name in table.columns:
+        dtype = table[name].dtype
+        if dtype.kind in "iub":
+            features[name] = Value("int64")
+        elif dtype.kind == "f":
+            features[name] = Value("float32")
+        else:
+            features[name] = Value("string")
+    return features
+
+
+# ---------------------------------------------------------------------------------------- arrow
+def fmri_features(num_rois: int, num_timepoints: int, label_features: dict | None = None):
+    """`datasets.Features` with `subject_id`, `fmri` (Array2D (R, T) float32) and the label columns."""
+    from datasets import Array2D, Features, Value
+
+    return Features(
+        {
+            SUBJECT_COLUMN: Value("string"),
+            FMRI_COLUMN: Array2D(shape=(num_rois, num_timepoints), dtype="float32"),
+            **(label_features or {}),
+        }
+    )
+
+
+def arrow_table(subject_ids: list, fmri: np.ndarray, labels: dict, features):
+    """pyarrow Table of a (N, R, T) block with the given features, built without per-row conversion."""
+    import pyarrow as pa
+    from datasets.features.features import Array2DExtensionType, numpy_to_pyarrow_listarray
+
+    fmri = np.ascontiguousarray(fmri, dtype=np.float32)
+    storage = numpy_to_pyarrow_listarray(fmri)
+    columns = {
+        SUBJECT_COLUMN: pa.array([str(s) for s in subject_ids], type=pa.string()),
+        FMRI_COLUMN: pa.ExtensionArray.from_storage(Array2DExtensionType(fmri.shape[1:], "float32"), storage),
+    }
+    for name, values in labels.items():
+        columns[name] = pa.array(list(values) if features[name].dtype == "string" else np.asarray(values)).cast(
+            features[name].pa_type
+        )
+    return pa.table({name: columns[name] for name in features})
+
+
+def dataset_from_arrays(subject_ids: list, fmri: np.ndarray, labels: dict | None = None, features=None):
+    """In-memory `datasets.Dataset` from a (N, R, T) array, subject IDs and label lists."""
+    from datasets import Dataset, DatasetInfo, Value
+    from datasets.table import InMemoryTable
+
+    labels = labels or {}
+    if features is None:
+        label_features = {
+            name: Value("int64" if np.issubdtype(np.asarray(v).dtype, np.integer) else "float32")
+            for name, v in labels.items()
+        }
+        features = fmri_features(fmri.shape[1], fmri.shape[2], label_features)
+    table = arrow_table(subject_ids, fmri, labels, features)
+    return Dataset(InMemoryTable(table), info=DatasetInfo(features=features))
+
+
+def write_dataset(
+    rows: Iterable[dict],
+    output_dir: str | os.PathLike,
+    features,
+    overwrite: bool = False,
+    writer_batch_size: int = DEFAULT_WRITER_BATCH_SIZE,
+    max_shard_bytes: int = DEFAULT_SHARD_BYTES,
+    before_commit: Callable[[Path], None] | None = None,
+) -> Path:
+    """
+    Streams `rows` (dicts with the feature columns, `fmri` a (R, T) array) into a dataset folder that
+    `datasets.load_from_disk` reads. At most `writer_batch_size` rows are held in memory. Everything
+    is written to a temporary folder beside `output_dir` and renamed into place at the end, so a
+    failure leaves nothing behind. `before_commit(temp_folder)` may add files (e.g. gradient.csv)
+    just before the rename.
+    """
+    from datasets import DatasetInfo
+    from datasets.arrow_writer import ArrowWriter
+
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not overwrite:
+        raise FileExistsError(f"output_dir: {output_dir} already exists; pass overwrite=True to replace it")
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    temp_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
+    label_names = [name for name in features if name not in (SUBJECT_COLUMN, FMRI_COLUMN)]
+    shape = features[FMRI_COLUMN].shape
+    shards: list[str] = []
+    writer, shard_bytes, total = None, 0, 0
+
+    def flush(block: list[dict]):
+        nonlocal writer, shard_bytes
+        if not block:
+            return
+        if writer is None or shard_bytes >= max_shard_bytes:
+            if writer is not None:
+                writer.finalize()
+                writer.close()
+            shards.append(f"shard-{len(shards):05d}.arrow")
+            writer = ArrowWriter(features=features, path=str(temp_dir / shards[-1]))
+            shard_bytes = 0
+        table = arrow_table(
+            [row[SUBJECT_COLUMN] for row in block],
+            np.stack([row[FMRI_COLUMN] for row in block]),
+            {name: [row[name] for row in block] for name in label_names},
+            features,
+        )
+        writer.write_table(table)
+        shard_bytes += table.nbytes
+
+    try:
+        block: list[dict] = []
+        for row in rows:
+            if tuple(np.shape(row[FMRI_COLUMN])) != tuple(shape):
+                raise ValueError(
+                    f"{row.get(SUBJECT_COLUMN, 'row')}: expected fmri of shape {tuple(shape)} like the first subject, "
+                    f"got {tuple(np.shape(row[FMRI_COLUMN]))}"
+                )
+            block.append(row)
+            total += 1
+            if len(block) >= writer_batch_size:
+                flush(block)
+                block = []
+        flush(block)
+        if writer is None:
+            raise ValueError("rows: expected at least one subject, got none")
+        writer.finalize()
+        writer.close()
+        writer = None
+        names = [f"data-{i:05d}-of-{len(shards):05d}.arrow" for i in range(len(shards))]
+        for old, new in zip(shards, names):
+            (temp_dir / old).rename(temp_dir / new)
+        _write_dataset_metadata(temp_dir, names, DatasetInfo(features=features))
+        if before_commit is not None:
+            before_commit(temp_dir)
+        if output_dir.exists():
+            trash = output_dir.with_name(f".{output_dir.name}.old-{uuid.uuid4().hex[:8]}")
+            output_dir.rename(trash)
+            temp_dir.rename(output_dir)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            temp_dir.rename(output_dir)
+    except BaseException:
+        if writer is not None:
+            try:
+                writer.close()
+            except Exception:
+                pass
+        shutil.rmtree(temp_dir, ignore_errors=True)
+        raise
+    return output_dir
+
+
+def _write_dataset_metadata(folder: Path, data_files: list[str], info) -> None:
+    """state.json and dataset_info.json in the layout of `Dataset.save_to_disk`."""
+    from dataclasses import asdict
+
+    state = {
+        "_data_files": [{"filename": name} for name in data_files],
+        "_fingerprint": uuid.uuid4().hex[:16],
+        "_format_columns": None,
+        "_format_kwargs": {},
+        "_format_type": None,
+        "_output_all_columns": False,
+        "_split": None,
+    }
+    (folder / "state.json").write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
+    info_dict = asdict(info)
+    (folder / "dataset_info.json").write_text(
+        json.dumps({key: info_dict[key] for key in sorted(info_dict)}, indent=2), encoding="utf-8"
+    )
+
+
+def build_dataset(
+    input_dir: str | os.PathLike,
+    labels: Any = None,
+    subject_column: str = SUBJECT_COLUMN,
+    output_dir: str | os.PathLike | None = None,
+    label_columns: list[str] | None = None,
+    time_axis: int = -1,
+    num_rois: int | None = None,
+    num_timepoints: int | None = None,
+    subject_regex: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    writer_batch_size: int = DEFAULT_WRITER_BATCH_SIZE,
+    gradient: Any = None,
+    compute_gradient: bool = False,
+    gradient_components: int = 30,
+    gradient_sparsity: float = 0.9,
+):
+    """
+    Builds an Arrow dataset from a folder of per-subject series files (.npy, .csv, .tsv) and an
+    optional labels table, streaming subjects to disk so memory stays flat.
+
+    Args:
+        input_dir: folder with one file per subject; the subject ID is the file name without suffix
+            (or the first group of `subject_regex`).
+        labels: CSV/TSV path or DataFrame with a `subject_column`; every subject with a file must
+            have a row (rows without a file are ignored). None builds an unlabelled dataset.
+        output_dir: where to save (`datasets.load_from_disk` format); None keeps it in a temporary
+            folder and only returns the dataset.
+        label_columns: label columns to keep (default: all but the subject column).
+        time_axis: -1 when rows of the files are ROIs, 0 when rows are time points.
+        num_rois: expected ROI count (checked for every file when given).
+        num_timepoints: crop every series to its first `num_timepoints` volumes (they must all be
+            at least that long); without it, all files must have the same length.
+        gradient: (R, G) array or gradient CSV to store as `gradient.csv` in the dataset folder
+            (pretraining picks it up from there).
+        compute_gradient: instead, compute `gradient.csv` from the group FC of the subjects being
+            written (brainspace, `gradient_components` components, `gradient_sparsity`), in the same
+            streaming pass.
+
+    Returns:
+        The dataset, memory-mapped from `output_dir`.
+    """
+    from datasets import load_from_disk
+
+    files = list_series_files(input_dir, subject_regex)
+    table = None
+    label_features: dict = {}
+    if labels is not None:
+        table = read_labels(labels, subject_column, label_columns)
+        missing = [subject for subject, _ in files if subject not in table.index]
+        if missing:
+            raise ValueError(
+                f"labels: expected a row for every subject with a file, got {len(missing)} missing "
+                f"({missing[:10]}{' ...' if len(missing) > 10 else ''}) in column {subject_column!r}"
+            )
+        label_features = _label_features(table)
+    if num_timepoints is not None and (isinstance(num_timepoints, bool) or int(num_timepoints) < 1):
+        raise ValueError(f"num_timepoints: expected a positive integer, got {num_timepoints!r}")
+
+    first = read_series(files[0][1], time_axis)
+    rois = first.shape[0]
+    if num_rois is not None and rois != num_rois:
+        raise ValueError(
+            f"series file {files[0][1]}: expected {num_rois} ROIs (time_axis={time_axis}), got shape {first.shape}"
+            + (f"; the other axis has {num_rois} entries: pass time_axis={0 if time_axis in (1, -1) else -1}"
+               if first.shape[1] == num_rois else "")
+        )
+    length = num_timepoints or first.shape[1]
+    features = fmri_features(rois, length, label_features)
+    from .gradients import GroupConnectivity, compute_gradients, load_gradient_csv, save_gradient_csv
+
+    if gradient is not None and compute_gradient:
+        raise ValueError("gradient, compute_gradient: expected at most one, got both")
+    if gradient is not None:
+        gradient = (load_gradient_csv(gradient, num_rois=rois) if isinstance(gradient, (str, os.PathLike))
+                    else np.asarray(gradient, dtype=np.float64))
+        if gradient.ndim != 2 or gradient.shape[0] != rois:
+            raise ValueError(f"gradient: expected shape ({rois}, gradient_dim), one row per ROI, got {gradient.shape}")
+    group = GroupConnectivity() if compute_gradient else None
+
+    def add_gradient(folder: Path) -> None:
+        values = gradient if group is None else compute_gradients(group.result(), n_components=gradient_components,
+                                                                  sparsity=gradient_sparsity)
+        if values is not None:
+            save_gradient_csv(folder / "gradient.csv", values)
+
+    def rows() -> Iterator[dict]:
+        from tqdm.auto import tqdm
+
+        for subject, path in tqdm(files, desc="build dataset", unit="subject", disable=not progress):
+            series = first if path == files[0][1] else read_series(path, time_axis)
+            if series.shape[0] != rois:
+                raise ValueError(f"series file {path}: expected {rois} ROIs like {files[0][1].name}, got shape {series.shape}")
+            if num_timepoints is None and series.shape[1] != length:
+                raise ValueError(
+                    f"series file {path}: expected {length} time points like {files[0][1].name}, got {series.shape[1]}; "
+                    f"pass num_timepoints=<n> to crop every series to its first n volumes"
+                )
+            if series.shape[1] < length:
+                raise ValueError(f"series file {path}: expected at least num_timepoints={length} volumes, got {series.shape[1]}")
+            row = {SUBJECT_COLUMN: subject, FMRI_COLUMN: series[:, :length]}
+            if group is not None:
+                group.add(row[FMRI_COLUMN], f"series file {path}")
+            if table is not None:
+                for name in table.columns:
+                    row[name] = table.at[subject, name]
+            yield row
+
+    if output_dir is None:
+        output_dir = Path(tempfile.mkdtemp(prefix="brain-jepa-dataset-")) / "dataset"
+    path = write_dataset(rows(), output_dir, features, overwrite=overwrite, writer_batch_size=writer_batch_size,
+                         before_commit=add_gradient)
+    return load_from_disk(str(path))
+
+
+# ---------------------------------------------------------------------------------------- model inputs
+class FeatureExtractorTransform:
+    """Batch transform: `fmri` -> `fmri_values` (B, 1, R, num_frames) with a feature extractor;
+    other columns pass through (numeric ones as arrays/tensors), `label_column` is also copied to `labels`."""
+
+    def __init__(self, feature_extractor, training=False, seed=None, fmri_column=FMRI_COLUMN, time_axis=-1,
+                 label_column=None, return_tensors="pt"):
+        self.feature_extractor = feature_extractor
+        self.training = training
+        self.seed = seed
+        self.fmri_column = fmri_column
+        self.time_axis = time_axis
+        self.label_column = label_column
+        self.return_tensors = return_tensors
+        self._rng = None
+        self._worker = None
+
+    def _generator(self):
+        if not self.training:
+            return None
+        worker = None
+        try:
+            import torch.utils.data
+
+            info = torch.utils.data.get_worker_info()
+            worker = None if info is None else info.id
+        except ImportError:
+            pass
+        if self._rng is None or worker != self._worker:  # each DataLoader worker gets its own stream
+            self._worker = worker
+            seed = self.seed if worker is None or self.seed is None else [self.seed, worker]
+            self._rng = np.random.default_rng(seed)
+        return self._rng
+
+    def __call__(self, batch: dict) -> dict:
+        if self.fmri_column not in batch:
+            raise ValueError(f"fmri_column: expected a column {self.fmri_column!r}, got columns {sorted(batch)}")
+        series = batch[self.fmri_column]
+        if not isinstance(series, np.ndarray):
+            series = [np.asarray(item, dtype=np.float32) for item in series]
+        features = self.feature_extractor(
+            series, time_axis=self.time_axis, training=self.training, seed=self._generator(),
+            return_tensors=self.return_tensors,
+        )
+        output = {"fmri_values": features["fmri_values"]}
+        for name, values in batch.items():
+            if name == self.fmri_column:
+                continue
+            output[name] = self._column(values)
+        if self.label_column is not None:
+            if self.label_column not in batch:
+                raise ValueError(f"label_column: expected a column {self.label_column!r}, got columns {sorted(batch)}")
+            output["labels"] = output[self.label_column]
+        return output
+
+    def _column(self, values):
+        array = np.asarray(values)
+        if self.return_tensors != "pt" or array.dtype.kind not in "iufb":
+            return values if array.dtype.kind not in "iufb" else array
+        import torch
+
+        return torch.from_numpy(array.astype(np.float32 if array.dtype.kind == "f" else np.int64))
+
+
+def _register_numpy_transform_format() -> str | None:
+    """Registers a datasets format that hands the transform numpy arrays instead of nested lists
+    (~50x faster for (450, 490) series). Returns its name, or None if this datasets version lacks the hook."""
+    try:
+        from datasets.formatting import NumpyFormatter, _register_formatter
+    except ImportError:
+        return None
+
+    class NumpyTransformFormatter(NumpyFormatter):
+        def __init__(self, transform: Callable | None = None, **kwargs):
+            super().__init__(**kwargs)
+            self.transform = transform
+
+        def format_batch(self, pa_table):
+            return self.transform(super().format_batch(pa_table))
+
+        def format_row(self, pa_table):
+            return {key: value[0] for key, value in self.format_batch(pa_table).items()}
+
+    _register_formatter(NumpyTransformFormatter, "brain_jepa_numpy_transform")
+    return "brain_jepa_numpy_transform"
+
+
+_NUMPY_TRANSFORM_FORMAT = _register_numpy_transform_format()
+
+
+def apply_feature_extractor(
+    dataset,
+    feature_extractor,
+    training: bool = False,
+    seed: int | None = None,
+    fmri_column: str = FMRI_COLUMN,
+    time_axis: int = -1,
+    label_column: str | None = None,
+    return_tensors: str = "pt",
+):
+    """
+    A view of `dataset` whose examples carry `fmri_values` (1, R, num_frames) made on the fly by
+    `feature_extractor` (like `Dataset.with_transform`), plus the other columns; `label_column`,
+    when given, is also exposed as `labels`. Training mode draws a new random clip at every access
+    (reproducible with `seed`, per DataLoader worker). With `transformers.Trainer`, pass
+    `remove_unused_columns=False` so the raw `fmri` column reaches the transform.
+    """
+    transform = FeatureExtractorTransform(
+        feature_extractor, training=training, seed=seed, fmri_column=fmri_column, time_axis=time_axis,
+        label_column=label_column, return_tensors=return_tensors,
+    )
+    if fmri_column not in dataset.column_names:
+        raise ValueError(f"fmri_column: expected a column {fmri_column!r}, got columns {dataset.column_names}")
+    if _NUMPY_TRANSFORM_FORMAT is not None:
+        return dataset.with_format(_NUMPY_TRANSFORM_FORMAT, transform=transform)
+    return dataset.with_transform(transform)
+
+
+__all__ = [
+    "SERIES_SUFFIXES",
+    "read_series",
+    "subject_from_filename",
+    "list_series_files",
+    "read_labels",
+    "fmri_features",
+    "arrow_table",
+    "dataset_from_arrays",
+    "write_dataset",
+    "build_dataset",
+    "FeatureExtractorTransform",
+    "apply_feature_extractor",
+]
