@@ -10,13 +10,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import tempfile
 import uuid
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
+
+from .atomic_io import atomic_output_dir
 
 SERIES_SUFFIXES = (".npy", ".csv", ".tsv")
 FMRI_COLUMN = "fmri"
@@ -215,75 +216,60 @@ def write_dataset(
     from datasets.arrow_writer import ArrowWriter
 
     output_dir = Path(output_dir)
-    if output_dir.exists() and not overwrite:
-        raise FileExistsError(f"output_dir: {output_dir} already exists; pass overwrite=True to replace it")
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    temp_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
-    label_names = [name for name in features if name not in (SUBJECT_COLUMN, FMRI_COLUMN)]
-    shape = features[FMRI_COLUMN].shape
-    shards: list[str] = []
-    writer, shard_bytes, total = None, 0, 0
+    with atomic_output_dir(output_dir, overwrite) as temp_dir:
+        label_names = [name for name in features if name not in (SUBJECT_COLUMN, FMRI_COLUMN)]
+        shape = features[FMRI_COLUMN].shape
+        shards: list[str] = []
+        writer, shard_bytes, total = None, 0, 0
 
-    def flush(block: list[dict]):
-        nonlocal writer, shard_bytes
-        if not block:
-            return
-        if writer is None or shard_bytes >= max_shard_bytes:
+        def flush(block: list[dict]):
+            nonlocal writer, shard_bytes
+            if not block:
+                return
+            if writer is None or shard_bytes >= max_shard_bytes:
+                if writer is not None:
+                    writer.finalize()
+                    writer.close()
+                shards.append(f"shard-{len(shards):05d}.arrow")
+                writer = ArrowWriter(features=features, path=str(temp_dir / shards[-1]))
+                shard_bytes = 0
+            table = arrow_table(
+                [row[SUBJECT_COLUMN] for row in block],
+                np.stack([row[FMRI_COLUMN] for row in block]),
+                {name: [row[name] for row in block] for name in label_names},
+                features,
+            )
+            writer.write_table(table)
+            shard_bytes += table.nbytes
+
+        try:
+            block: list[dict] = []
+            for row in rows:
+                if tuple(np.shape(row[FMRI_COLUMN])) != tuple(shape):
+                    raise ValueError(
+                        f"{row.get(SUBJECT_COLUMN, 'row')}: expected fmri of shape {tuple(shape)} like the first subject, "
+                        f"got {tuple(np.shape(row[FMRI_COLUMN]))}"
+                    )
+                block.append(row)
+                total += 1
+                if len(block) >= writer_batch_size:
+                    flush(block)
+                    block = []
+            flush(block)
+            if writer is None:
+                raise ValueError("rows: expected at least one subject, got none")
+            writer.finalize()
+            writer.close()
+            writer = None
+            names = [f"data-{i:05d}-of-{len(shards):05d}.arrow" for i in range(len(shards))]
+            for old, new in zip(shards, names):
+                (temp_dir / old).rename(temp_dir / new)
+            _write_dataset_metadata(temp_dir, names, DatasetInfo(features=features))
+            if before_commit is not None:
+                before_commit(temp_dir)
+        finally:
             if writer is not None:
-                writer.finalize()
                 writer.close()
-            shards.append(f"shard-{len(shards):05d}.arrow")
-            writer = ArrowWriter(features=features, path=str(temp_dir / shards[-1]))
-            shard_bytes = 0
-        table = arrow_table(
-            [row[SUBJECT_COLUMN] for row in block],
-            np.stack([row[FMRI_COLUMN] for row in block]),
-            {name: [row[name] for row in block] for name in label_names},
-            features,
-        )
-        writer.write_table(table)
-        shard_bytes += table.nbytes
-
-    try:
-        block: list[dict] = []
-        for row in rows:
-            if tuple(np.shape(row[FMRI_COLUMN])) != tuple(shape):
-                raise ValueError(
-                    f"{row.get(SUBJECT_COLUMN, 'row')}: expected fmri of shape {tuple(shape)} like the first subject, "
-                    f"got {tuple(np.shape(row[FMRI_COLUMN]))}"
-                )
-            block.append(row)
-            total += 1
-            if len(block) >= writer_batch_size:
-                flush(block)
-                block = []
-        flush(block)
-        if writer is None:
-            raise ValueError("rows: expected at least one subject, got none")
-        writer.finalize()
-        writer.close()
-        writer = None
-        names = [f"data-{i:05d}-of-{len(shards):05d}.arrow" for i in range(len(shards))]
-        for old, new in zip(shards, names):
-            (temp_dir / old).rename(temp_dir / new)
-        _write_dataset_metadata(temp_dir, names, DatasetInfo(features=features))
-        if before_commit is not None:
-            before_commit(temp_dir)
-        if output_dir.exists():
-            trash = output_dir.with_name(f".{output_dir.name}.old-{uuid.uuid4().hex[:8]}")
-            output_dir.rename(trash)
-            temp_dir.rename(output_dir)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            temp_dir.rename(output_dir)
-    except BaseException:
-        if writer is not None:
-            try:
-                writer.close()
-            except Exception:
-                pass
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        raise
     return output_dir
 
 

@@ -8,13 +8,13 @@ complete, so a failure never leaves a half-written folder.
 from __future__ import annotations
 
 import ast
-import contextlib
 import json
 import re
-import shutil
 import sys
 import tempfile
 from pathlib import Path
+
+from .atomic_io import atomic_output_dir, check_output_dir
 
 REMOTE_CODE_MODULES = {"transformers", "torch", "numpy"}
 # Every Auto class a Brain-JEPA repository can be loaded with through remote code, whichever head was saved:
@@ -26,37 +26,6 @@ AUTO_MAP = {
     "AutoModelForSequenceClassification": "modeling_brain_jepa.BrainJepaForSequenceClassification",
 }
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
-
-
-def check_output_dir(output_dir: str | Path, overwrite: bool) -> Path:
-    """Refuse an existing target unless `overwrite`; never accept a file in its place."""
-    output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise FileExistsError(f"output_dir: {output_dir} exists and is not a folder")
-    if output_dir.exists() and not overwrite:
-        raise FileExistsError(f"output_dir: {output_dir} already exists; pass overwrite=True (--overwrite) to replace it")
-    return output_dir
-
-
-@contextlib.contextmanager
-def atomic_output_dir(output_dir: str | Path, overwrite: bool = False):
-    """Yield a temporary folder beside `output_dir`; move it into place only if the block succeeds."""
-    output_dir = check_output_dir(output_dir, overwrite).resolve()
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
-    try:
-        yield staging
-        check_output_dir(output_dir, overwrite)  # it may have appeared meanwhile
-        if output_dir.exists():
-            backup = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old-", dir=output_dir.parent))
-            output_dir.rename(backup / output_dir.name)
-            staging.rename(output_dir)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            staging.rename(output_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
 
 
 def prepare_hub_folder(

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+
+from .atomic_io import atomic_output_dir
 
 NIFTI_SUFFIX = re.compile(r"\.nii(\.gz)?$")
 
@@ -179,25 +179,11 @@ def parcellate_files(
     if repeated:
         raise ValueError(f"images: expected one image per subject name, got repeated {repeated}")
     output_dir = Path(output_dir)
-    if output_dir.exists() and not overwrite:
-        raise FileExistsError(f"output_dir: {output_dir} already exists; pass overwrite=True to replace it")
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    temp_dir = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
-    try:
+    with atomic_output_dir(output_dir, overwrite) as temp_dir:
         for i, (subject, image) in enumerate(tqdm(list(zip(subjects, images)), desc="parcellate", unit="scan",
                                                   disable=not progress)):
             series = parcellate(image, atlases, confounds=None if confounds is None else confounds[i], **kwargs)
             np.save(temp_dir / f"{subject}.npy", series)
-        if output_dir.exists():
-            trash = output_dir.with_name(f".{output_dir.name}.old-{temp_dir.name[-8:]}")
-            output_dir.rename(trash)
-            temp_dir.rename(output_dir)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            temp_dir.rename(output_dir)
-    except BaseException:
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        raise
     return [output_dir / f"{s}.npy" for s in subjects]
 
 
