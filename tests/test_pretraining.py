@@ -138,3 +138,22 @@ def test_two_process_accelerate_launch_keeps_replicas_identical(tmp_path):
     assert len(summary["replica_digests"]) == 2 and len(set(summary["replica_digests"])) == 1
     # The ranks split each epoch: 12 subjects / (2 ranks x 4) = 1 full batch per rank per epoch.
     assert summary["epochs_started"] == 3
+
+
+def test_push_to_hub_uploads_the_final_model_over_http(tmp_path):
+    from hub_server import LoopbackHub
+    from test_hub import hub_env
+
+    out = tmp_path / "pushed"
+    with LoopbackHub(user="tester") as hub:
+        env = hub_env(hub, tmp_path / "hf-home")
+        env["OMP_NUM_THREADS"] = "1"
+        command = [sys.executable, "-m", "brain_jepa_hf", "pretrain", *FAST, "--max_steps", "2", "--output_dir", str(out),
+                   "--push_to_hub", "--hub_model_id", "tester/brain-jepa-example"]
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+        assert result.returncode == 0, result.stderr[-3000:]
+        files = hub.files("tester/brain-jepa-example")
+    assert {"config.json", "model.safetensors", "preprocessor_config.json", "modeling_brain_jepa.py", "README.md"} <= set(files)
+    assert not any(name.startswith("checkpoints/") or name.endswith(".jsonl") for name in files)
+    assert files["model.safetensors"] == (out / "model.safetensors").read_bytes()
+    assert json.loads(files["config.json"])["architectures"] == ["BrainJepaForPreTraining"]
