@@ -14,7 +14,13 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .configuration_brain_jepa import BrainJepaConfig
 
-TEMPLATE_PATH = Path(__file__).resolve().parents[1] / "model_cards" / "brain-jepa.md"
+# In the source tree the template is the top-level model_cards/; an installed wheel carries it as
+# the data package brain_jepa_hf/model_cards/ (see pyproject.toml).
+TEMPLATE_PATH = next(
+    (path for path in (Path(__file__).resolve().parent / "model_cards" / "brain-jepa.md",
+                       Path(__file__).resolve().parents[1] / "model_cards" / "brain-jepa.md") if path.is_file()),
+    Path(__file__).resolve().parents[1] / "model_cards" / "brain-jepa.md",
+)
 PAPER_URL = "https://arxiv.org/abs/2409.19407"
 PAPER_SOURCE = "Brain-JEPA (Dong, Li et al., NeurIPS 2024), reported results"
 ORIGINAL_REPOSITORY = "https://github.com/Eric-LRL/Brain-JEPA"

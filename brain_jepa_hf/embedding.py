@@ -1,0 +1,243 @@
+"""Embeddings of a whole dataset with a Brain-JEPA encoder: pooled (N, D) or per-token (N, R*Tp, D),
+written to .npy or Parquet, batched, with a progress bar, and resumable for large cohorts.
+
+Work in progress lives in `<output>.partial/` beside the target: one file per finished chunk of rows
+plus `meta.json`. Running the same command again skips finished chunks; the target file appears
+(atomically, by rename) only when every row is done, and the partial folder is then removed.
+Evaluation is deterministic: encoder in eval mode, centre clip of every series.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+POOLINGS = ("mean", "tokens")
+FORMATS = {".npy": "npy", ".parquet": "parquet"}
+
+
+def load_encoder(name_or_path, revision: str | None = None, device: str | torch.device = "cpu"):
+    """The encoder (`BrainJepaModel`) of any Brain-JEPA folder / Hub id: a pretraining folder yields its
+    EMA target encoder, a fine-tuned classifier its encoder. A model instance is returned as is."""
+    from .modeling_brain_jepa import BrainJepaForSequenceClassification, BrainJepaModel
+
+    if isinstance(name_or_path, BrainJepaForSequenceClassification):
+        model = name_or_path.brain_jepa
+    elif isinstance(name_or_path, torch.nn.Module):
+        model = getattr(name_or_path, "brain_jepa", name_or_path)
+    else:
+        model = BrainJepaModel.from_pretrained(str(name_or_path), revision=revision)
+    return model.to(device).eval()
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    """Short hash of the config and weights: a resumed run must use the same model."""
+    digest = hashlib.sha1(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().float().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+@torch.no_grad()
+def iter_embeddings(
+    model, dataset, feature_extractor, pooling: str = "mean", batch_size: int = 16, fmri_column: str = "fmri",
+    start: int = 0, stop: int | None = None,
+) -> Iterator[np.ndarray]:
+    """Yield float32 embeddings of rows [start, stop) of `dataset`, one batch at a time."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling: expected one of {POOLINGS}, got {pooling!r}")
+    if fmri_column not in dataset.column_names:
+        raise ValueError(f"fmri_column: expected a column {fmri_column!r}, got columns {dataset.column_names}")
+    view = dataset.with_format("numpy", columns=[fmri_column])
+    stop = len(dataset) if stop is None else stop
+    device = next(model.parameters()).device
+    gradient = getattr(feature_extractor, "gradient", None)
+    gradient = None if gradient is None else torch.as_tensor(gradient, device=device)
+    for first in range(start, stop, batch_size):
+        series = view[first : min(first + batch_size, stop)][fmri_column]
+        features = feature_extractor(series, time_axis=-1, training=False, return_tensors="pt")
+        output = model(features["fmri_values"].to(device), gradient=gradient)
+        values = output.pooler_output if pooling == "mean" else output.last_hidden_state
+        yield values.float().cpu().numpy()
+
+
+def compute_embeddings(model, dataset, feature_extractor, pooling: str = "mean", batch_size: int = 16,
+                       fmri_column: str = "fmri", progress: bool = True) -> np.ndarray:
+    """All embeddings in memory: (N, D) for "mean", (N, R*Tp, D) for "tokens"."""
+    from tqdm.auto import tqdm
+
+    batches = []
+    with tqdm(total=len(dataset), desc="embedding", unit="sample", disable=not progress) as bar:
+        for batch in iter_embeddings(model, dataset, feature_extractor, pooling, batch_size, fmri_column):
+            batches.append(batch)
+            bar.update(len(batch))
+    return np.concatenate(batches)
+
+
+def _check_model_fits(model, feature_extractor, dataset, fmri_column: str) -> None:
+    config = model.config
+    if feature_extractor.num_rois != config.num_rois or feature_extractor.num_frames != config.num_frames:
+        raise ValueError(
+            f"feature_extractor: produces ({feature_extractor.num_rois} ROIs, {feature_extractor.num_frames} frames) "
+            f"but the model expects num_rois={config.num_rois}, num_frames={config.num_frames}"
+        )
+    if fmri_column not in dataset.column_names:
+        raise ValueError(f"fmri_column: expected a column {fmri_column!r}, got columns {dataset.column_names}")
+    if len(dataset) == 0:
+        raise ValueError("dataset: expected at least one row to embed, got 0")
+    shape = getattr(dataset.features[fmri_column], "shape", None)
+    if shape is not None and shape[0] is not None and shape[0] != config.num_rois:
+        raise ValueError(
+            f"{fmri_column}: the dataset has {shape[0]} ROIs per series but the model expects num_rois={config.num_rois}"
+        )
+
+
+def _write_atomic(path: Path, write) -> None:
+    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(temporary)
+        os.replace(temporary, path)
+    finally:
+        if temporary.exists():
+            temporary.unlink()
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:
+        np.save(handle, array)
+
+
+def embed(
+    model,
+    dataset,
+    output: str | os.PathLike,
+    feature_extractor=None,
+    pooling: str = "mean",
+    batch_size: int = 16,
+    chunk_size: int = 256,
+    fmri_column: str = "fmri",
+    id_column: str | None = "subject_id",
+    overwrite: bool = False,
+    progress: bool = True,
+    max_chunks: int | None = None,
+) -> Path | None:
+    """
+    Embed every row of `dataset` (columns `fmri` (R, T) and optionally `subject_id`) into `output`:
+    a `.npy` array ((N, D) for pooling="mean", (N, R*Tp, D) for "tokens"), or a `.parquet` table with
+    `id_column` and an `embedding` column (list of D floats, or of R*Tp lists of D floats).
+    Finished chunks of `chunk_size` rows are kept in `<output>.partial/`, so an interrupted run resumes
+    where it stopped; `max_chunks` stops after that many new chunks (returns None: not finished yet).
+    `model` is a BrainJepa model or a folder / Hub id; `feature_extractor` defaults to the folder's.
+    """
+    from tqdm.auto import tqdm
+
+    output = Path(output)
+    if output.suffix not in FORMATS:
+        raise ValueError(f"output: expected a file name ending in {sorted(FORMATS)}, got {str(output)!r}")
+    if output.exists() and not overwrite:
+        raise FileExistsError(f"output: {output} already exists; pass overwrite=True (--overwrite) to replace it")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling: expected one of {POOLINGS}, got {pooling!r}")
+    for name, value in (("batch_size", batch_size), ("chunk_size", chunk_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    if feature_extractor is None:
+        if isinstance(model, torch.nn.Module):
+            raise ValueError("feature_extractor: expected a BrainJepaFeatureExtractor when model is an instance, got None")
+        from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
+
+        feature_extractor = BrainJepaFeatureExtractor.from_pretrained(str(model))
+    encoder = load_encoder(model)
+    _check_model_fits(encoder, feature_extractor, dataset, fmri_column)
+    if id_column is not None and id_column not in dataset.column_names:
+        id_column = None
+
+    partial = output.with_name(output.name + ".partial")
+    meta = {
+        "model": model_fingerprint(encoder),
+        "feature_extractor": hashlib.sha1(feature_extractor.to_json_string().encode()).hexdigest()[:16],
+        "num_rows": len(dataset), "pooling": pooling, "chunk_size": chunk_size, "fmri_column": fmri_column,
+    }
+    meta_path = partial / "meta.json"
+    if partial.exists():
+        previous = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+        if previous != meta:
+            if not overwrite:
+                raise ValueError(
+                    f"output: {partial} holds a run with other settings {previous} than this one {meta}; "
+                    "pass overwrite=True (--overwrite) to start again"
+                )
+            shutil.rmtree(partial)
+    partial.mkdir(parents=True, exist_ok=True)
+    meta_path.write_text(json.dumps(meta, indent=2))
+
+    starts = list(range(0, len(dataset), chunk_size))
+    done = {start for start in starts if (partial / f"chunk-{start:010d}.npy").is_file()}
+    new_chunks = 0
+    with tqdm(total=len(dataset), initial=sum(min(chunk_size, len(dataset) - s) for s in done),
+              desc="embedding", unit="sample", disable=not progress) as bar:
+        for start in starts:
+            if start in done:
+                continue
+            if max_chunks is not None and new_chunks >= max_chunks:
+                return None
+            stop = min(start + chunk_size, len(dataset))
+            parts = []
+            for batch in iter_embeddings(encoder, dataset, feature_extractor, pooling, batch_size, fmri_column, start, stop):
+                parts.append(batch)
+                bar.update(len(batch))
+            chunk = np.concatenate(parts)
+            _write_atomic(partial / f"chunk-{start:010d}.npy", lambda path: _save_npy(path, chunk))
+            new_chunks += 1
+
+    embeddings = np.concatenate([np.load(partial / f"chunk-{start:010d}.npy") for start in starts])
+    if FORMATS[output.suffix] == "npy":
+        _write_atomic(output, lambda path: _save_npy(path, embeddings))
+    else:
+        ids = list(dataset[id_column]) if id_column is not None else None
+        _write_atomic(output, lambda path: _save_parquet(path, embeddings, ids, id_column, pooling))
+    shutil.rmtree(partial)
+    return output
+
+
+def _save_parquet(path: Path, embeddings: np.ndarray, ids, id_column: str | None, pooling: str) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    flat = pa.array(embeddings.reshape(-1), type=pa.float32())
+    column = pa.FixedSizeListArray.from_arrays(flat, embeddings.shape[-1])
+    if pooling == "tokens":
+        column = pa.FixedSizeListArray.from_arrays(column, embeddings.shape[1])
+    columns = {}
+    if ids is not None:
+        columns[id_column] = pa.array([str(i) for i in ids], type=pa.string())
+    columns["embedding"] = column
+    table = pa.table(columns)
+    table = table.replace_schema_metadata({"brain_jepa.pooling": pooling, "brain_jepa.shape": json.dumps(list(embeddings.shape))})
+    pq.write_table(table, path)
+
+
+def read_embeddings(path: str | os.PathLike) -> np.ndarray:
+    """Read back an `embed` output (.npy or .parquet) as a float32 array."""
+    path = Path(path)
+    if path.suffix == ".npy":
+        return np.load(path)
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    shape = json.loads(table.schema.metadata[b"brain_jepa.shape"])
+    column = table.column("embedding").combine_chunks()
+    while hasattr(column, "flatten") and not isinstance(column, __import__("pyarrow").FloatArray):
+        column = column.flatten()
+    return column.to_numpy(zero_copy_only=False).astype(np.float32).reshape(shape)
+
+
+__all__ = ["POOLINGS", "load_encoder", "iter_embeddings", "compute_embeddings", "embed", "read_embeddings", "model_fingerprint"]

@@ -1,0 +1,156 @@
+"""Linear probing of a frozen Brain-JEPA encoder.
+
+Two engines:
+- `BrainJepaLinearProbe`: the original's probe, trained with the fine-tuning Trainer pipeline
+  (`run_finetuning` with mode="linear_probe"): frozen encoder in eval mode, mean-pooled features ->
+  BatchNorm1d(affine=False) -> Linear. (The original used the LARS optimizer; we use AdamW without
+  weight decay on the head.)
+- `run_sklearn_probe`: the fast path. Pooled embeddings are extracted once (centre clip); a
+  standardised logistic regression (classes) or ridge regression (continuous targets) is fitted on
+  train + validation with its regularisation chosen by k-fold cross-validation, then scored on test.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from transformers.modeling_outputs import SequenceClassifierOutput
+
+from .metrics import task_metrics
+
+
+class BrainJepaLinearProbe(nn.Module):
+    """Frozen encoder -> mean over tokens -> BatchNorm1d(affine=False) -> Linear."""
+
+    def __init__(self, encoder, num_labels: int, problem_type: str):
+        super().__init__()
+        self.encoder = encoder.eval().requires_grad_(False)
+        self.problem_type = problem_type
+        self.num_labels = num_labels
+        hidden = encoder.config.hidden_size
+        self.norm = nn.BatchNorm1d(hidden, affine=False, eps=1e-6)
+        self.classifier = nn.Linear(hidden, num_labels)
+        nn.init.trunc_normal_(self.classifier.weight, std=0.01)
+        nn.init.zeros_(self.classifier.bias)
+
+    @property
+    def config(self):
+        return self.encoder.config
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.encoder.eval()  # frozen: no drop path / dropout in the features
+        return self
+
+    def describe(self) -> dict:
+        return {"probe": "BatchNorm1d(affine=False) + Linear", "num_labels": self.num_labels,
+                "problem_type": self.problem_type, "encoder": self.encoder.config.to_dict()}
+
+    def forward(self, fmri_values: torch.Tensor, gradient: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, **kwargs) -> SequenceClassifierOutput:
+        with torch.no_grad():
+            features = self.encoder(fmri_values, gradient=gradient).pooler_output
+        logits = self.classifier(self.norm(features))
+        loss = None
+        if labels is not None:
+            if self.problem_type == "regression":
+                loss = nn.functional.mse_loss(logits.float().reshape(-1), labels.float().reshape(-1))
+            elif self.problem_type == "single_label_classification":
+                loss = nn.functional.cross_entropy(logits.float(), labels.long().reshape(-1))
+            else:
+                loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def fit_sklearn_probe(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
+                      problem_type: str, cv: int = 5, seed: int = 0) -> tuple[np.ndarray, dict]:
+    """Fit a standardised ridge (regression) or multinomial logistic regression (classification) with
+    its regularisation strength chosen by `cv`-fold cross-validation (folds shuffled with `seed`);
+    returns (test outputs: predictions, or class log-probabilities as logits, and {"alpha" or "C"})."""
+    from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+    from sklearn.model_selection import KFold, StratifiedKFold
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if len(train_features) < cv:
+        raise ValueError(f"cv: expected at most {len(train_features)} folds for {len(train_features)} training samples, got {cv}")
+    if problem_type == "regression":
+        head = RidgeCV(alphas=np.logspace(-2, 5, 15), cv=KFold(cv, shuffle=True, random_state=seed))
+        pipeline = make_pipeline(StandardScaler(), head).fit(train_features, train_labels)
+        return pipeline.predict(test_features), {"alpha": float(head.alpha_)}
+    if problem_type != "single_label_classification":
+        raise ValueError(f"problem_type: the scikit-learn probe supports regression and single-label classification, got {problem_type!r}")
+    head = LogisticRegressionCV(Cs=np.logspace(-4, 2, 13), cv=StratifiedKFold(cv, shuffle=True, random_state=seed),
+                                scoring="neg_log_loss", max_iter=5000)
+    pipeline = make_pipeline(StandardScaler(), head).fit(train_features, train_labels)
+    probabilities = pipeline.predict_proba(test_features)
+    logits = np.full((len(test_features), int(train_labels.max()) + 1), -np.inf)
+    logits[:, head.classes_] = np.log(np.clip(probabilities, 1e-12, None))
+    logits[np.isinf(logits)] = np.log(1e-12)
+    return logits, {"C": float(np.atleast_1d(head.C_)[0])}
+
+
+def run_sklearn_probe(model_name_or_path, data_args, output_dir: str | None = None, seeds: int = 5, seed: int = 0,
+                      cv: int = 5, batch_size: int = 16, revision: str | None = None, overwrite: bool = False,
+                      progress: bool = True, model=None) -> dict:
+    """Fast linear probe: embeddings once, then `seeds` CV-tuned scikit-learn fits (the CV folds differ
+    per seed); metrics on the test split in original units. Writes results.json / results.md to
+    `output_dir` when given. `model` may be passed instead of loading `model_name_or_path`."""
+    from .embedding import compute_embeddings, load_encoder
+    from .finetuning import (
+        ModelArguments, check_data_matches_model, check_splits_not_empty, infer_label_info, load_feature_extractor,
+        load_splits, resolve_gradient, results_table, summarise,
+    )
+
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds: expected a positive integer, got {seeds!r}")
+    splits = load_splits(data_args)
+    check_splits_not_empty(splits)
+    info = infer_label_info(splits, data_args.label_column, data_args.problem_type)
+    if info.problem_type == "multi_label_classification":
+        raise ValueError("problem_type: the scikit-learn probe supports regression and single-label classification, got 'multi_label_classification'")
+    encoder = load_encoder(model if model is not None else model_name_or_path, revision=revision)
+    model_args = ModelArguments(model_name_or_path=None if model is not None else str(model_name_or_path))
+    extractor = load_feature_extractor(model_args, data_args, encoder.config, splits["train"])
+    check_data_matches_model(splits, encoder.config, extractor, data_args.fmri_column, str(model_name_or_path))
+    resolve_gradient(encoder, extractor, data_args)
+    features = {role: compute_embeddings(encoder, split, extractor, "mean", batch_size, data_args.fmri_column, progress)
+                for role, split in splits.items()}
+    labels = {role: np.asarray(split[data_args.label_column]) for role, split in splits.items()}
+    fit_features = np.concatenate([features["train"], features["validation"]])
+    fit_labels = np.concatenate([labels["train"], labels["validation"]])
+    if info.problem_type == "regression":
+        fit_labels = (fit_labels.astype(np.float64) - info.target_mean) / info.target_std
+        test_labels = (labels["test"].astype(np.float64) - info.target_mean) / info.target_std
+    else:
+        fit_labels, test_labels = fit_labels.astype(np.int64), labels["test"].astype(np.int64)
+    per_seed = []
+    for k in range(seeds):
+        outputs, chosen = fit_sklearn_probe(fit_features, fit_labels, features["test"], info.problem_type, cv, seed + k)
+        metrics = task_metrics(info.problem_type, outputs, test_labels, info.target_mean, info.target_std, info.num_labels)
+        per_seed.append({"seed": seed + k, "test": metrics, "hyperparameters": chosen})
+    results = {
+        "task": {"dataset": data_args.dataset, "label_column": data_args.label_column, "problem_type": info.problem_type,
+                 "num_samples": {role: len(split) for role, split in splits.items()}},
+        "model": {"model_name_or_path": None if model_name_or_path is None else str(model_name_or_path),
+                  "engine": "sklearn", "cv_folds": cv},
+        "per_seed": per_seed,
+        "test": summarise(per_seed, "test"),
+    }
+    if output_dir is not None:
+        from .hub import atomic_output_dir
+
+        with atomic_output_dir(output_dir, overwrite=overwrite) as staging:
+            (Path(staging) / "results.json").write_text(json.dumps(results, indent=2))
+            table = results_table([(f"{data_args.label_column} (linear probe, sklearn)", info.problem_type, results["test"])])
+            (Path(staging) / "results.md").write_text(
+                f"Test results over {seeds} seed(s), mean (std); metrics in original units.\n\n{table}"
+            )
+    return results
+
+
+__all__ = ["BrainJepaLinearProbe", "fit_sklearn_probe", "run_sklearn_probe"]
