@@ -35,6 +35,17 @@ def effective_rank(features: np.ndarray) -> float:
     return float(np.exp(-(p * np.log(p)).sum()))
 
 
+def input_features(split, extractor) -> dict[str, np.ndarray]:
+    """Reference probe inputs from the centre clips the model sees: the ROI x ROI correlation matrix
+    (upper triangle) and each ROI's temporal mean and std."""
+    fmri = np.stack(split.with_format("numpy")["fmri"])
+    clips = extractor(fmri, time_axis=-1, return_tensors="np")["fmri_values"][:, 0]
+    upper = np.triu_indices(clips.shape[1], 1)
+    connectivity = np.stack([np.corrcoef(clip)[upper] for clip in clips]).astype(np.float32)
+    first_order = np.concatenate([clips.mean(-1), clips.std(-1)], axis=1)
+    return {"input connectivity (reference)": connectivity, "input per-ROI mean+std (reference)": first_order}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pretrained", default="runs/bench-pretrain-tiny", help="pretraining output folder (created if missing)")
@@ -73,15 +84,21 @@ def main() -> int:
 
     rows, collapse, started = [], {}, time.time()
     tasks = {"age": "regression", "sex": "single_label_classification"}
-    splits = None
+    splits = load_splits(DataArguments(dataset="example", example_subjects=args.subjects, label_column="age"))
+    check_splits_not_empty(splits)
+    sources = {}
     for init, model in (("pretrained", encoder), ("random init", random_encoder)):
-        data_args = DataArguments(dataset="example", example_subjects=args.subjects, label_column="age")
-        splits = splits or load_splits(data_args)
-        check_splits_not_empty(splits)
-        features = {role: compute_embeddings(model, split, extractor, "mean", args.batch_size) for role, split in splits.items()}
-        every = np.concatenate(list(features.values()))
+        sources[init] = {role: compute_embeddings(model, split, extractor, "mean", args.batch_size) for role, split in splits.items()}
+        every = np.concatenate(list(sources[init].values()))
         collapse[init] = {"mean_dim_std": float(every.std(0).mean()), "effective_rank": effective_rank(every),
                           "width": every.shape[1]}
+    # Where the planted labels live: the same probe on the model's input, as connectivity and as
+    # first-order per-ROI statistics (what mean-pooled token features can carry without learning).
+    inputs = {role: input_features(split, extractor) for role, split in splits.items()}
+    for name in next(iter(inputs.values())):
+        sources[name] = {role: inputs[role][name] for role in splits}
+
+    for source, features in sources.items():
         for label, problem_type in tasks.items():
             info = infer_label_info(splits, label, problem_type)
             labels = {role: np.asarray(split[label]) for role, split in splits.items()}
@@ -96,7 +113,7 @@ def main() -> int:
             for seed in range(args.seeds):
                 out, _ = fit_sklearn_probe(fit_x, fit_y, features["test"], problem_type, args.cv_folds, seed)
                 per_seed.append({"test": task_metrics(problem_type, out, test_y, info.target_mean, info.target_std, info.num_labels)})
-            rows.append((f"{label}: linear probe (sklearn), {init}", problem_type, summarise(per_seed)))
+            rows.append((f"{label}: linear probe (sklearn), {source}", problem_type, summarise(per_seed)))
 
     if args.finetune_steps > 0:
         with tempfile.TemporaryDirectory() as work:

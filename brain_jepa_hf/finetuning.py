@@ -773,14 +773,11 @@ def _strip_prefix(metrics: dict, prefix: str) -> dict:
 
 
 def _save_model(model, feature_extractor, folder: Path) -> None:
-    """save_pretrained (remote code, complete auto_map) + the feature extractor; a linear probe saves its
-    head and encoder state dict."""
-    from .hub import complete_auto_map
-
+    """save_pretrained (remote code, every Auto class in auto_map) + the feature extractor; a linear
+    probe saves its head and encoder state dict."""
     folder.mkdir(parents=True, exist_ok=True)
     if hasattr(model, "save_pretrained"):
         model.save_pretrained(folder)
-        complete_auto_map(folder)
     else:
         from safetensors.torch import save_model
 

@@ -17,14 +17,6 @@ from pathlib import Path
 from .atomic_io import atomic_output_dir, check_output_dir
 
 REMOTE_CODE_MODULES = {"transformers", "torch", "numpy"}
-# Every Auto class a Brain-JEPA repository can be loaded with through remote code, whichever head was saved:
-# AutoModel gives the (target) encoder, AutoModelForSequenceClassification starts fine-tuning from it.
-AUTO_MAP = {
-    "AutoConfig": "configuration_brain_jepa.BrainJepaConfig",
-    "AutoModel": "modeling_brain_jepa.BrainJepaModel",
-    "AutoModelForPreTraining": "modeling_brain_jepa.BrainJepaForPreTraining",
-    "AutoModelForSequenceClassification": "modeling_brain_jepa.BrainJepaForSequenceClassification",
-}
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 
 
@@ -51,8 +43,7 @@ def prepare_hub_folder(
 
     output_dir = Path(output_dir)
     with atomic_output_dir(output_dir, overwrite) as staging:
-        model.save_pretrained(staging)
-        complete_auto_map(staging)
+        model.save_pretrained(staging)  # writes every Brain-JEPA Auto class into auto_map
         if feature_extractor is not None:
             register_feature_extractor()
             feature_extractor.save_pretrained(staging)
@@ -69,14 +60,6 @@ def prepare_hub_folder(
         card.save(staging / "README.md")
         check_hub_folder(staging)
     return output_dir
-
-
-def complete_auto_map(folder: Path) -> None:
-    """List every Brain-JEPA Auto class in config.json (save_pretrained records only the saved class's)."""
-    config_path = folder / "config.json"
-    config = json.loads(config_path.read_text())
-    config["auto_map"] = {**(config.get("auto_map") or {}), **AUTO_MAP}
-    config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
 def preset_for(config) -> str:
