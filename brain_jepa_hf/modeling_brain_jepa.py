@@ -533,12 +533,16 @@ class BrainJepaForPreTrainingOutput(ModelOutput):
         Target-encoder features over all tokens, LayerNorm-ed without affine, at the target indices.
     context_hidden_states (`torch.FloatTensor` of shape `(batch, num_context, hidden_size)`):
         Context-encoder output on the context tokens.
+    target_pooled_output (`torch.FloatTensor` of shape `(batch, hidden_size)`):
+        Mean over all tokens of the target encoder's output (what a linear probe of this model sees),
+        for monitoring how much the features depend on the sample.
     """
 
     loss: torch.FloatTensor | None = None
     predictions: torch.FloatTensor | None = None
     targets: torch.FloatTensor | None = None
     context_hidden_states: torch.FloatTensor | None = None
+    target_pooled_output: torch.FloatTensor | None = None
 
 
 class BrainJepaForPreTraining(BrainJepaPreTrainedModel):
@@ -612,17 +616,18 @@ class BrainJepaForPreTraining(BrainJepaPreTrainedModel):
         gradient = self.context_encoder.embeddings.resolve_gradient(gradient, batch, num_rois)
 
         with torch.no_grad():
-            target_features = self.brain_jepa(fmri_values, gradient=gradient).last_hidden_state
-            target_features = F.layer_norm(target_features, (target_features.shape[-1],))
+            target_outputs = self.brain_jepa(fmri_values, gradient=gradient)
+            target_features = F.layer_norm(target_outputs.last_hidden_state, (target_outputs.last_hidden_state.shape[-1],))
             targets = gather_tokens(target_features, target_indices)
         context = self.context_encoder(fmri_values, gradient=gradient, context_indices=context_indices).last_hidden_state
         predictions = self.predictor(context, context_indices, target_indices, gradient, num_rois, num_time_patches)
         loss = F.smooth_l1_loss(predictions.float(), targets.float(), beta=1.0)
 
         if not return_dict:
-            return (loss, predictions, targets, context)
+            return (loss, predictions, targets, context, target_outputs.pooler_output)
         return BrainJepaForPreTrainingOutput(
-            loss=loss, predictions=predictions, targets=targets, context_hidden_states=context
+            loss=loss, predictions=predictions, targets=targets, context_hidden_states=context,
+            target_pooled_output=target_outputs.pooler_output,
         )
 
 

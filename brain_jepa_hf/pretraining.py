@@ -223,19 +223,22 @@ def load_training_data(args: PretrainingArguments, num_rois_hint: int | None = N
 
 
 @torch.no_grad()
-def feature_statistics(features: torch.Tensor, max_rows: int = 2048) -> tuple[float, float, float]:
-    """Of (batch, tokens, D) features: (mean per-dimension std across tokens, effective rank, mean
-    per-dimension std across samples of the token-averaged features). The effective rank is
-    exp(entropy) of the normalised singular values; the first two fall towards 0 / 1 on collapse,
-    the last towards 0 when features depend on position only, not on the sample."""
+def feature_statistics(features: torch.Tensor, max_rows: int = 2048) -> tuple[float, float]:
+    """(mean per-dimension std across tokens, effective rank) of (..., D) features. The effective
+    rank is exp(entropy) of the normalised singular values; both fall towards 0 / 1 on collapse."""
     rows = features.reshape(-1, features.shape[-1]).float()[:max_rows]
     std = rows.std(dim=0).mean().item()
     singular = torch.linalg.svdvals(rows - rows.mean(dim=0))
     p = singular / singular.sum().clamp_min(1e-12)
     entropy = -(p * torch.log(p.clamp_min(1e-12))).sum()
-    pooled = features.float().mean(dim=1)
-    across_samples = pooled.std(dim=0).mean().item() if pooled.shape[0] > 1 else float("nan")
-    return std, math.exp(entropy.item()), across_samples
+    return std, math.exp(entropy.item())
+
+
+@torch.no_grad()
+def sample_spread(pooled: torch.Tensor) -> float:
+    """Mean per-dimension std across samples of (batch, D) pooled features: near 0 when the features
+    depend on the token positions only, not on the subject."""
+    return pooled.float().std(dim=0).mean().item() if pooled.shape[0] > 1 else float("nan")
 
 
 def parameter_digest(model: torch.nn.Module) -> str:
@@ -476,7 +479,8 @@ def pretrain(args: PretrainingArguments) -> Path:
             progress.update(1)
 
             if global_step % args.logging_steps == 0 or global_step == total_steps:
-                std, rank, sample_std = feature_statistics(outputs.targets)
+                std, rank = feature_statistics(outputs.targets)
+                pooled_spread = sample_spread(outputs.target_pooled_output)
                 elapsed = time.perf_counter() - window_start
                 record = {
                     "step": global_step, "epoch": epoch,
@@ -486,7 +490,7 @@ def pretrain(args: PretrainingArguments) -> Path:
                     "momentum": schedules.momentum(global_step - 1),
                     "context_size": int(context.shape[1]), "target_size": int(targets.shape[1]),
                     "tokens_per_s": window_tokens / max(elapsed, 1e-9),
-                    "target_std": std, "target_effective_rank": rank, "target_sample_std": sample_std,
+                    "target_std": std, "target_effective_rank": rank, "pooled_sample_std": pooled_spread,
                 }
                 collapsed = std < args.collapse_std_threshold or rank < args.collapse_rank_fraction * config.hidden_size
                 record["collapse_warning"] = bool(collapsed)

@@ -80,7 +80,7 @@ def test_loss_falls_and_the_output_folder_is_a_loadable_model(tmp_path):
     for record in log:
         assert 0 < record["context_size"] < 450 * 5 and 0 < record["target_size"] < 450 * 5
         assert record["target_std"] > 0.05 and not record["collapse_warning"]
-        assert 0 < record["target_sample_std"] < record["target_std"]
+        assert 0 < record["pooled_sample_std"] < record["target_std"]
         assert record["tokens_per_s"] > 0
     assert log[0]["momentum"] == pytest.approx(0.996) and log[-1]["lr"] == pytest.approx(1e-5)
 

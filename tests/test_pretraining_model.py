@@ -39,6 +39,7 @@ def test_loss_is_smooth_l1_against_layernormed_target_features(tiny_config):
     expected_targets = torch.gather(F.layer_norm(full, (full.shape[-1],)), 1, targets[..., None].expand(-1, -1, full.shape[-1]))
     torch.testing.assert_close(out.targets, expected_targets)
     torch.testing.assert_close(out.loss, F.smooth_l1_loss(out.predictions, expected_targets, beta=1.0))
+    torch.testing.assert_close(out.target_pooled_output, full.mean(1))
     # The predictor's output depends on the context tokens it is given.
     context_states = model.context_encoder(fmri, gradient=gradient, context_indices=context).last_hidden_state
     torch.testing.assert_close(out.context_hidden_states, context_states)
