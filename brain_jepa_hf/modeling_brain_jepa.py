@@ -421,6 +421,9 @@ class BrainJepaPreTrainedModel(PreTrainedModel):
 class BrainJepaModel(BrainJepaPreTrainedModel):
     """The Brain-JEPA encoder: patch embedding + gradient positions -> pre-norm ViT -> LayerNorm."""
 
+    # Loading a pretraining folder keeps its target encoder; the rest is expected to be left out.
+    _keys_to_ignore_on_load_unexpected = [r"context_encoder\.", r"predictor\."]
+
     def __init__(self, config: BrainJepaConfig):
         super().__init__(config)
         self.embeddings = BrainJepaEmbeddings(config)
