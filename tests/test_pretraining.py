@@ -72,7 +72,7 @@ def test_cli_precedence_and_argument_errors(tmp_path):
 
 def test_loss_falls_and_the_output_folder_is_a_loadable_model(tmp_path):
     out = tmp_path / "run"
-    run_pretrain(out, "--max_steps", "16", "--example_subjects", "24")
+    run_pretrain(out, "--max_steps", "16", "--example_subjects", "24", "--start_lr", "1e-4", "--learning_rate", "1e-3", "--final_lr", "1e-5")
     log = read_log(out)
     assert [r["step"] for r in log] == list(range(1, 17))
     first, last = sum(r["loss"] for r in log[:3]) / 3, sum(r["loss"] for r in log[-3:]) / 3
