@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import numpy as np
@@ -21,26 +20,11 @@ from brain_jepa_hf.hub import check_hub_folder, prepare_hub_folder
 from brain_jepa_hf.model_card import quick_start_code
 from conftest import make_config, make_inputs
 from hub_server import LoopbackHub
+from package_blocker import BLOCK_PACKAGE
 
 REPO_ID = "tester/brain-jepa-base"
 SUBPROCESS_TIMEOUT_S = 240
 
-# Makes `import brain_jepa_hf` fail, so only the files downloaded from the Hub can provide the model.
-BLOCK_PACKAGE = textwrap.dedent("""
-    import sys
-    class _BlockBrainJepaHf:
-        def find_spec(self, name, path=None, target=None):
-            if name == "brain_jepa_hf" or name.startswith("brain_jepa_hf."):
-                raise ImportError(f"{name} is blocked in this process")
-            return None
-    sys.meta_path.insert(0, _BlockBrainJepaHf())
-    try:
-        import brain_jepa_hf  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        raise SystemExit("brain_jepa_hf is importable: the remote-code check would prove nothing")
-""")
 
 
 @pytest.fixture(scope="module")

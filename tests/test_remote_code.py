@@ -13,24 +13,10 @@ from transformers import AutoModel, AutoModelForSequenceClassification
 
 from brain_jepa_hf import BrainJepaForPreTraining, BrainJepaForSequenceClassification, BrainJepaModel
 from conftest import make_config, make_inputs
+from package_blocker import BLOCK_PACKAGE
 
-LOAD_WITHOUT_PACKAGE = textwrap.dedent(
+LOAD_WITHOUT_PACKAGE = BLOCK_PACKAGE + textwrap.dedent(
     """
-    import sys
-
-    class BlockBrainJepaHf:
-        def find_spec(self, name, path=None, target=None):
-            if name == "brain_jepa_hf" or name.startswith("brain_jepa_hf."):
-                raise ImportError("brain_jepa_hf is blocked in this process")
-
-    sys.meta_path.insert(0, BlockBrainJepaHf())
-    try:
-        import brain_jepa_hf  # noqa: F401
-    except ImportError:
-        pass
-    else:
-        raise SystemExit("brain_jepa_hf was importable")
-
     import numpy as np
     import torch
     import transformers
