@@ -7,7 +7,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import os
 import shutil
 import time
@@ -18,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+
+from .collapse_monitor import CollapseMonitor, feature_statistics, sample_spread
 
 logger = logging.getLogger("brain_jepa_hf.pretraining")
 
@@ -77,6 +78,11 @@ class PretrainingArguments:
     )
     collapse_std_threshold: float = field(default=0.05, metadata={"help": "Warn when target features' std falls below."})
     collapse_rank_fraction: float = field(default=0.02, metadata={"help": "Warn when their effective rank < this x width."})
+    collapse_relative_fraction: float = field(
+        default=0.5,
+        metadata={"help": "Warn when the target std, or the pooled std across samples, falls below this fraction of "
+                          "its first logged value (partial collapse); 0 turns the rule off."},
+    )
     push_to_hub: bool = False
     hub_model_id: str | None = None
     hub_private: bool = False
@@ -99,6 +105,10 @@ class PretrainingArguments:
             raise ValueError(f"mixed_precision: expected 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
         if self.push_to_hub and not self.hub_model_id:
             raise ValueError("hub_model_id: expected a repository id like 'user/brain-jepa-base' with push_to_hub, got None")
+        if not 0 <= self.collapse_relative_fraction < 1:
+            raise ValueError(
+                f"collapse_relative_fraction: expected a value in [0, 1), got {self.collapse_relative_fraction!r}"
+            )
         if not 0 <= self.ema_start <= self.ema_end <= 1:
             raise ValueError(f"ema_start, ema_end: expected 0 <= ema_start <= ema_end <= 1, got {self.ema_start}, {self.ema_end}")
 
@@ -220,25 +230,6 @@ def load_training_data(args: PretrainingArguments, num_rois_hint: int | None = N
 # ----------------------------------------------------------------------------------------------
 # Monitoring
 # ----------------------------------------------------------------------------------------------
-
-
-@torch.no_grad()
-def feature_statistics(features: torch.Tensor, max_rows: int = 2048) -> tuple[float, float]:
-    """(mean per-dimension std across tokens, effective rank) of (..., D) features. The effective
-    rank is exp(entropy) of the normalised singular values; both fall towards 0 / 1 on collapse."""
-    rows = features.reshape(-1, features.shape[-1]).float()[:max_rows]
-    std = rows.std(dim=0).mean().item()
-    singular = torch.linalg.svdvals(rows - rows.mean(dim=0))
-    p = singular / singular.sum().clamp_min(1e-12)
-    entropy = -(p * torch.log(p.clamp_min(1e-12))).sum()
-    return std, math.exp(entropy.item())
-
-
-@torch.no_grad()
-def sample_spread(pooled: torch.Tensor) -> float:
-    """Mean per-dimension std across samples of (batch, D) pooled features: near 0 when the features
-    depend on the token positions only, not on the subject."""
-    return pooled.float().std(dim=0).mean().item() if pooled.shape[0] > 1 else float("nan")
 
 
 def parameter_digest(model: torch.nn.Module) -> str:
@@ -409,11 +400,16 @@ def pretrain(args: PretrainingArguments) -> Path:
         start_momentum=args.ema_start, final_momentum=args.ema_end,
     )
 
+    monitor = CollapseMonitor(
+        config.hidden_size, std_threshold=args.collapse_std_threshold, rank_fraction=args.collapse_rank_fraction,
+        relative_fraction=args.collapse_relative_fraction,
+    )
     global_step, epoch, micro_in_epoch = 0, 0, 0
     if checkpoint is not None:
         accelerator.load_state(str(checkpoint))
         state = json.loads((checkpoint / STATE_FILE).read_text())
         global_step, epoch, micro_in_epoch = state["global_step"], state["epoch"], state["micro_step_in_epoch"]
+        monitor.load_state_dict(state.get("collapse_monitor", {}))
         collator.load_state_dict(state["collator"][accelerator.process_index])
         if accelerator.is_main_process:
             logger.info("resumed from %s at step %d (epoch %d, micro-batch %d)", checkpoint, global_step, epoch, micro_in_epoch)
@@ -435,7 +431,8 @@ def pretrain(args: PretrainingArguments) -> Path:
         if accelerator.is_main_process:
             feature_extractor.save_pretrained(temporary)
             state = {"global_step": global_step, "epoch": epoch, "micro_step_in_epoch": micro_in_epoch,
-                     "collator": collator_states, "total_steps": total_steps}
+                     "collator": collator_states, "total_steps": total_steps,
+                     "collapse_monitor": monitor.state_dict()}
             (temporary / STATE_FILE).write_text(json.dumps(state, indent=2))
             _fsync_tree(temporary)
             shutil.rmtree(final, ignore_errors=True)
@@ -492,15 +489,11 @@ def pretrain(args: PretrainingArguments) -> Path:
                     "tokens_per_s": window_tokens / max(elapsed, 1e-9),
                     "target_std": std, "target_effective_rank": rank, "pooled_sample_std": pooled_spread,
                 }
-                collapsed = std < args.collapse_std_threshold or rank < args.collapse_rank_fraction * config.hidden_size
-                record["collapse_warning"] = bool(collapsed)
+                reasons = monitor.check(std, rank, pooled_spread)
+                record["collapse_warning"] = bool(reasons)
                 if accelerator.is_main_process:
-                    if collapsed:
-                        logger.warning(
-                            "representation collapse? target features std %.4f (threshold %.4f), effective rank %.2f "
-                            "(threshold %.2f) at step %d", std, args.collapse_std_threshold, rank,
-                            args.collapse_rank_fraction * config.hidden_size, global_step,
-                        )
+                    if reasons:
+                        logger.warning("representation collapse? at step %d: %s", global_step, "; ".join(reasons))
                     with open(log_path, "a") as handle:
                         handle.write(json.dumps(record) + "\n")
                     progress.set_postfix(loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", wd=f"{record['weight_decay']:.3f}",
