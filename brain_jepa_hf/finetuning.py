@@ -13,6 +13,7 @@ procedure and `results.json` / `results.md` report mean (std), as in the paper.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
@@ -30,6 +31,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from .metrics import GREATER_IS_BETTER, default_metric_for_best_model, headline_metrics, make_compute_metrics
 
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+PROBE_OPTIMIZERS = ("lars", "adamw")
 RESULTS_JSON = "results.json"
 RESULTS_MARKDOWN = "results.md"
 METRIC_TITLES = {
@@ -110,6 +112,12 @@ class FinetuningArguments(TrainingArguments):
 
     output_dir: str | None = field(default=None, metadata={"help": "Folder for the fine-tuned model and results."})
     layer_decay: float = field(default=0.75, metadata={"help": "Layer-wise lr decay; 1.0 disables it."})
+    probe_optimizer: str = field(
+        default="adamw",
+        metadata={"help": "Optimizer of a linear probe (mode linear_probe): adamw (--optim / --adam_* settings) or lars "
+                          "(the original's; momentum 0.9, trust coefficient 0.001; needs a far larger lr, see "
+                          "docs/finetuning.md). Fine-tuning always uses AdamW."},
+    )
     base_learning_rate: float = field(
         default=1e-3, metadata={"help": "lr = base_learning_rate * total_batch / 256 unless learning_rate is set."}
     )
@@ -132,6 +140,7 @@ class FinetuningArguments(TrainingArguments):
     report_to: None | str | list[str] = "none"
     remove_unused_columns: bool = False
     dataloader_pin_memory: bool = False
+    ddp_find_unused_parameters: bool | None = False  # every trainable parameter is used (the probe's encoder is frozen)
     metric_for_best_model: str | None = field(
         default=None, metadata={"help": "Validation metric choosing the best checkpoint and seed (default: mse / accuracy)."}
     )
@@ -150,6 +159,9 @@ class FinetuningArguments(TrainingArguments):
             raise ValueError(f"seeds: expected a positive integer, got {self.seeds!r}")
         if not 0.0 < self.layer_decay <= 1.0:
             raise ValueError(f"layer_decay: expected a value in (0, 1], got {self.layer_decay!r}")
+        if self.probe_optimizer not in PROBE_OPTIMIZERS:
+            raise ValueError(f"probe_optimizer: expected one of {PROBE_OPTIMIZERS}, got {self.probe_optimizer!r}")
+        use_cpu_process_group_without_accelerator(self)
         super().__post_init__()
 
 
@@ -247,22 +259,38 @@ def layer_decay_parameter_groups(
 
 class BrainJepaTrainer(Trainer):
     """`Trainer` whose optimizer gets layer-wise lr decay groups (the scheduler scales each group's
-    own initial lr, so the per-layer ratios hold throughout warmup and cosine decay)."""
+    own initial lr, so the per-layer ratios hold throughout warmup and cosine decay). A
+    `BrainJepaLinearProbe` is trained with AdamW, or with LARS as in the original when
+    `args.probe_optimizer` is "lars"."""
 
     def __init__(self, *args, layer_decay: float = 0.75, **kwargs):
         self.layer_decay = layer_decay
         super().__init__(*args, **kwargs)
 
     def create_optimizer(self, model=None):
+        from .lars import Lars
+        from .probing import BrainJepaLinearProbe
+
         model = self.model if model is None else model
         if self.optimizer is None:
             groups = layer_decay_parameter_groups(
                 model, self.args.learning_rate, self.args.weight_decay, self.layer_decay,
                 num_layers=_encoder_config(model).num_hidden_layers,
             )
-            optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
-            self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
+            probe_optimizer = getattr(self.args, "probe_optimizer", "adamw")
+            if isinstance(self.accelerator.unwrap_model(model), BrainJepaLinearProbe) and probe_optimizer == "lars":
+                self.optimizer = Lars(groups, lr=self.args.learning_rate)
+            else:
+                optimizer_cls, optimizer_kwargs = self.get_optimizer_cls_and_kwargs(self.args, model)
+                self.optimizer = optimizer_cls(groups, **optimizer_kwargs)
         return self.optimizer
+
+
+def _optimizer_name(model_args: ModelArguments, training_args: FinetuningArguments) -> str:
+    """What `BrainJepaTrainer.create_optimizer` builds for this mode: "lars" or the `--optim` name."""
+    if model_args.mode == "linear_probe" and training_args.probe_optimizer == "lars":
+        return "lars"
+    return str(getattr(training_args.optim, "value", training_args.optim))
 
 
 def _encoder_config(model):
@@ -663,6 +691,58 @@ def _stored_gradient(model_args: ModelArguments):
 
 
 # ----------------------------------------------------------------------------------------------
+# Processes (`accelerate launch` / torchrun)
+# ----------------------------------------------------------------------------------------------
+
+
+def use_cpu_process_group_without_accelerator(args: TrainingArguments) -> None:
+    """Under a multi-process launch on a machine without GPU (or other accelerator), make the Trainer's
+    processes join one gloo CPU group and train data-parallel, instead of each training alone."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return
+    from .pretraining import has_accelerator
+
+    if not has_accelerator():
+        args.use_cpu = True
+    if args.use_cpu and args.ddp_backend is None:
+        args.ddp_backend = "gloo"  # accelerate would pick MPI where torch has it, which torchrun does not set up
+
+
+def process_state(args: TrainingArguments):
+    """The `accelerate.PartialState` the Trainer runs under (one process outside a launch)."""
+    from accelerate import PartialState
+
+    return args.distributed_state or PartialState()
+
+
+@contextlib.contextmanager
+def shared_output_dir(output_dir: str | Path, overwrite: bool, state):
+    """`atomic_output_dir` for every process of a launch: the main process creates one staging folder
+    and tells the others its path (checkpoints and rng states of all ranks go there); it is moved into
+    place only after every process has finished with it."""
+    from accelerate.utils import broadcast_object_list
+
+    from .atomic_io import atomic_output_dir, check_output_dir
+
+    check_output_dir(output_dir, overwrite)  # every process stops alike on an existing folder
+    if state.num_processes == 1:
+        with atomic_output_dir(output_dir, overwrite=overwrite) as staging:
+            yield staging
+        return
+    if state.is_main_process:
+        with atomic_output_dir(output_dir, overwrite=overwrite) as staging:
+            broadcast_object_list([str(staging)])
+            yield staging
+            state.wait_for_everyone()
+    else:
+        path = [None]
+        broadcast_object_list(path)
+        yield Path(path[0])
+        state.wait_for_everyone()
+    state.wait_for_everyone()  # the output folder is in place when any process goes on
+
+
+# ----------------------------------------------------------------------------------------------
 # Runs
 # ----------------------------------------------------------------------------------------------
 
@@ -717,8 +797,9 @@ def _finalise_training_args(args: FinetuningArguments, problem_type: str, seed: 
 
 def run_seed(prepared: PreparedRun, model_args: ModelArguments, data_args: DataArguments,
              training_args: FinetuningArguments, seed: int, seed_dir: Path) -> dict:
-    """Train one seed: returns {"seed", "validation": metrics, "test": metrics}; saves the best model
-    (validation) into `seed_dir`."""
+    """Train one seed: returns {"seed", "validation", "test" (metrics), "num_test_predictions", "train"};
+    the main process saves the best model (validation) into `seed_dir`. Under a launch, every process
+    runs this; evaluation gathers the predictions of all processes, each test sample counted once."""
     from transformers import set_seed
 
     args = _finalise_training_args(training_args, prepared.label_info.problem_type, seed, seed_dir)
@@ -743,12 +824,19 @@ def run_seed(prepared: PreparedRun, model_args: ModelArguments, data_args: DataA
     )
     trainer.train()
     validation = _strip_prefix(trainer.evaluate(datasets["validation"], metric_key_prefix="eval"), "eval_")
-    test = _strip_prefix(trainer.evaluate(datasets["test"], metric_key_prefix="test"), "test_")
-    for checkpoint in seed_dir.glob("checkpoint-*"):
-        shutil.rmtree(checkpoint, ignore_errors=True)
-    _save_model(trainer.model, extractor, seed_dir)
-    result = {"seed": seed, "validation": validation, "test": test}
-    (seed_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+    prediction = trainer.predict(datasets["test"], metric_key_prefix="test")  # gathered over all processes
+    test = _strip_prefix(prediction.metrics, "test_")
+    logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
+    result = {
+        "seed": seed, "validation": validation, "test": test, "num_test_predictions": len(logits),
+        "train": {"global_step": trainer.state.global_step, "epoch": float(trainer.state.epoch or 0.0)},
+    }
+    if trainer.is_world_process_zero():
+        for checkpoint in seed_dir.glob("checkpoint-*"):
+            shutil.rmtree(checkpoint, ignore_errors=True)
+        _save_model(trainer.model, extractor, seed_dir)
+        (seed_dir / "metrics.json").write_text(json.dumps(result, indent=2))
+    trainer.accelerator.wait_for_everyone()
     return result
 
 
@@ -835,14 +923,27 @@ def _best_seed(per_seed: list[dict], metric: str, greater_is_better: bool) -> in
     return (max(finite) if greater_is_better else min(finite))[1]
 
 
+def _keep_selected_seed_model(staging: Path, per_seed: list[dict], best: int, keep_seed_models: bool) -> None:
+    """Copy the selected seed's model to the top of `staging`; drop the other seed models unless kept."""
+    best_dir = staging / f"seed-{per_seed[best]['seed']}"
+    for path in best_dir.iterdir():
+        if path.is_file() and path.name not in ("metrics.json", "trainer_state.json", "training_args.bin"):
+            shutil.copy2(path, staging / path.name)
+    if not keep_seed_models:
+        for result in per_seed:
+            for path in (staging / f"seed-{result['seed']}").iterdir():
+                if path.is_file() and path.name != "metrics.json":
+                    path.unlink()
+
+
 def run_finetuning(model_args: ModelArguments, data_args: DataArguments, training_args: FinetuningArguments) -> dict:
     """Fine-tune `training_args.seeds` times and write `output_dir` atomically: results.json,
     results.md, the best-validation seed's model with its model card (README.md), and per-seed
-    metrics under seed-<k>/. Returns the results dictionary."""
+    metrics under seed-<k>/. Returns the results dictionary. Under `accelerate launch` every process
+    trains each seed data-parallel; only the main process writes files and pushes to the Hub."""
     from tqdm.auto import tqdm
 
     from .finetune_card import write_finetune_card
-    from .hub import atomic_output_dir
 
     prepared = prepare_run(model_args, data_args)  # every input error is raised here
     if training_args.push_to_hub and model_args.mode == "linear_probe":
@@ -853,21 +954,15 @@ def run_finetuning(model_args: ModelArguments, data_args: DataArguments, trainin
     info = prepared.label_info
     metric = _finalise_training_args(training_args, info.problem_type, training_args.seed, output_dir).metric_for_best_model
     metric = metric.removeprefix("eval_")
-    with atomic_output_dir(output_dir, overwrite=training_args.overwrite_output_dir) as staging:
+    state = process_state(training_args)
+    with shared_output_dir(output_dir, training_args.overwrite_output_dir, state) as staging:
         per_seed = []
         seeds = [training_args.seed + k for k in range(training_args.seeds)]
-        for seed in tqdm(seeds, desc="seeds", unit="seed", disable=len(seeds) == 1):
+        for seed in tqdm(seeds, desc="seeds", unit="seed", disable=len(seeds) == 1 or not state.is_main_process):
             per_seed.append(run_seed(prepared, model_args, data_args, training_args, seed, staging / f"seed-{seed}"))
         best = _best_seed(per_seed, metric, GREATER_IS_BETTER.get(metric, True))
-        best_dir = staging / f"seed-{per_seed[best]['seed']}"
-        for path in best_dir.iterdir():
-            if path.is_file() and path.name not in ("metrics.json", "trainer_state.json", "training_args.bin"):
-                shutil.copy2(path, staging / path.name)
-        if not training_args.keep_seed_models:
-            for result in per_seed:
-                for path in (staging / f"seed-{result['seed']}").iterdir():
-                    if path.is_file() and path.name != "metrics.json":
-                        path.unlink()
+        if state.is_main_process:
+            _keep_selected_seed_model(staging, per_seed, best, training_args.keep_seed_models)
         results = {
             "task": {"dataset": data_args.dataset, "label_column": data_args.label_column,
                      "problem_type": info.problem_type, "num_labels": info.num_labels,
@@ -878,22 +973,25 @@ def run_finetuning(model_args: ModelArguments, data_args: DataArguments, trainin
                          "weight_decay": training_args.weight_decay, "num_train_epochs": training_args.num_train_epochs,
                          "max_steps": training_args.max_steps, "batch_size": training_args.per_device_train_batch_size,
                          "drop_path_rate": model_args.drop_path_rate, "seeds": seeds,
-                         "metric_for_best_model": metric},
+                         "metric_for_best_model": metric,
+                         "optimizer": _optimizer_name(model_args, training_args)},
             "regression_target": {"mean": info.target_mean, "std": info.target_std} if info.problem_type == "regression" else None,
             "per_seed": per_seed,
             "test": summarise(per_seed, "test"),
             "validation": summarise(per_seed, "validation"),
             "selected_seed": per_seed[best]["seed"],
         }
-        (staging / RESULTS_JSON).write_text(json.dumps(results, indent=2))
-        task_name = f"{data_args.label_column} ({model_args.mode})"
-        table = results_table([(task_name, info.problem_type, results["test"])])
-        (staging / RESULTS_MARKDOWN).write_text(
-            f"Test results over {len(seeds)} seed(s), mean (std); metrics in original units.\n\n{table}"
-        )
-        if model_args.mode == "finetune":
-            write_finetune_card(staging, results, repo_id=training_args.hub_model_id)
-    if training_args.push_to_hub:
+        results["training"]["num_processes"] = state.num_processes  # the batch is split over them
+        if state.is_main_process:
+            (staging / RESULTS_JSON).write_text(json.dumps(results, indent=2))
+            task_name = f"{data_args.label_column} ({model_args.mode})"
+            table = results_table([(task_name, info.problem_type, results["test"])])
+            (staging / RESULTS_MARKDOWN).write_text(
+                f"Test results over {len(seeds)} seed(s), mean (std); metrics in original units.\n\n{table}"
+            )
+            if model_args.mode == "finetune":
+                write_finetune_card(staging, results, repo_id=training_args.hub_model_id)
+    if training_args.push_to_hub and state.is_main_process:
         from .hub import push_folder_to_hub
 
         push_folder_to_hub(output_dir, training_args.hub_model_id, token=training_args.hub_token,

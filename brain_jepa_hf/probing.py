@@ -3,8 +3,9 @@
 Two engines:
 - `BrainJepaLinearProbe`: the original's probe, trained with the fine-tuning Trainer pipeline
   (`run_finetuning` with mode="linear_probe"): frozen encoder in eval mode, mean-pooled features ->
-  BatchNorm1d(affine=False) -> Linear. (The original used the LARS optimizer; we use AdamW without
-  weight decay on the head.)
+  BatchNorm1d(affine=False) -> Linear, optimised with AdamW, or with LARS as in the original
+  (`probe_optimizer="lars"`, `brain_jepa_hf.lars.Lars`: momentum 0.9, trust coefficient 0.001, bias
+  neither decayed nor rescaled; at the original's lr it leaves the head at its initialisation).
 - `run_sklearn_probe`: the fast path. Pooled embeddings are extracted once (centre clip); a
   standardised logistic regression (classes) or ridge regression (continuous targets) is fitted on
   train + validation with its regularisation chosen by k-fold cross-validation, then scored on test.

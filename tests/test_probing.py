@@ -33,11 +33,12 @@ def test_torch_probe_trains_only_the_head(tmp_path):
     out = tmp_path / "probe"
     model_args, data_args, training_args, _ = parse_arguments(
         ["--model_name_or_path", str(tmp_path / "pre"), "--dataset", str(tmp_path / "data"), "--label_column", "sex",
-         "--mode", "linear_probe", "--seeds", "1", "--weight_decay", "0", "--learning_rate", "0.05",
+         "--mode", "linear_probe", "--probe_optimizer", "lars", "--seeds", "1", "--weight_decay", "0", "--learning_rate", "0.05",
          "--output_dir", str(out)] + FAST
     )
     results = run_finetuning(model_args, data_args, training_args)
     assert {"accuracy", "f1", "balanced_accuracy", "auroc"} <= set(results["test"])
+    assert results["training"]["optimizer"] == "lars"  # the original's probe optimizer, on request
     from safetensors.torch import load_file
 
     state = load_file(out / "model.safetensors")

@@ -23,8 +23,9 @@ examples:
   brain-jepa finetune --model_name_or_path brain-jepa/brain-jepa-base --dataset data/hcp-aging \\
       --label_column flanker --scaling zscore --output_dir runs/flanker --push_to_hub --hub_model_id me/bj-flanker
 
-  # several GPUs
-  accelerate launch -m brain_jepa_hf.commands.finetune --model_name_or_path runs/pretrain --output_dir runs/ft
+  # several GPUs (data parallel; on a machine without GPUs the processes form a gloo CPU group)
+  accelerate launch --multi_gpu --num_processes 4 -m brain_jepa_hf.commands.finetune \\
+      --model_name_or_path runs/pretrain --output_dir runs/ft
 
 Writes OUTPUT_DIR/results.json (per seed + mean/std), results.md (paper-layout table), the best-validation
 seed's model (config, weights, remote code, feature extractor) and a README.md model card with model-index.
@@ -46,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_argument_parser("brain-jepa finetune", DESCRIPTION, EXAMPLES)
     model_args, data_args, training_args, _ = parse_arguments(sys.argv[1:] if argv is None else argv, parser)
     results = run_finetuning(model_args, data_args, training_args)
-    print_summary(results, training_args.output_dir)
+    if training_args.process_index == 0:  # once under `accelerate launch`
+        print_summary(results, training_args.output_dir)
     return 0
 
 
