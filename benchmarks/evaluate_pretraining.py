@@ -10,6 +10,7 @@ embeddings) is printed for both.
 
     python benchmarks/evaluate_pretraining.py                       # pretrains if --pretrained is absent
     python benchmarks/evaluate_pretraining.py --pretrained runs/pretrain-tiny --finetune_steps 0   # probes only
+    python benchmarks/evaluate_pretraining.py --pretrained runs/pretrain-tiny --finetune_steps 0 --per_roi_probe
 """
 
 from __future__ import annotations
@@ -57,6 +58,11 @@ def main() -> int:
     parser.add_argument("--finetune_seeds", type=int, default=None, help="seeds of the fine-tuning runs (default: --seeds)")
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--output_json", default=None)
+    parser.add_argument(
+        "--per_roi_probe", action="store_true",
+        help="also probe each encoder's token features averaged over time per ROI (R x D features): a diagnostic "
+             "of whether the labels reach the tokens at all, beyond what mean pooling keeps",
+    )
     args = parser.parse_args()
 
     from brain_jepa_hf import BrainJepaModel
@@ -89,6 +95,13 @@ def main() -> int:
     sources = {}
     for init, model in (("pretrained", encoder), ("random init", random_encoder)):
         sources[init] = {role: compute_embeddings(model, split, extractor, "mean", args.batch_size) for role, split in splits.items()}
+        if args.per_roi_probe:
+            grid = (model.config.num_rois, model.config.num_time_patches)
+            sources[f"{init}, per-ROI token means (diagnostic)"] = {
+                role: compute_embeddings(model, split, extractor, "tokens", args.batch_size)
+                .reshape(len(split), *grid, -1).mean(axis=2).reshape(len(split), -1)
+                for role, split in splits.items()
+            }
         every = np.concatenate(list(sources[init].values()))
         collapse[init] = {"mean_dim_std": float(every.std(0).mean()), "effective_rank": effective_rank(every),
                           "width": every.shape[1]}
