@@ -67,6 +67,19 @@ class BrainJepaLinearProbe(nn.Module):
         return SequenceClassifierOutput(loss=loss, logits=logits)
 
 
+def _plain_l2_logistic_options() -> dict:
+    """Keyword arguments that keep `LogisticRegressionCV` a plain L2 model without FutureWarnings on
+    scikit-learn >= 1.8 (`l1_ratios`, `use_legacy_attributes`); none on older versions."""
+    import inspect
+
+    from sklearn.linear_model import LogisticRegressionCV
+
+    parameters = inspect.signature(LogisticRegressionCV).parameters
+    if "use_legacy_attributes" not in parameters:
+        return {}
+    return {"l1_ratios": (0.0,), "use_legacy_attributes": False}
+
+
 def fit_sklearn_probe(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
                       problem_type: str, cv: int = 5, seed: int = 0) -> tuple[np.ndarray, dict]:
     """Fit a standardised ridge (regression) or multinomial logistic regression (classification) with
@@ -86,7 +99,7 @@ def fit_sklearn_probe(train_features: np.ndarray, train_labels: np.ndarray, test
     if problem_type != "single_label_classification":
         raise ValueError(f"problem_type: the scikit-learn probe supports regression and single-label classification, got {problem_type!r}")
     head = LogisticRegressionCV(Cs=np.logspace(-4, 2, 13), cv=StratifiedKFold(cv, shuffle=True, random_state=seed),
-                                scoring="neg_log_loss", max_iter=5000)
+                                scoring="neg_log_loss", max_iter=5000, **_plain_l2_logistic_options())
     pipeline = make_pipeline(StandardScaler(), head).fit(train_features, train_labels)
     probabilities = pipeline.predict_proba(test_features)
     logits = np.full((len(test_features), int(train_labels.max()) + 1), -np.inf)
