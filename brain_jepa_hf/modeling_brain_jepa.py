@@ -34,8 +34,14 @@ BRAIN_JEPA_AUTO_CLASSES = {
 # ----------------------------------------------------------------------------------------------
 
 
+def _checking_values() -> bool:
+    """Value checks (NaN scans, index ranges) read tensor contents, which `torch.compile` cannot trace
+    without splitting the graph; compiled code skips them (shape and type checks always run)."""
+    return not torch.compiler.is_compiling()
+
+
 def _check_finite(name: str, tensor: torch.Tensor) -> None:
-    if not torch.isfinite(tensor).all():
+    if _checking_values() and not torch.isfinite(tensor).all():
         bad = int((~torch.isfinite(tensor)).sum())
         raise ValueError(f"{name}: expected finite values, got {bad} NaN/Inf entries in a tensor of shape {tuple(tensor.shape)}")
 
@@ -76,6 +82,8 @@ def check_token_indices(name: str, indices, batch_size: int, num_tokens: int) ->
         raise ValueError(f"{name}: expected an integer tensor, got dtype {indices.dtype}")
     if indices.shape[1] == 0:
         raise ValueError(f"{name}: expected at least one index per sample, got shape {tuple(indices.shape)}")
+    if not _checking_values():
+        return
     low, high = int(indices.min()), int(indices.max())
     if low < 0 or high >= num_tokens:
         raise ValueError(f"{name}: expected indices in [0, {num_tokens - 1}], got values in [{low}, {high}]")
@@ -185,7 +193,7 @@ class BrainJepaEmbeddings(nn.Module):
                     f"gradient: fmri_values has {num_rois} ROIs but the model's stored gradient has "
                     f"{stored.shape[0]} rows; pass gradient=<({num_rois}, {dim}) tensor> for this ROI set"
                 )
-            if not torch.any(stored):
+            if _checking_values() and not torch.any(stored):
                 raise ValueError(
                     "gradient: the model holds no atlas gradient (its buffer is all zeros); pass "
                     f"gradient=<({num_rois}, {dim}) tensor> or call model.set_gradient(...) first"
@@ -607,15 +615,16 @@ class BrainJepaForPreTraining(BrainJepaPreTrainedModel):
         num_tokens = num_rois * num_time_patches
         check_token_indices("context_indices", context_indices, batch, num_tokens)
         check_token_indices("target_indices", target_indices, batch, num_tokens)
-        in_context = torch.zeros(batch, num_tokens, dtype=torch.bool, device=context_indices.device)
-        in_context.scatter_(1, context_indices, True)
-        overlap = in_context.gather(1, target_indices)
-        if overlap.any():
-            sample = int(overlap.any(dim=1).nonzero()[0])
-            raise ValueError(
-                f"target_indices: expected no index shared with context_indices, got {int(overlap.sum())} shared "
-                f"(first in sample {sample})"
-            )
+        if _checking_values():
+            in_context = torch.zeros(batch, num_tokens, dtype=torch.bool, device=context_indices.device)
+            in_context.scatter_(1, context_indices, True)
+            overlap = in_context.gather(1, target_indices)
+            if overlap.any():
+                sample = int(overlap.any(dim=1).nonzero()[0])
+                raise ValueError(
+                    f"target_indices: expected no index shared with context_indices, got {int(overlap.sum())} shared "
+                    f"(first in sample {sample})"
+                )
         gradient = self.context_encoder.embeddings.resolve_gradient(gradient, batch, num_rois)
 
         with torch.no_grad():
@@ -670,12 +679,12 @@ class BrainJepaForSequenceClassification(BrainJepaPreTrainedModel):
                 )
             return F.mse_loss(logits.float(), labels.float().reshape(logits.shape))
         if problem_type == "single_label_classification":
-            if labels.is_floating_point() and not torch.equal(labels, labels.round()):
+            if _checking_values() and labels.is_floating_point() and not torch.equal(labels, labels.round()):
                 raise ValueError(f"labels: expected integer class ids for single-label classification, got dtype {labels.dtype} with fractional values")
             labels = labels.reshape(-1).long()
             if labels.numel() != batch:
                 raise ValueError(f"labels: expected shape ({batch},) class ids, got {labels.numel()} values")
-            if int(labels.min()) < 0 or int(labels.max()) >= self.num_labels:
+            if _checking_values() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_labels):
                 raise ValueError(
                     f"labels: expected class ids in [0, {self.num_labels - 1}], got values in [{int(labels.min())}, {int(labels.max())}]"
                 )
