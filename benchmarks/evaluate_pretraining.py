@@ -3,14 +3,16 @@ architecture randomly initialised, on both planted labels of the example cohort 
 classification), several seeds, printed as one table (mean (std) over seeds, test split).
 
 The pretrained model is trained on a different cohort of the example generator (seed 1) than the one
-evaluated (seed 0), so the probe cannot profit from having seen the evaluation subjects. The random
+evaluated (seed 0), so the probe cannot profit from having seen the evaluation subjects (a folder passed
+with --pretrained must come from `brain-jepa pretrain --preset example-tiny --seed 1` for this to hold;
+`brain-jepa pretrain`'s default seed 0 is the evaluation cohort). The random
 model keeps the pretrained model's config and atlas gradient (a fixed input, not learned), so only the
 learned weights differ. A collapse diagnostic (per-dimension std and effective rank of the pooled
 embeddings) is printed for both.
 
-    python benchmarks/evaluate_pretraining.py                       # pretrains if --pretrained is absent
-    python benchmarks/evaluate_pretraining.py --pretrained runs/pretrain-tiny --finetune_steps 0   # probes only
-    python benchmarks/evaluate_pretraining.py --pretrained runs/pretrain-tiny --finetune_steps 0 --per_roi_probe
+    python benchmarks/evaluate_pretraining.py                       # pretrains runs/bench-pretrain-tiny if absent
+    python benchmarks/evaluate_pretraining.py --finetune_steps 0    # probes only, reusing runs/bench-pretrain-tiny
+    python benchmarks/evaluate_pretraining.py --finetune_steps 0 --per_roi_probe
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 
 def effective_rank(features: np.ndarray) -> float:
@@ -87,6 +90,13 @@ def main() -> int:
     random_encoder.set_gradient(encoder.embeddings.gradient)
     summary_path = pretrained / "pretraining_summary.json"
     pretrain_summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    args_path = pretrained / "pretraining_args.yaml"
+    pretrain_args = yaml.safe_load(args_path.read_text()) if args_path.is_file() else {}
+    if pretrain_args.get("dataset") is None and pretrain_args.get("seed") == 0:
+        print("WARNING: the pretrained model was trained on the example cohort with seed 0, the cohort evaluated here; "
+              "pretrain with --seed 1 for an evaluation on unseen subjects", flush=True)
+    pretrained_on = (f"dataset {pretrain_args['dataset']}" if pretrain_args.get("dataset")
+                     else f"example cohort seed {pretrain_args.get('seed', '?')}, {pretrain_args.get('example_subjects', '?')} subjects")
 
     rows, collapse, started = [], {}, time.time()
     tasks = {"age": "regression", "sex": "single_label_classification"}
@@ -147,8 +157,10 @@ def main() -> int:
                     rows.append((f"{label}: fine-tune, {init}", results["task"]["problem_type"], results["test"]))
 
     print()
-    print(f"Settings: pretrained={pretrained} ({pretrain_summary.get('global_step', '?')} steps, preset example-tiny: tiny "
-          f"encoder, {encoder.config.num_rois} ROIs x {encoder.config.num_frames} frames, pretrained on example seed 1); "
+    print(f"Settings: pretrained={pretrained} ({pretrain_summary.get('global_step', '?')} steps, model preset "
+          f"{pretrain_args.get('model_preset', '?')}, peak LR {pretrain_args.get('learning_rate', '?')}, "
+          f"{encoder.config.hidden_size} wide x {encoder.config.num_hidden_layers} layers, {encoder.config.num_rois} ROIs x "
+          f"{encoder.config.num_frames} frames, pretrained on {pretrained_on}); "
           f"evaluation cohort: example seed 0, {args.subjects} subjects, split 70/10/20; linear probe: pooled "
           f"embeddings + StandardScaler + ridge / logistic regression, {args.cv_folds}-fold CV on train+validation; "
           f"fine-tune: {args.finetune_steps} steps, batch {args.batch_size}, recipe defaults (AdamW, layer decay 0.75, "

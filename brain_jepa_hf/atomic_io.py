@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -18,12 +19,26 @@ def check_output_dir(output_dir: str | Path, overwrite: bool) -> Path:
     return output_dir
 
 
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def usual_mode(directory: bool) -> int:
+    """Permissions a plain `mkdir` / `open` would give under the current umask; temporary-file
+    helpers create 0700 / 0600, which would hide outputs from other users of a shared machine."""
+    return (0o777 if directory else 0o666) & ~current_umask()
+
+
 @contextlib.contextmanager
 def atomic_output_dir(output_dir: str | Path, overwrite: bool = False):
     """Yield a temporary folder beside `output_dir`; move it into place only if the block succeeds."""
     output_dir = check_output_dir(output_dir, overwrite).resolve()
     output_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
+    staging.chmod(usual_mode(directory=True))
     try:
         yield staging
         check_output_dir(output_dir, overwrite)  # it may have appeared meanwhile

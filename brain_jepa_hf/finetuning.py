@@ -861,17 +861,21 @@ def _strip_prefix(metrics: dict, prefix: str) -> dict:
 
 
 def _save_model(model, feature_extractor, folder: Path) -> None:
-    """save_pretrained (remote code, every Auto class in auto_map) + the feature extractor; a linear
-    probe saves its head and encoder state dict."""
+    """save_pretrained (remote code, every Auto class in auto_map) + the feature extractor + the
+    pipelines this model serves (code file and `custom_pipelines`, replacing any inherited from the
+    pretrained folder); a linear probe saves its head and encoder state dict."""
+    from .pipelines import save_pipelines
+
+    from safetensors.torch import save_model
+
     folder.mkdir(parents=True, exist_ok=True)
+    feature_extractor.save_pretrained(folder)
     if hasattr(model, "save_pretrained"):
         model.save_pretrained(folder)
+        save_pipelines(folder)
     else:
-        from safetensors.torch import save_model
-
         save_model(model, str(folder / "model.safetensors"))
         (folder / "probe_config.json").write_text(json.dumps(model.describe(), indent=2))
-    feature_extractor.save_pretrained(folder)
 
 
 def summarise(per_seed: list[dict], split: str = "test") -> dict:

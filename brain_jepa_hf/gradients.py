@@ -15,6 +15,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from .atomic_io import usual_mode
+
 DEFAULT_NUM_COMPONENTS = 30
 
 
@@ -172,6 +174,7 @@ def save_gradient_csv(path: str | os.PathLike, gradients: Any) -> Path:
     try:
         with os.fdopen(handle, "w") as stream:
             np.savetxt(stream, gradients, delimiter=",", fmt="%.10g")
+        os.chmod(temp, usual_mode(directory=False))
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)

@@ -12,7 +12,6 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -43,7 +42,8 @@ class PretrainingArguments:
         metadata={"help": "Gradient CSV (R rows x gradient_dim, no header); default: the example's, or DATASET/gradient.csv."},
     )
     model_preset: str = field(default="vit-base", metadata={"help": "tiny, vit-small, vit-base or vit-large."})
-    model_overrides: Any = field(
+    # Typed str for the command line (a JSON object); a YAML config may give a mapping instead.
+    model_overrides: str | None = field(
         default=None, metadata={"help": "Extra BrainJepaConfig fields, a JSON object (or a mapping in YAML)."}
     )
     num_frames: int = field(default=160, metadata={"help": "Frames per sample."})

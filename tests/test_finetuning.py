@@ -243,3 +243,40 @@ def test_empty_split_fails_before_training(tmp_path, pretrained_folder):
     with pytest.raises(ValueError, match=r"validation split: expected at least one sample, got 0; .*train=3, validation=0, test=1"):
         _run(tmp_path, tmp_path / "data", pretrained_folder, "--validation_fraction", "0.1")
     assert not (tmp_path / "out").exists()
+
+
+def test_model_finetuned_from_a_hub_folder_serves_its_pipelines(tmp_path):
+    """A pretrained folder as `brain-jepa pretrain` / `convert` write it (remote code, pipelines) ->
+    fine-tune -> the output passes the Hub checks and its classification pipeline loads through
+    remote code and returns the model's probabilities."""
+    from transformers import pipeline
+
+    from brain_jepa_hf.hub import check_hub_folder, prepare_hub_folder
+    from brain_jepa_hf.pipelines import CLASSIFICATION_TASK, FEATURE_EXTRACTION_TASK
+
+    config = make_config()
+    pretrained = BrainJepaForPreTraining(config)
+    pretrained.set_gradient(torch.randn(config.num_rois, config.gradient_dim, generator=torch.Generator().manual_seed(0)))
+    extractor = BrainJepaFeatureExtractor(num_rois=config.num_rois, num_frames=config.num_frames, sampling_rate=1,
+                                          scaling="zscore")
+    prepare_hub_folder(pretrained, tmp_path / "pre", feature_extractor=extractor, converted_from=None)
+    assert set(json.loads((tmp_path / "pre" / "config.json").read_text())["custom_pipelines"]) == {FEATURE_EXTRACTION_TASK}
+    small_dataset().save_to_disk(str(tmp_path / "data"))
+    out = tmp_path / "ft"
+    model_args, data_args, training_args, _ = parse_arguments(
+        ["--model_name_or_path", str(tmp_path / "pre"), "--dataset", str(tmp_path / "data"), "--label_column", "sex",
+         "--seeds", "1", "--output_dir", str(out)] + FAST
+    )
+    run_finetuning(model_args, data_args, training_args)
+
+    assert check_hub_folder(out) == out  # every file config.json refers to is there
+    saved = json.loads((out / "config.json").read_text())
+    assert set(saved["custom_pipelines"]) == {FEATURE_EXTRACTION_TASK, CLASSIFICATION_TASK}
+    series = np.random.default_rng(3).standard_normal((config.num_rois, 60)).astype(np.float32)
+    classify = pipeline(CLASSIFICATION_TASK, model=str(out), trust_remote_code=True)
+    assert type(classify).__module__.startswith("transformers_modules")
+    model = BrainJepaForSequenceClassification.from_pretrained(out).eval()
+    with torch.no_grad():
+        probabilities = torch.softmax(model(**extractor(series, time_axis=-1, return_tensors="pt")).logits[0], -1)
+    ranked = classify(series, time_axis=-1)
+    np.testing.assert_allclose(sorted(r["score"] for r in ranked), sorted(probabilities.tolist()), atol=1e-5)

@@ -59,6 +59,10 @@ def test_cli_precedence_and_argument_errors(tmp_path):
     args = parse_arguments(["--preset", "released-vit-base", "--config", str(config), "--learning_rate", "0.003", "--output_dir", "x"])
     assert args.model_preset == "vit-base" and args.gradient_accumulation_steps == 8 and args.mixed_precision == "bf16"
     assert args.per_device_batch_size == 8 and args.learning_rate == 0.003
+    args = parse_arguments(["--preset", "example-tiny", "--model_overrides", '{"drop_path_rate": 0.1}', "--output_dir", "x"])
+    assert args.parsed_model_overrides() == {"drop_path_rate": 0.1} and args.model_config(450).drop_path_rate == 0.1
+    config.write_text("model_overrides:\n  drop_path_rate: 0.2\n")
+    assert parse_arguments(["--config", str(config), "--output_dir", "x"]).model_config(450).drop_path_rate == 0.2
     config.write_text("learning_rte: 0.1\n")
     with pytest.raises(ValueError, match=r"config: unknown argument\(s\) \['learning_rte'\]"):
         parse_arguments(["--config", str(config)])

@@ -8,7 +8,7 @@ import sys
 EXAMPLES = """Examples:
   # ROI x time .npy files (from `brain-jepa parcellate`) and a participants table
   brain-jepa build-dataset rois/ --labels participants.tsv --subject-column participant_id \\
-      --output-dir data/cohort --num-rois 450 --compute-gradient
+      --subject-regex '(sub-[^_]+)_' --output-dir data/cohort --num-rois 450 --compute-gradient
 
   # time x ROI CSV/TSV files named sub-XX_task-rest_timeseries.tsv, keeping two labels, first 490 volumes
   brain-jepa build-dataset timeseries/ --time-axis 0 --subject-regex '(sub-[^_]+)_' \\

@@ -10,7 +10,7 @@ examples:
   brain-jepa embed --model runs/pretrain-tiny --dataset example --output emb.npy
 
   # per-token (N, R*Tp, D) embeddings of a build-dataset folder into Parquet with subject ids
-  brain-jepa embed --model brain-jepa/brain-jepa-base --dataset data/ukb --pooling tokens --output ukb_tokens.parquet
+  brain-jepa embed --model your-name/brain-jepa-base --dataset data/ukb --pooling tokens --output ukb_tokens.parquet
 
   # interrupted? run the same command again: finished chunks in OUTPUT.partial/ are kept
 """

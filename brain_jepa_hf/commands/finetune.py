@@ -20,12 +20,12 @@ examples:
   brain-jepa finetune --config finetune.yaml --label_column sex --seeds 3 --num_train_epochs 10 --output_dir runs/ft-sex
 
   # your own build-dataset folder, z-scored inputs (the paper's downstream scaling), push the best seed
-  brain-jepa finetune --model_name_or_path brain-jepa/brain-jepa-base --dataset data/hcp-aging \\
+  brain-jepa finetune --model_name_or_path your-name/brain-jepa-base --dataset data/hcp-aging \\
       --label_column flanker --scaling zscore --output_dir runs/flanker --push_to_hub --hub_model_id me/bj-flanker
 
   # several GPUs (data parallel; on a machine without GPUs the processes form a gloo CPU group)
   accelerate launch --multi_gpu --num_processes 4 -m brain_jepa_hf.commands.finetune \\
-      --model_name_or_path runs/pretrain --output_dir runs/ft
+      --model_name_or_path runs/pretrain-tiny --output_dir runs/ft-4gpu
 
 Writes OUTPUT_DIR/results.json (per seed + mean/std), results.md (paper-layout table), the best-validation
 seed's model (config, weights, remote code, feature extractor) and a README.md model card with model-index.

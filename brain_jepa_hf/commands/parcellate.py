@@ -9,7 +9,7 @@ from pathlib import Path
 EXAMPLES = """Examples:
   # Brain-JEPA's atlas order: 50 subcortical ROIs (Tian S3) first, then 400 cortical (Schaefer)
   brain-jepa parcellate scans/sub-*_bold.nii.gz \\
-      --atlas Tian_Subcortex_S3_3T.nii.gz --atlas Schaefer2018_400Parcels_17Networks_2mm.nii.gz \\
+      --atlas Tian_Subcortex_S3_3T.nii.gz --atlas Schaefer2018_400Parcels_17Networks_order_FSLMNI152_2mm.nii.gz \\
       --output-dir rois/
 
   # a whole folder, removing fMRIPrep confounds (one file per scan, same order), detrending
