@@ -56,18 +56,24 @@ def encoder_outputs(model, fmri, context, dtype, path) -> tuple[torch.Tensor, to
     return hidden.detach(), fmri.grad.detach()
 
 
-def check_attention(config, device: str, batch: int) -> list[tuple[str, str, float, float, bool | None]]:
-    from brain_jepa_hf import BrainJepaModel
+def model_and_batch(model_class, config, device: str, batch: int):
+    """A seeded model with an atlas gradient, a random fMRI batch and one step's masks, on `device`."""
     from brain_jepa_hf.masking import BrainJepaMaskCollator
 
     torch.manual_seed(0)
-    model = BrainJepaModel(config)
+    model = model_class(config)
     model.set_gradient(torch.randn(config.num_rois, config.gradient_dim))
-    model = model.to(device)
     fmri = torch.randn(batch, 1, config.num_rois, config.num_frames, device=device)
-    context, _ = BrainJepaMaskCollator(config.num_rois, config.num_time_patches).sample_masks(batch, step=0)
+    context, targets = BrainJepaMaskCollator(config.num_rois, config.num_time_patches).sample_masks(batch, step=0)
+    return model.to(device), fmri, context.to(device), targets.to(device)
+
+
+def check_attention(config, device: str, batch: int) -> list[tuple[str, str, float, float, bool | None]]:
+    from brain_jepa_hf import BrainJepaModel
+
+    model, fmri, context, _ = model_and_batch(BrainJepaModel, config, device, batch)
     rows = []
-    for tokens, indices in (("all tokens", None), ("context subset", context.to(device))):
+    for tokens, indices in (("all tokens", None), ("context subset", context)):
         reference = encoder_outputs(model, fmri, indices, torch.float32, attention_paths(device)[0])
         for path in attention_paths(device):
             for dtype in (torch.float32, torch.bfloat16):
@@ -88,15 +94,8 @@ def check_attention(config, device: str, batch: int) -> list[tuple[str, str, flo
 
 def check_bf16_pretraining_step(config, device: str, batch: int) -> list[tuple[str, str, float, float, bool | None]]:
     from brain_jepa_hf import BrainJepaForPreTraining
-    from brain_jepa_hf.masking import BrainJepaMaskCollator
 
-    torch.manual_seed(0)
-    model = BrainJepaForPreTraining(config)
-    model.set_gradient(torch.randn(config.num_rois, config.gradient_dim))
-    model = model.to(device)
-    fmri = torch.randn(batch, 1, config.num_rois, config.num_frames, device=device)
-    context, targets = BrainJepaMaskCollator(config.num_rois, config.num_time_patches).sample_masks(batch, step=0)
-    context, targets = context.to(device), targets.to(device)
+    model, fmri, context, targets = model_and_batch(BrainJepaForPreTraining, config, device, batch)
     results = {}
     for dtype in (torch.float32, torch.bfloat16):
         model.zero_grad(set_to_none=True)
