@@ -14,6 +14,7 @@ Two engines:
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,7 @@ def fit_sklearn_probe(train_features: np.ndarray, train_labels: np.ndarray, test
     """Fit a standardised ridge (regression) or multinomial logistic regression (classification) with
     its regularisation strength chosen by `cv`-fold cross-validation (folds shuffled with `seed`);
     returns (test outputs: predictions, or class log-probabilities as logits, and {"alpha" or "C"})."""
+    from scipy.linalg import LinAlgWarning
     from sklearn.linear_model import LogisticRegressionCV, RidgeCV
     from sklearn.model_selection import KFold, StratifiedKFold
     from sklearn.pipeline import make_pipeline
@@ -94,7 +96,11 @@ def fit_sklearn_probe(train_features: np.ndarray, train_labels: np.ndarray, test
         raise ValueError(f"cv: expected at most {len(train_features)} folds for {len(train_features)} training samples, got {cv}")
     if problem_type == "regression":
         head = RidgeCV(alphas=np.logspace(-2, 5, 15), cv=KFold(cv, shuffle=True, random_state=seed))
-        pipeline = make_pipeline(StandardScaler(), head).fit(train_features, train_labels)
+        with warnings.catch_warnings():
+            # With more features than samples the smallest alphas give ill-conditioned solves; the
+            # cross-validation then picks a larger alpha, so the warning per fold is noise.
+            warnings.simplefilter("ignore", LinAlgWarning)
+            pipeline = make_pipeline(StandardScaler(), head).fit(train_features, train_labels)
         return pipeline.predict(test_features), {"alpha": float(head.alpha_)}
     if problem_type != "single_label_classification":
         raise ValueError(f"problem_type: the scikit-learn probe supports regression and single-label classification, got {problem_type!r}")
