@@ -1,6 +1,7 @@
 """Linear probing: the frozen-encoder BatchNorm + Linear probe trains only its head; the scikit-learn
 fast path equals a direct scikit-learn fit and recovers a planted signal."""
 
+import inspect
 import json
 
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 import torch
 from conftest import make_config
 from sklearn.linear_model import LogisticRegressionCV, RidgeCV
+
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -16,6 +18,10 @@ from test_finetuning import FAST, save_pretrained_folder, small_dataset
 from brain_jepa_hf import BrainJepaModel
 from brain_jepa_hf.finetuning import DataArguments, parse_arguments, run_finetuning
 from brain_jepa_hf.probing import BrainJepaLinearProbe, fit_sklearn_probe, run_sklearn_probe
+
+# A plain L2 model without scikit-learn >= 1.8's FutureWarnings (these options do not exist before).
+PLAIN_L2 = ({"l1_ratios": (0.0,), "use_legacy_attributes": False}
+            if "use_legacy_attributes" in inspect.signature(LogisticRegressionCV).parameters else {})
 
 
 def test_probe_head_is_batchnorm_without_affine_and_encoder_stays_frozen():
@@ -57,7 +63,8 @@ def test_sklearn_probe_equals_a_direct_scikit_learn_fit():
     labels = (features[:, 0] + 0.3 * rng.normal(size=80) > 0).astype(np.int64)
     logits, chosen = fit_sklearn_probe(features[:60], labels[:60], features[60:], "single_label_classification", cv=4, seed=3)
     direct = make_pipeline(StandardScaler(), LogisticRegressionCV(
-        Cs=np.logspace(-4, 2, 13), cv=StratifiedKFold(4, shuffle=True, random_state=3), scoring="neg_log_loss", max_iter=5000)
+        Cs=np.logspace(-4, 2, 13), cv=StratifiedKFold(4, shuffle=True, random_state=3), scoring="neg_log_loss", max_iter=5000,
+        **PLAIN_L2)
     ).fit(features[:60], labels[:60])
     assert np.allclose(np.exp(logits), direct.predict_proba(features[60:]), atol=1e-9)
     assert np.mean(logits.argmax(1) == labels[60:]) >= 0.75  # well above chance (0.5)
