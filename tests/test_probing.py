@@ -9,7 +9,6 @@ import pytest
 import torch
 from conftest import make_config
 from sklearn.linear_model import LogisticRegressionCV, RidgeCV
-
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
