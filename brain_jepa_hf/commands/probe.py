@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
             seed=training_args.seed, cv=extra.cv_folds, batch_size=training_args.per_device_eval_batch_size,
             revision=model_args.revision, overwrite=training_args.overwrite_output_dir,
         )
-    print_summary(results, training_args.output_dir)
+    if training_args.process_index == 0:  # once under `accelerate launch` (torch engine)
+        print_summary(results, training_args.output_dir)
     return 0
 
 
