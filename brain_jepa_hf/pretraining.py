@@ -430,6 +430,7 @@ def pretrain(args: PretrainingArguments) -> Path:
         collator_states = gather_object([collator.state_dict()])
         if accelerator.is_main_process:
             feature_extractor.save_pretrained(temporary)
+            unwrapped.config.save_pretrained(temporary)  # so that from_pretrained can load the checkpoint
             state = {"global_step": global_step, "epoch": epoch, "micro_step_in_epoch": micro_in_epoch,
                      "collator": collator_states, "total_steps": total_steps,
                      "collapse_monitor": monitor.state_dict()}
