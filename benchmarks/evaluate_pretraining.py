@@ -52,7 +52,8 @@ def input_features(split, extractor) -> dict[str, np.ndarray]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pretrained", default="runs/bench-pretrain-tiny", help="pretraining output folder (created if missing)")
+    parser.add_argument("--pretrained", default="runs/bench-pretrain-tiny",
+                        help="pretraining output folder (created if missing), or one of its checkpoints/step-N folders")
     parser.add_argument("--pretrain_steps", type=int, default=100, help="steps of `brain-jepa pretrain --preset example-tiny` if it must run")
     parser.add_argument("--subjects", type=int, default=200, help="subjects of the evaluation cohort (example seed 0)")
     parser.add_argument("--seeds", type=int, default=5)
@@ -88,9 +89,12 @@ def main() -> int:
     torch.manual_seed(0)
     random_encoder = BrainJepaModel(encoder.config).eval()
     random_encoder.set_gradient(encoder.embeddings.gradient)
-    summary_path = pretrained / "pretraining_summary.json"
-    pretrain_summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
-    args_path = pretrained / "pretraining_args.yaml"
+    # A checkpoint folder (OUTPUT_DIR/checkpoints/step-N) keeps its step in trainer_state.json and the
+    # run's settings two levels up.
+    run_folder = pretrained.parent.parent if pretrained.parent.name == "checkpoints" else pretrained
+    pretrain_summary = next((json.loads((pretrained / name).read_text()) for name in ("pretraining_summary.json", "trainer_state.json")
+                             if (pretrained / name).is_file()), {})
+    args_path = run_folder / "pretraining_args.yaml"
     pretrain_args = yaml.safe_load(args_path.read_text()) if args_path.is_file() else {}
     if pretrain_args.get("dataset") is None and pretrain_args.get("seed") == 0:
         print("WARNING: the pretrained model was trained on the example cohort with seed 0, the cohort evaluated here; "
