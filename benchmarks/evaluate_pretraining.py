@@ -92,8 +92,10 @@ def main() -> int:
     # A checkpoint folder (OUTPUT_DIR/checkpoints/step-N) keeps its step in trainer_state.json and the
     # run's settings two levels up.
     run_folder = pretrained.parent.parent if pretrained.parent.name == "checkpoints" else pretrained
-    pretrain_summary = next((json.loads((pretrained / name).read_text()) for name in ("pretraining_summary.json", "trainer_state.json")
-                             if (pretrained / name).is_file()), {})
+    summary_path = pretrained / "pretraining_summary.json"
+    if not summary_path.is_file():
+        summary_path = pretrained / "trainer_state.json"
+    pretrain_summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     args_path = run_folder / "pretraining_args.yaml"
     pretrain_args = yaml.safe_load(args_path.read_text()) if args_path.is_file() else {}
     if pretrain_args.get("dataset") is None and pretrain_args.get("seed") == 0:

@@ -864,9 +864,9 @@ def _save_model(model, feature_extractor, folder: Path) -> None:
     """save_pretrained (remote code, every Auto class in auto_map) + the feature extractor + the
     pipelines this model serves (code file and `custom_pipelines`, replacing any inherited from the
     pretrained folder); a linear probe saves its head and encoder state dict."""
-    from .pipelines import save_pipelines
-
     from safetensors.torch import save_model
+
+    from .pipelines import save_pipelines
 
     folder.mkdir(parents=True, exist_ok=True)
     feature_extractor.save_pretrained(folder)

@@ -1,6 +1,5 @@
 """Arrow datasets from per-subject files and labels; the lazy feature-extractor view; failure safety."""
 
-import os
 import stat
 
 import numpy as np
@@ -10,6 +9,7 @@ import torch
 from datasets import load_from_disk
 from transformers import default_data_collator
 
+from brain_jepa_hf.atomic_io import current_umask
 from brain_jepa_hf.data import (
     FeatureExtractorTransform,
     apply_feature_extractor,
@@ -65,9 +65,7 @@ def test_build_dataset_from_mixed_files_and_labels_round_trips(tmp_path):
         np.testing.assert_allclose(rows["fmri"][i], truth[subject], rtol=1e-6)
         assert rows["age"][i] == pytest.approx(labels.loc[subject, "age"], rel=1e-6)
         assert rows["sex"][i] == labels.loc[subject, "sex"] and rows["site"][i] == labels.loc[subject, "site"]
-    umask = os.umask(0o022)
-    os.umask(umask)
-    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o777 & ~umask  # readable as a plain mkdir would be
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o777 & ~current_umask()  # readable as a plain mkdir would be
     reloaded = load_from_disk(str(tmp_path / "out"))
     np.testing.assert_array_equal(reloaded.with_format("numpy")[:]["fmri"], rows["fmri"])
     dataset.save_to_disk(str(tmp_path / "copy"))

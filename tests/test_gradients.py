@@ -1,11 +1,11 @@
 """Connectivity gradients with brainspace: real-data agreement, alignment, CSV layout, FC, errors."""
 
-import os
 import stat
 
 import numpy as np
 import pytest
 
+from brain_jepa_hf.atomic_io import current_umask
 from brain_jepa_hf.gradients import (
     align_gradients,
     compute_gradients,
@@ -59,9 +59,7 @@ def test_compute_gradients_with_reference_and_determinism(group_gradients):
 def test_csv_round_trip_in_original_layout(tmp_path, group_gradients):
     main, _ = group_gradients
     path = save_gradient_csv(tmp_path / "gradients.csv", main)
-    umask = os.umask(0o022)
-    os.umask(umask)
-    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # not the 0600 of a temporary file
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~current_umask()  # not the 0600 of a temporary file
     lines = path.read_text().splitlines()
     assert len(lines) == 400 and len(lines[0].split(",")) == 30
     float(lines[0].split(",")[0])  # no header: the first row is numbers

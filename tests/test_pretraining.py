@@ -96,18 +96,22 @@ def test_loss_falls_and_the_output_folder_is_a_loadable_model(tmp_path):
     assert torch.count_nonzero(encoder.embeddings.gradient) > 0
 
 
+def test_a_checkpoint_loads_with_from_pretrained_as_the_target_encoder_at_that_step(tmp_path):
+    out = tmp_path / "run"
+    run_pretrain(out, "--max_steps", "4", "--save_steps", "2")
+    (checkpoint,) = list_checkpoints(out)
+    assert checkpoint.name == "step-00000002"
+    stored = load_file(checkpoint / "model.safetensors")
+    at_checkpoint = BrainJepaModel.from_pretrained(checkpoint).state_dict()
+    final = BrainJepaModel.from_pretrained(out).state_dict()
+    assert all(torch.equal(tensor, stored[f"brain_jepa.{name}"]) for name, tensor in at_checkpoint.items())
+    assert not all(torch.equal(at_checkpoint[name], final[name]) for name in at_checkpoint)
+
+
 def test_sigkill_and_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     steps = ["--max_steps", "12", "--save_steps", "3"]
     reference = tmp_path / "reference"
     run_pretrain(reference, *steps)
-    # A checkpoint loads with from_pretrained: its target encoder, as it was at that step.
-    checkpoint = list_checkpoints(reference)[-1]
-    stored = load_file(checkpoint / "model.safetensors")
-    at_checkpoint = BrainJepaModel.from_pretrained(checkpoint).state_dict()
-    final = BrainJepaModel.from_pretrained(reference).state_dict()
-    assert checkpoint.name == "step-00000009"
-    assert all(torch.equal(tensor, stored[f"brain_jepa.{name}"]) for name, tensor in at_checkpoint.items())
-    assert not all(torch.equal(at_checkpoint[name], final[name]) for name in at_checkpoint)
 
     interrupted = tmp_path / "interrupted"
     process = run_pretrain(interrupted, *steps, background=True)
