@@ -204,6 +204,35 @@ def _parse_table(text: str, delimiter: str, source: str, num_rois: int | None, n
     )
 
 
+def released_rows_of_brainspace_schaefer400() -> np.ndarray:
+    """For each Schaefer-400 parcel in brainspace's order (its conte69 surface labels and group FC
+    matrices, **7-network order**), its row in `released_atlas()` (50..449, 17-network order).
+
+    The 7- and 17-network versions number the same 400 parcels differently; the parcels are matched
+    within each hemisphere by centroid (the surface centroid on conte69 against the table's MNI
+    centroid; optimal one-to-one assignment, median distance about 3 mm).
+    """
+    from brainspace.datasets import load_conte69, load_parcellation
+    from scipy.optimize import linear_sum_assignment
+    from scipy.spatial.distance import cdist
+
+    left, right = load_conte69()
+    labels = np.asarray(load_parcellation("schaefer", scale=400, join=True))
+    points = np.vstack([left.points, right.points])
+    counts = np.bincount(labels, minlength=401)[1:]
+    centroids = np.stack([np.bincount(labels, weights=points[:, k], minlength=401)[1:] for k in range(3)], 1)
+    centroids /= counts[:, None]
+    atlas = released_atlas()
+    cortical = np.flatnonzero(np.array(atlas.coarse_networks) != SUBCORTICAL)
+    hemispheres = np.array(atlas.hemispheres)[cortical]
+    rows = np.empty(400, dtype=np.int64)
+    for hemisphere, parcels in (("L", np.arange(200)), ("R", np.arange(200, 400))):  # brainspace: left first
+        candidates = cortical[hemispheres == hemisphere]
+        chosen_parcels, chosen_rows = linear_sum_assignment(cdist(centroids[parcels], atlas.coords[candidates]))
+        rows[parcels[chosen_parcels]] = candidates[chosen_rows]
+    return rows
+
+
 def resolve_atlas(spec, num_rois: int | None = None) -> Atlas | None:
     """An `Atlas` from what a user passes: an Atlas, "released", "none"/None, or a table path.
     `num_rois` (the model's) is checked."""
@@ -304,5 +333,5 @@ def _config_of(model_or_config):
 
 __all__ = [
     "Atlas", "RELEASED", "SUBCORTICAL", "released_atlas", "read_atlas_table", "resolve_atlas", "default_atlas", "atlas_config_value",
-    "atlas_from_config_value", "set_atlas", "atlas_for",
+    "atlas_from_config_value", "set_atlas", "atlas_for", "released_rows_of_brainspace_schaefer400",
 ]
