@@ -68,6 +68,11 @@ class ModelArguments:
         metadata={"help": "finetune (all weights, layer decay) or linear_probe (frozen encoder, BatchNorm + Linear head)."},
     )
     revision: str | None = field(default=None, metadata={"help": "Hub revision of model_name_or_path."})
+    atlas: str | None = field(
+        default=None,
+        metadata={"help": "ROI names and networks stored with the model: an atlas table (CSV/TSV: index, name, network[, "
+                          "coarse_network, hemisphere, x, y, z]), 'released' or 'none'; default: the pretrained model's."},
+    )
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow Hub remote code (not needed with this package)."})
 
 
@@ -669,6 +674,10 @@ def build_model(model_args: ModelArguments, config, label_info: LabelInfo, pretr
         model = BrainJepaForSequenceClassification(config)
         if pretrained_gradient is not None:
             model.brain_jepa.set_gradient(pretrained_gradient)
+    if model_args.atlas is not None:
+        from .atlas import set_atlas
+
+        set_atlas(model, model_args.atlas)
     if label_info.problem_type == "regression":
         model.config.regression_target_mean = label_info.target_mean
         model.config.regression_target_std = label_info.target_std
@@ -771,6 +780,10 @@ def prepare_run(model_args: ModelArguments, data_args: DataArguments) -> Prepare
     config = load_config(model_args, data_args, rois, num_frames=data_args.num_frames or 160)
     feature_extractor = load_feature_extractor(model_args, data_args, config, splits["train"])
     check_data_matches_model(splits, config, feature_extractor, data_args.fmri_column, source)
+    if model_args.atlas is not None:
+        from .atlas import resolve_atlas
+
+        resolve_atlas(model_args.atlas, num_rois=config.num_rois)  # a bad table fails before training
     labels = {}
     for role, split in splits.items():
         array = np.asarray(split[data_args.label_column])
