@@ -268,6 +268,10 @@ def resolve_atlas(spec, num_rois: int | None = None) -> Atlas | None:
     elif isinstance(spec, str) and spec in _BUILTIN:
         atlas = _BUILTIN[spec]()
     elif isinstance(spec, (str, os.PathLike)):
+        if not Path(spec).is_file():
+            raise FileNotFoundError(
+                f"atlas: expected a table file, {RELEASED!r}, {EXAMPLE!r} or 'none', got {str(spec)!r} (no such file)"
+            )
         return read_atlas_table(spec, num_rois=num_rois)
     else:
         raise ValueError(

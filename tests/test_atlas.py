@@ -370,6 +370,9 @@ def test_convert_with_a_user_table_and_bad_atlases(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
     assert err == "brain-jepa convert: error: atlas: expected 23 ROIs (the model's num_rois), got 450 in 'released'"
     assert not (tmp_path / "bad").exists()
+    assert cli_main(args + ["--output-dir", str(tmp_path / "bad"), "--atlas", "relased"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "brain-jepa convert: error: atlas: expected a table file, 'released', 'example' or 'none', got 'relased' (no such file)")
 
 
 def test_pretraining_and_finetuning_arguments_set_an_atlas(tmp_path):
