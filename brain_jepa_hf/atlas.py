@@ -33,6 +33,7 @@ import numpy as np
 from .configuration_brain_jepa import ATLAS_TABLE_KEYS, BUILTIN_ATLAS_ROIS
 
 RELEASED = "released"
+EXAMPLE = "example"
 RELEASED_TABLE = "released_450.csv"
 SUBCORTICAL = "Subcortical"
 LEVELS = ("coarse", "fine")
@@ -233,19 +234,49 @@ def released_rows_of_brainspace_schaefer400() -> np.ndarray:
     return rows
 
 
+@functools.lru_cache(maxsize=1)
+def example_atlas() -> Atlas:
+    """The atlas of the embedded synthetic example cohort (`brain_jepa_hf.example_data`).
+
+    Its 50 subcortical rows are laid out like the released ones (R/L homologues r and r + 25), but its
+    400 cortical rows follow brainspace's Schaefer-400 order (the 7-network order of the group FC it is
+    built from), not the released 17-network order: the released table's cortical rows, reordered by
+    `released_rows_of_brainspace_schaefer400()`.
+    """
+    released = released_atlas()
+    rows = np.r_[np.arange(50), released_rows_of_brainspace_schaefer400()]
+    return Atlas(
+        name=EXAMPLE,
+        roi_names=tuple(released.roi_names[r] for r in rows),
+        networks=tuple(released.networks[r] for r in rows),
+        coarse_networks=tuple(released.coarse_networks[r] for r in rows),
+        hemispheres=tuple(released.hemispheres[r] for r in rows),
+        coords=released.coords[rows],
+    )
+
+
+_BUILTIN = {RELEASED: released_atlas, EXAMPLE: example_atlas}
+
+
 def resolve_atlas(spec, num_rois: int | None = None) -> Atlas | None:
-    """An `Atlas` from what a user passes: an Atlas, "released", "none"/None, or a table path.
+    """An `Atlas` from what a user passes: an Atlas, "released", "example", "none"/None, or a table path.
     `num_rois` (the model's) is checked."""
     if spec is None or (isinstance(spec, str) and spec.lower() == "none"):
         return None
     if isinstance(spec, Atlas):
         atlas = spec
-    elif isinstance(spec, str) and spec == RELEASED:
-        atlas = released_atlas()
+    elif isinstance(spec, str) and spec in _BUILTIN:
+        atlas = _BUILTIN[spec]()
     elif isinstance(spec, (str, os.PathLike)):
+        if not Path(spec).is_file():
+            raise FileNotFoundError(
+                f"atlas: expected a table file, {RELEASED!r}, {EXAMPLE!r} or 'none', got {str(spec)!r} (no such file)"
+            )
         return read_atlas_table(spec, num_rois=num_rois)
     else:
-        raise ValueError(f"atlas: expected an Atlas, {RELEASED!r}, 'none' or a table path, got {type(spec).__name__}")
+        raise ValueError(
+            f"atlas: expected an Atlas, {RELEASED!r}, {EXAMPLE!r}, 'none' or a table path, got {type(spec).__name__}"
+        )
     if num_rois is not None and atlas.num_rois != num_rois:
         raise ValueError(f"atlas: expected {num_rois} ROIs (the model's num_rois), got {atlas.num_rois} in {atlas.name!r}")
     return atlas
@@ -262,6 +293,8 @@ def atlas_config_value(atlas: Atlas | None) -> str | dict | None:
         return None
     if atlas.num_rois == BUILTIN_ATLAS_ROIS[RELEASED] and atlas == released_atlas():
         return RELEASED
+    if atlas.name == EXAMPLE and atlas == example_atlas():
+        return EXAMPLE
     return {
         "name": atlas.name,
         "roi_names": list(atlas.roi_names),
@@ -277,9 +310,9 @@ def atlas_from_config_value(value) -> Atlas | None:
     if value is None:
         return None
     if isinstance(value, str):
-        if value != RELEASED:
-            raise ValueError(f"atlas: expected None, {RELEASED!r} or a table, got {value!r}")
-        return released_atlas()
+        if value not in _BUILTIN:
+            raise ValueError(f"atlas: expected None, one of {sorted(_BUILTIN)} or a table, got {value!r}")
+        return _BUILTIN[value]()
     if not isinstance(value, dict) or sorted(value) != sorted(ATLAS_TABLE_KEYS):
         raise ValueError(f"atlas: expected a table with keys {list(ATLAS_TABLE_KEYS)}, got {value!r:.80}")
     coords = [[math.nan if v is None else v for v in row] for row in value["coords"]]
@@ -332,6 +365,6 @@ def _config_of(model_or_config):
 
 
 __all__ = [
-    "Atlas", "RELEASED", "SUBCORTICAL", "released_atlas", "read_atlas_table", "resolve_atlas", "default_atlas", "atlas_config_value",
+    "Atlas", "RELEASED", "EXAMPLE", "SUBCORTICAL", "released_atlas", "example_atlas", "read_atlas_table", "resolve_atlas", "default_atlas", "atlas_config_value",
     "atlas_from_config_value", "set_atlas", "atlas_for", "released_rows_of_brainspace_schaefer400",
 ]

@@ -24,7 +24,7 @@ BRAIN_JEPA_PRESETS: dict[str, dict] = {
 }
 
 # Atlases the package ships as data (brain_jepa_hf/atlas.py reads them), with their ROI counts.
-BUILTIN_ATLAS_ROIS: dict[str, int] = {"released": 450}
+BUILTIN_ATLAS_ROIS: dict[str, int] = {"example": 450, "released": 450}
 # Keys of an atlas stored as a table in the config: one list entry per ROI (except "name").
 ATLAS_TABLE_KEYS = ("name", "roi_names", "networks", "coarse_networks", "hemispheres", "coords")
 
@@ -57,7 +57,7 @@ class BrainJepaConfig(PreTrainedConfig):
         classifier_init_range: std of the truncated-normal init of the classification head weight.
         atlas: the ROIs' names and networks, so that analyses of a saved model need no extra input:
             None (unknown), the name of a table the package ships ("released": the released 450-ROI
-            layout), or a user table as a mapping of per-ROI lists (see `brain_jepa_hf.atlas`; build it
+            layout; "example": the embedded example cohort's), or a user table as a mapping of per-ROI lists (see `brain_jepa_hf.atlas`; build it
             with `atlas.atlas_config_value`). Stored in config.json, it travels with every copy of the model.
     """
 

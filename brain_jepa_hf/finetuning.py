@@ -71,7 +71,8 @@ class ModelArguments:
     atlas: str | None = field(
         default=None,
         metadata={"help": "ROI names and networks stored with the model: an atlas table (CSV/TSV: index, name, network[, "
-                          "coarse_network, hemisphere, x, y, z]), 'released' or 'none'; default: the pretrained model's."},
+                          "coarse_network, hemisphere, x, y, z]), 'released' or 'none'; default: the pretrained "
+                          "model's, else 'example' on the embedded example dataset."},
     )
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow Hub remote code (not needed with this package)."})
 
@@ -652,6 +653,15 @@ def resolve_gradient(model, feature_extractor, data_args: DataArguments) -> None
     encoder.set_gradient(gradient)
 
 
+def resolve_example_atlas(model, model_args: ModelArguments, data_args: DataArguments) -> None:
+    """A 450-ROI model trained on the embedded example dataset without an atlas gets the example's."""
+    if model_args.atlas is None and data_args.dataset == "example" and model.config.num_rois == 450:
+        from .atlas import atlas_for, set_atlas
+
+        if atlas_for(model) is None:
+            set_atlas(model, "example")
+
+
 def build_model(model_args: ModelArguments, config, label_info: LabelInfo, pretrained_gradient=None):
     """BrainJepaForSequenceClassification (mode finetune) or a frozen-encoder linear probe."""
     from .modeling_brain_jepa import BrainJepaForSequenceClassification
@@ -819,6 +829,7 @@ def run_seed(prepared: PreparedRun, model_args: ModelArguments, data_args: DataA
     set_seed(seed)
     model = build_model(model_args, prepared.config, prepared.label_info, prepared.pretrained_gradient)
     resolve_gradient(model, prepared.feature_extractor, data_args)
+    resolve_example_atlas(model, model_args, data_args)
     extractor = prepared.feature_extractor
     datasets = {
         role: FmriSamples(split, extractor, data_args.fmri_column, prepared.labels[role], training=(role == "train"), seed=seed)

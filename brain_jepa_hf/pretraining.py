@@ -44,7 +44,8 @@ class PretrainingArguments:
     atlas: str | None = field(
         default=None,
         metadata={"help": "ROI names and networks stored with the model: an atlas table (CSV/TSV: index, name, network[, "
-                          "coarse_network, hemisphere, x, y, z]), 'released' (the released 450-ROI layout) or none."},
+                          "coarse_network, hemisphere, x, y, z]), 'released' (the released 450-ROI layout) or "
+                          "'none'; default: 'example' on the embedded example dataset, else none."},
     )
     model_preset: str = field(default="vit-base", metadata={"help": "tiny, vit-small, vit-base or vit-large."})
     # Typed str for the command line (a JSON object); a YAML config may give a mapping instead.
@@ -130,7 +131,7 @@ class PretrainingArguments:
 
     def model_config(self, num_rois: int | None = None):
         """The model's config; `num_rois` (from the data) applies unless model_overrides sets it; `atlas` is
-        stored in it."""
+        stored in it (default: the example cohort's atlas when training on the embedded example)."""
         from .configuration_brain_jepa import BrainJepaConfig
 
         overrides = self.parsed_model_overrides()
@@ -143,10 +144,13 @@ class PretrainingArguments:
             position_embedding_type=self.position_embedding_type,
             **overrides,
         )
-        if self.atlas is not None:
+        atlas = self.atlas
+        if atlas is None and self.dataset is None and config.num_rois == 450:
+            atlas = "example"  # the embedded example cohort's ROIs (brain_jepa_hf.atlas.example_atlas)
+        if atlas is not None:
             from .atlas import set_atlas
 
-            set_atlas(config, self.atlas)
+            set_atlas(config, atlas)
         return config
 
 

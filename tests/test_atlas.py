@@ -174,6 +174,26 @@ def test_networks_explain_the_connectivity_gradients_of_real_fc():
         assert _explained_variance(gradient[:, column], shuffled) < 0.2
 
 
+def test_example_atlas_fits_the_example_cohort(tmp_path):
+    """The example cohort's cortex is brainspace's FC in brainspace's parcel order: the example atlas (the
+    released rows reordered) explains its gradients better than the released order does."""
+    from brain_jepa_hf.atlas import example_atlas
+    from brain_jepa_hf.example_data import example_gradient
+
+    example, released = example_atlas(), released_atlas()
+    assert example.roi_names[:50] == released.roi_names[:50]
+    assert sorted(example.roi_names[50:]) == sorted(released.roi_names[50:])
+    assert example.hemispheres[50:250] == ("L",) * 200  # brainspace lists the left hemisphere first
+    gradient = example_gradient(2)
+    for column in range(2):
+        fitted = _explained_variance(gradient[:, column], np.array(example.networks))
+        assert fitted > 0.8 and fitted > _explained_variance(gradient[:, column], np.array(released.networks))
+    assert _explained_variance(gradient[:, 1], np.array(released.networks)) < 0.7
+    model = BrainJepaModel(make_config(num_rois=450, num_frames=32, patch_size=16, atlas="example"))
+    model.save_pretrained(tmp_path / "m")
+    assert atlas_for(tmp_path / "m") == example
+
+
 @needs_shared
 def test_build_script_regenerates_the_package_table_byte_for_byte(tmp_path):
     out = tmp_path / "released_450.csv"
@@ -293,7 +313,7 @@ def test_user_table_round_trip_through_save_and_load(tmp_path):
 def test_config_checks_the_atlas_against_num_rois(tmp_path):
     with pytest.raises(ValueError, match=r"atlas: 'released' has 450 ROIs but num_rois=23"):
         make_config(atlas="released")
-    with pytest.raises(ValueError, match=r"atlas: expected None, a table or one of \['released'\], got 'yeo'"):
+    with pytest.raises(ValueError, match=r"atlas: expected None, a table or one of \['example', 'released'\], got 'yeo'"):
         make_config(num_rois=450, atlas="yeo")
     model = BrainJepaModel(make_config())
     with pytest.raises(ValueError, match=r"atlas: expected 23 ROIs \(the model's num_rois\), got 450 in 'released'"):
@@ -350,6 +370,9 @@ def test_convert_with_a_user_table_and_bad_atlases(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
     assert err == "brain-jepa convert: error: atlas: expected 23 ROIs (the model's num_rois), got 450 in 'released'"
     assert not (tmp_path / "bad").exists()
+    assert cli_main(args + ["--output-dir", str(tmp_path / "bad"), "--atlas", "relased"]) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        "brain-jepa convert: error: atlas: expected a table file, 'released', 'example' or 'none', got 'relased' (no such file)")
 
 
 def test_pretraining_and_finetuning_arguments_set_an_atlas(tmp_path):
@@ -370,3 +393,19 @@ def test_pretraining_and_finetuning_arguments_set_an_atlas(tmp_path):
     cleared = build_model(ModelArguments(model_name_or_path=str(tmp_path / "pretrained"), atlas="none"), None,
                           LabelInfo("regression", 1))
     assert atlas_for(cleared) is None
+
+
+def test_runs_on_the_embedded_example_store_its_atlas_by_default(tmp_path):
+    from brain_jepa_hf.atlas import example_atlas
+    from brain_jepa_hf.finetuning import DataArguments, ModelArguments, resolve_example_atlas
+    from brain_jepa_hf.pretraining import PretrainingArguments
+
+    args = PretrainingArguments(output_dir=str(tmp_path), model_preset="tiny")
+    assert args.model_config(num_rois=450).atlas == "example"
+    assert PretrainingArguments(output_dir=str(tmp_path), model_preset="tiny", atlas="none").model_config(450).atlas is None
+    assert PretrainingArguments(output_dir=str(tmp_path), model_preset="tiny", dataset=str(tmp_path)).model_config(450).atlas is None
+    model = BrainJepaForSequenceClassification(make_config(num_rois=450, num_frames=32, patch_size=16))
+    resolve_example_atlas(model, ModelArguments(), DataArguments(dataset=str(tmp_path)))
+    assert atlas_for(model) is None
+    resolve_example_atlas(model, ModelArguments(), DataArguments())  # dataset "example"
+    assert atlas_for(model) == example_atlas()
