@@ -293,6 +293,32 @@ def _write_dataset_metadata(folder: Path, data_files: list[str], info) -> None:
     )
 
 
+def open_dataset(dataset, split: str | None = None, example_subjects: int | None = None, progress: bool = False):
+    """The dataset a command line names: "example" (the embedded example cohort, its first
+    `example_subjects` subjects, default all 200), or a `save_to_disk` / `build-dataset` folder. A
+    DatasetDict gives its `split`, or all splits concatenated in order. A `datasets.Dataset` passes through."""
+    from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
+
+    if isinstance(dataset, Dataset):
+        return dataset
+    if isinstance(dataset, str) and dataset == "example":
+        from .example_data import EXAMPLE_NUM_SUBJECTS, load_example_dataset
+
+        return load_example_dataset(num_subjects=example_subjects or EXAMPLE_NUM_SUBJECTS, progress=progress)
+    if not isinstance(dataset, (str, os.PathLike)) or not Path(dataset).is_dir():
+        raise FileNotFoundError(f"dataset: expected 'example' or a save_to_disk / build-dataset folder, got {str(dataset)!r} (no such folder)")
+    loaded = load_from_disk(str(dataset))
+    if isinstance(loaded, DatasetDict):
+        if split is not None:
+            if split not in loaded:
+                raise ValueError(f"split: expected one of {sorted(loaded)}, got {split!r}")
+            return loaded[split]
+        return concatenate_datasets([loaded[name] for name in loaded])
+    if split is not None:
+        raise ValueError(f"split: {dataset} holds a single dataset, not splits; got split={split!r}")
+    return loaded
+
+
 def build_dataset(
     input_dir: str | os.PathLike,
     labels: Any = None,
@@ -529,6 +555,7 @@ def apply_feature_extractor(
 
 __all__ = [
     "SERIES_SUFFIXES",
+    "open_dataset",
     "read_series",
     "subject_from_filename",
     "list_series_files",

@@ -43,25 +43,9 @@ def run(args) -> int:
     from ..embedding import embed, load_encoder
     from ..feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 
-    if args.dataset == "example":
-        from ..example_data import load_example_dataset
+    from ..data import open_dataset
 
-        dataset = load_example_dataset(num_subjects=args.example_subjects)
-    else:
-        from pathlib import Path
-
-        from datasets import DatasetDict, concatenate_datasets, load_from_disk
-
-        if not Path(args.dataset).exists():
-            raise FileNotFoundError(f"dataset: no such folder {args.dataset!r}")
-        dataset = load_from_disk(args.dataset)
-        if isinstance(dataset, DatasetDict):
-            if args.split is not None:
-                if args.split not in dataset:
-                    raise ValueError(f"split: expected one of {sorted(dataset)}, got {args.split!r}")
-                dataset = dataset[args.split]
-            else:
-                dataset = concatenate_datasets([dataset[name] for name in dataset])
+    dataset = open_dataset(args.dataset, split=args.split, example_subjects=args.example_subjects)
     extractor = BrainJepaFeatureExtractor.from_pretrained(args.feature_extractor or args.model)
     encoder = load_encoder(args.model, device=args.device)
     path = embed(encoder, dataset, args.output, feature_extractor=extractor, pooling=args.pooling,
