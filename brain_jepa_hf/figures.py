@@ -242,9 +242,10 @@ def save_figure(figure: Figure, path, dpi: int = 120, max_colors: int | None = 2
     rendered = io.BytesIO()
     try:
         figure.savefig(rendered, format="png", dpi=dpi)
+        levels = _colormap_levels(figure)
     finally:
         _close(figure)
-    image = _palette_image(rendered, max_colors)
+    image = _palette_image(rendered, max_colors, levels)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
@@ -257,11 +258,23 @@ def save_figure(figure: Figure, path, dpi: int = 120, max_colors: int | None = 2
     return path
 
 
-def _palette_image(png: io.BytesIO, max_colors: int | None):
-    """The rendered figure as an 8-bit palette image (about 3x smaller than RGB): its `max_colors`
-    most frequent colours are kept exactly (fills, markers, colour-map levels, text), the rarer
-    anti-aliasing shades at edges become their nearest kept colour. Exact when the figure has at
-    most `max_colors` colours; plain RGB when `max_colors` is None."""
+def _colormap_levels(figure: Figure) -> np.ndarray:
+    """8-bit RGB of every level of the (discrete, <= 256-level) colour maps in `figure`, so the
+    colour bars survive the palette reduction intact."""
+    levels = set()
+    for artist in figure.findobj(lambda a: hasattr(a, "get_cmap") and hasattr(a, "norm")):
+        cmap = artist.get_cmap()
+        if cmap is not None and cmap.N <= 256:
+            rgba = cmap(np.arange(cmap.N))
+            levels.update(map(tuple, np.round(rgba[:, :3] * 255).astype(np.int32)))
+    return np.array(sorted(levels), dtype=np.int32).reshape(-1, 3)
+
+
+def _palette_image(png: io.BytesIO, max_colors: int | None, keep: np.ndarray):
+    """The rendered figure as an 8-bit palette image (about 3x smaller than RGB): the colours in
+    `keep` (colour-map levels) and then the most frequent others (fills, markers, text) are kept
+    exactly, up to `max_colors`; rarer anti-aliasing shades at edges become their nearest kept
+    colour. Exact when the figure has at most `max_colors` colours; plain RGB when None."""
     from PIL import Image
 
     png.seek(0)
@@ -272,8 +285,11 @@ def _palette_image(png: io.BytesIO, max_colors: int | None):
     pixels = np.asarray(image).reshape(-1, 3).astype(np.int32)
     codes, inverse, counts = np.unique(pixels[:, 0] << 16 | pixels[:, 1] << 8 | pixels[:, 2], return_inverse=True,
                                        return_counts=True)
+    kept = np.isin(codes, keep[:, 0] << 16 | keep[:, 1] << 8 | keep[:, 2])
+    priority = np.where(kept, counts.max() + 1, counts)  # colour-map levels first, then by frequency
+    chosen = np.argsort(-priority, kind="stable")[:max_colors]
     colors = np.stack([codes >> 16, codes >> 8 & 255, codes & 255], axis=1)
-    palette = colors[np.argsort(-counts, kind="stable")[:max_colors]]
+    palette = colors[chosen]
     nearest = np.empty(len(colors), dtype=np.uint8)
     for start in range(0, len(colors), 4096):  # bounded memory for figures with many shades
         chunk = colors[start : start + 4096]

@@ -157,7 +157,9 @@ def test_plot_glass_brain_shows_rois_without_coordinates(tmp_path):
     assert len(strip) == 1
     np.testing.assert_allclose(strip[0].images[0].get_array().ravel(), values[:4])
     assert [t.get_text() for t in strip[0].get_xticklabels()] == ["Vis"]
-    save_and_check(figure, tmp_path / "glass.png")
+    cmap = strip[0].images[0].get_cmap()
+    pixels = save_and_check(figure, tmp_path / "glass.png")
+    assert has_colors(pixels, [cmap(0), cmap(cmap.N - 1)])  # colour-bar ends kept exactly in the palette PNG
     # all coordinates known: no strip
     figure = draw(figures.plot_glass_brain, np.abs(values[4:]), coords[4:])
     assert not any("without coordinates" in axes.get_title() for axes in figure.axes)
