@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import ListedColormap, to_hex, to_rgb
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
@@ -242,10 +242,10 @@ def save_figure(figure: Figure, path, dpi: int = 120, max_colors: int | None = 2
     rendered = io.BytesIO()
     try:
         figure.savefig(rendered, format="png", dpi=dpi)
-        levels = _colormap_levels(figure)
+        exact = _exact_colors(figure)
     finally:
         _close(figure)
-    image = _palette_image(rendered, max_colors, levels)
+    image = _palette_image(rendered, max_colors, exact)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as stream:
@@ -258,21 +258,31 @@ def save_figure(figure: Figure, path, dpi: int = 120, max_colors: int | None = 2
     return path
 
 
-def _colormap_levels(figure: Figure) -> np.ndarray:
-    """8-bit RGB of every level of the (discrete, <= 256-level) colour maps in `figure`, so the
-    colour bars survive the palette reduction intact."""
-    levels = set()
+def _exact_colors(figure: Figure) -> np.ndarray:
+    """8-bit RGB the palette reduction must keep: every level of the (<= 256-level) colour maps in
+    `figure` (colour bars, images) and the opaque face colours of its patches and markers (network
+    and class colours)."""
+    from matplotlib.collections import Collection
+
+    colors = []
     for artist in figure.findobj(lambda a: hasattr(a, "get_cmap") and hasattr(a, "norm")):
         cmap = artist.get_cmap()
         if cmap is not None and cmap.N <= 256:
-            rgba = cmap(np.arange(cmap.N))
-            levels.update(map(tuple, np.round(rgba[:, :3] * 255).astype(np.int32)))
-    return np.array(sorted(levels), dtype=np.int32).reshape(-1, 3)
+            colors.append(cmap(np.arange(cmap.N)))
+    for artist in figure.findobj(lambda a: isinstance(a, (Collection, Patch))):
+        faces = np.atleast_2d(artist.get_facecolor())
+        if faces.size:
+            colors.append(faces)
+    if not colors:
+        return np.zeros((0, 3), dtype=np.int32)
+    rgba = np.concatenate(colors)
+    rgba = rgba[rgba[:, 3] == 1.0]  # translucent fills are blended, not drawn as given
+    return np.unique(np.round(rgba[:, :3] * 255).astype(np.int32), axis=0)
 
 
 def _palette_image(png: io.BytesIO, max_colors: int | None, keep: np.ndarray):
     """The rendered figure as an 8-bit palette image (about 3x smaller than RGB): the colours in
-    `keep` (colour-map levels) and then the most frequent others (fills, markers, text) are kept
+    `keep` (colour-map levels, fills) and then the most frequent others (fills, markers, text) are kept
     exactly, up to `max_colors`; rarer anti-aliasing shades at edges become their nearest kept
     colour. Exact when the figure has at most `max_colors` colours; plain RGB when None."""
     from PIL import Image
@@ -286,7 +296,7 @@ def _palette_image(png: io.BytesIO, max_colors: int | None, keep: np.ndarray):
     codes, inverse, counts = np.unique(pixels[:, 0] << 16 | pixels[:, 1] << 8 | pixels[:, 2], return_inverse=True,
                                        return_counts=True)
     kept = np.isin(codes, keep[:, 0] << 16 | keep[:, 1] << 8 | keep[:, 2])
-    priority = np.where(kept, counts.max() + 1, counts)  # colour-map levels first, then by frequency
+    priority = np.where(kept, counts.max() + 1, counts)  # `keep` first, then by frequency
     chosen = np.argsort(-priority, kind="stable")[:max_colors]
     colors = np.stack([codes >> 16, codes >> 8 & 255, codes & 255], axis=1)
     palette = colors[chosen]
@@ -294,7 +304,7 @@ def _palette_image(png: io.BytesIO, max_colors: int | None, keep: np.ndarray):
     for start in range(0, len(colors), 4096):  # bounded memory for figures with many shades
         chunk = colors[start : start + 4096]
         nearest[start : start + 4096] = ((chunk[:, None, :] - palette[None]) ** 2).sum(-1).argmin(1)
-    indexed = Image.fromarray(nearest[inverse.ravel()].reshape(image.height, image.width), mode="P")
+    indexed = Image.frombytes("P", image.size, nearest[inverse.ravel()].tobytes())
     indexed.putpalette(palette.astype(np.uint8).ravel().tolist())
     return indexed
 
@@ -377,6 +387,8 @@ def plot_network_bars(
         if row.shape != (len(names),):
             raise ValueError(f"values[{group!r}]: expected {len(names)} values (one per network), got shape {row.shape}")
     data = np.stack(rows)
+    if reference is not None and not np.isfinite(reference):
+        raise ValueError(f"reference: expected a finite value for the dashed line, got {reference}")
     spans = None
     if errors is not None:
         if not isinstance(errors, Mapping) or set(map(str, errors)) != set(groups):
