@@ -91,20 +91,20 @@ def _check_output_dir(output_dir, overwrite: bool) -> Path:
     return output_dir
 
 
-def _load_models(model, attribution, device):
-    """(encoder, classifier or None, config, folder or None)."""
+def _model_config(model, attribution):
+    """(config, has a classification head, folder or None) without loading weights."""
     import torch
 
     from .configuration_brain_jepa import BrainJepaConfig
-    from .modeling_brain_jepa import BrainJepaForSequenceClassification, BrainJepaModel
+    from .modeling_brain_jepa import BrainJepaForSequenceClassification
 
     folder = None
     if isinstance(model, torch.nn.Module):
-        classifier = model if isinstance(model, BrainJepaForSequenceClassification) and model.config.num_labels > 0 else None
         encoder = getattr(model, "brain_jepa", model)
-        if not isinstance(encoder, BrainJepaModel):
+        config = getattr(encoder, "config", None)
+        if not isinstance(config, BrainJepaConfig):
             raise ValueError(f"model: expected a Brain-JEPA model, folder or Hub id, got {type(model).__name__}")
-        config = encoder.config
+        has_head = isinstance(model, BrainJepaForSequenceClassification) and model.config.num_labels > 0
         architectures = [type(model).__name__]
     else:
         source = str(model)
@@ -115,23 +115,38 @@ def _load_models(model, attribution, device):
         config = BrainJepaConfig.from_pretrained(source)
         architectures = list(getattr(config, "architectures", None) or [])
         has_head = "BrainJepaForSequenceClassification" in architectures and config.num_labels > 0
-        classifier = None
-        if has_head:
-            classifier = BrainJepaForSequenceClassification.from_pretrained(source)
-            encoder = classifier.brain_jepa
-        else:
-            encoder = BrainJepaModel.from_pretrained(source)
-    if attribution and classifier is None:
+    if attribution and not has_head:
         raise ValueError(
             f"attribution: the model has no classification head (architectures {architectures}); attribution needs a "
             "fine-tuned classifier (a `brain-jepa finetune` output); drop --attribution to analyse attention only"
         )
-    if attribution is False:
-        classifier = None
+    return config, has_head, folder
+
+
+def _load_models(model, with_head: bool, device):
+    """(encoder, classifier or None) on `device`, in eval mode."""
+    import torch
+
+    from .modeling_brain_jepa import BrainJepaForSequenceClassification, BrainJepaModel
+
+    if isinstance(model, torch.nn.Module):
+        classifier = model if with_head else None
+        encoder = getattr(model, "brain_jepa", model)
+    elif with_head:
+        classifier = BrainJepaForSequenceClassification.from_pretrained(str(model))
+        encoder = classifier.brain_jepa
+    else:
+        classifier, encoder = None, BrainJepaModel.from_pretrained(str(model))
     encoder = encoder.to(device).eval()
     if classifier is not None:
         classifier = classifier.to(device).eval()
-    return encoder, classifier, config, folder
+    return encoder, classifier
+
+
+def _check_layers(layers, num_layers: int) -> None:
+    for layer in layers or []:
+        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not -num_layers <= layer < num_layers:
+            raise ValueError(f"layers: expected indices in [{-num_layers}, {num_layers - 1}] (the model has {num_layers} layers), got {layer!r}")
 
 
 def _resolve_atlas(atlas_spec, config):
@@ -300,7 +315,8 @@ def analyze_model(
     layers = parse_layers(layers)
     output_dir = _check_output_dir(output_dir, overwrite)
 
-    encoder, classifier, config, folder = _load_models(model, attribution, device)
+    config, has_head, folder = _model_config(model, attribution)
+    _check_layers(layers, config.num_hidden_layers)
     atlas = _resolve_atlas(atlas, config)
     warnings = []
     dataset_name = dataset if isinstance(dataset, str) else ("a datasets.Dataset" if not isinstance(dataset, os.PathLike) else str(dataset))
@@ -330,6 +346,7 @@ def analyze_model(
         feature_extractor = BrainJepaFeatureExtractor.from_pretrained(str(model))
     subset = dataset.select(range(count))
     networks = atlas.network_labels(level)
+    encoder, classifier = _load_models(model, has_head and attribution is not False, device)
 
     cohort = cohort_attention(
         encoder, subset, feature_extractor, networks, layers=layers,

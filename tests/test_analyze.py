@@ -182,29 +182,31 @@ def _atlas_table(path, rows):
 
 @pytest.mark.parametrize("case", ["atlas_rows", "no_atlas", "unknown_label", "one_class", "attribution_without_head",
                                   "bad_layers"])
-def test_bad_input_gives_one_line(case, folders, pretraining_run, small_data, tmp_path, capsys):
+def test_bad_input_gives_one_line(case, folders, small_data, tmp_path, capsys):
     out = tmp_path / "out"
-    model = folders["no_atlas"] if case == "no_atlas" else pretraining_run
+    model = folders["no_atlas"] if case in ("no_atlas", "attribution_without_head") else folders["classifier"]
     args = ["analyze", "--model", str(model), "--dataset", str(small_data), "--output_dir", str(out), "--permutations", "10"]
     extra, expected = {
-        "atlas_rows": (["--atlas", str(_atlas_table(tmp_path / "a400.csv", 400))],
+        "atlas_rows": (["--atlas", str(tmp_path / "a400.csv")],
                        r"atlas: expected 450 rows \(the model's num_rois\), got 400"),
         "no_atlas": ([], r"atlas: the model carries no atlas .*; pass --atlas PATH .* --atlas released .* --atlas example"),
         "unknown_label": (["--label_column", "diagnosis"],
                           r"label_column: expected one of the dataset's columns \['subject_id', 'fmri', 'dx', 'sex'\], got 'diagnosis'"),
         "one_class": (["--label_column", "dx"], r"label_column: 'dx' has one class \('NC'\) in the 4 analysed subjects; a contrast needs two"),
-        "attribution_without_head": (["--attribution"], r"attribution: the model has no classification head"),
+        "attribution_without_head": (["--attribution", "--atlas", "example"],
+                                     r"attribution: the model has no classification head \(architectures \['BrainJepaForPreTraining'\]\)"),
         "bad_layers": (["--layers", "7"], r"layers: expected indices in \[-2, 1\] \(the model has 2 layers\), got 7"),
     }[case]
+    _atlas_table(tmp_path / "a400.csv", 400)
     assert main(args + extra) == 1
     captured = capsys.readouterr()
-    error = captured.err.strip().splitlines()
+    error = [line for line in captured.err.splitlines() if "error" in line]
     assert len(error) == 1 and error[0].startswith("brain-jepa analyze: error: "), captured.err
-    assert re.search(expected, error[0]), error[0]
+    assert captured.err.strip().endswith(error[0]) and re.search(expected, error[0]), error[0]
     assert "Traceback" not in captured.err and not out.exists()  # nothing half-written
 
 
-def test_debug_shows_the_exception(pretraining_run, small_data, tmp_path):
+def test_debug_shows_the_exception(folders, small_data, tmp_path):
     with pytest.raises(ValueError, match="label_column: expected one of the dataset's columns"):
-        main(["analyze", "--model", str(pretraining_run), "--dataset", str(small_data), "--label_column", "diagnosis",
+        main(["analyze", "--model", str(folders["classifier"]), "--dataset", str(small_data), "--label_column", "diagnosis",
               "--output_dir", str(tmp_path / "out"), "--debug"])
