@@ -340,6 +340,14 @@ def analyze_model(
             f"label_column: {label.column!r} has one class ({label.classes[0]!r}) in the {count} analysed subjects; a "
             "contrast needs two (analyse more subjects with --max_subjects, another label, or --permutations 0 to skip it)"
         )
+    if label is not None and label.categorical and len(label.classes) >= 2 and permutations > 0:
+        counts = {value: int(np.sum(label.values == value)) for value in label.classes}
+        rare = [value for value, n in counts.items() if n < 2]
+        if rare:
+            raise ValueError(
+                f"label_column: class {rare[0]!r} of {label.column!r} has {counts[rare[0]]} subject among the {count} analysed; "
+                "a contrast needs at least 2 per class (more --max_subjects, or --permutations 0 to skip it)"
+            )
     if feature_extractor is None:
         if folder is None and not isinstance(model, str):
             raise ValueError("feature_extractor: expected one for a model instance (a folder or Hub id brings its own)")

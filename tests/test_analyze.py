@@ -64,9 +64,9 @@ def folders(tmp_path_factory):
 def small_data(tmp_path_factory):
     """4 random 450-ROI subjects on disk, with a label of one class."""
     rng = np.random.default_rng(0)
-    features = fmri_features(450, 100, {"dx": Value("string"), "sex": Value("int64")})
+    features = fmri_features(450, 100, {"dx": Value("string"), "sex": Value("int64"), "site": Value("string")})
     data = dataset_from_arrays([f"s{i}" for i in range(4)], rng.standard_normal((4, 450, 100)).astype(np.float32),
-                               {"dx": ["NC"] * 4, "sex": [0, 1, 0, 1]}, features=features)
+                               {"dx": ["NC"] * 4, "sex": [0, 1, 0, 1], "site": ["a", "a", "a", "b"]}, features=features)
     folder = tmp_path_factory.mktemp("data") / "small"
     data.save_to_disk(str(folder))
     return folder
@@ -180,8 +180,8 @@ def _atlas_table(path, rows):
     return path
 
 
-@pytest.mark.parametrize("case", ["atlas_rows", "no_atlas", "unknown_label", "one_class", "attribution_without_head",
-                                  "bad_layers"])
+@pytest.mark.parametrize("case", ["atlas_rows", "no_atlas", "unknown_label", "one_class", "one_subject_class",
+                                  "attribution_without_head", "bad_layers"])
 def test_bad_input_gives_one_line(case, folders, small_data, tmp_path, capsys):
     out = tmp_path / "out"
     model = folders["no_atlas"] if case in ("no_atlas", "attribution_without_head") else folders["classifier"]
@@ -191,8 +191,10 @@ def test_bad_input_gives_one_line(case, folders, small_data, tmp_path, capsys):
                        r"atlas: expected 450 rows \(the model's num_rois\), got 400"),
         "no_atlas": ([], r"atlas: the model carries no atlas .*; pass --atlas PATH .* --atlas released .* --atlas example"),
         "unknown_label": (["--label_column", "diagnosis"],
-                          r"label_column: expected one of the dataset's columns \['subject_id', 'fmri', 'dx', 'sex'\], got 'diagnosis'"),
+                          r"label_column: expected one of the dataset's columns \['subject_id', 'fmri', 'dx', 'sex', 'site'\], got 'diagnosis'"),
         "one_class": (["--label_column", "dx"], r"label_column: 'dx' has one class \('NC'\) in the 4 analysed subjects; a contrast needs two"),
+        "one_subject_class": (["--label_column", "site"],
+                              r"label_column: class 'b' of 'site' has 1 subject among the 4 analysed; a contrast needs at least 2"),
         "attribution_without_head": (["--attribution", "--atlas", "example"],
                                      r"attribution: the model has no classification head \(architectures \['BrainJepaForPreTraining'\]\)"),
         "bad_layers": (["--layers", "7"], r"layers: expected indices in \[-2, 1\] \(the model has 2 layers\), got 7"),
