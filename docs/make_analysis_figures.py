@@ -29,7 +29,6 @@ FIGURES = [
     ("analysis-finetuned", "attention_glass_brain", "attention_glass_brain"),
     ("analysis-finetuned", "attribution_glass_brain", "attribution_glass_brain"),
     ("analysis-finetuned", "attribution_by_network", "attribution_by_network"),
-    ("analysis-pretrained", "attention_by_network", "attention_by_network_pretrained"),
     ("analysis-pretrained", "gradient_space", "gradient_space"),
     ("analysis-pretrained", "embeddings_pca", "embeddings_pca"),
     ("analysis-pretrained", "training_curves", "training_curves"),
