@@ -89,6 +89,39 @@ def test_classification_pipeline_returns_labelled_probabilities(folders, series)
                                atol=1e-5, rtol=0)
 
 
+def test_regression_head_predicts_in_original_units_under_the_label_name(folders, series, tmp_path):
+    _, _, fe = folders["encoder"]
+    config = make_config(num_labels=1, problem_type="regression", id2label={0: "age"})
+    config.regression_target_mean, config.regression_target_std = 62.5, 9.25  # as fine-tuning stores them
+    torch.manual_seed(3)
+    regressor = BrainJepaForSequenceClassification(config).eval()
+    folder = prepare_hub_folder(regressor, tmp_path / "regressor", feature_extractor=fe, converted_from=None)
+    predict = pipeline(CLASSIFICATION_TASK, model=str(folder), trust_remote_code=True)
+    with torch.no_grad():
+        standardised = regressor(**fe(series, time_axis=0, return_tensors="pt")).logits[0, 0].item()
+    [prediction] = predict(series, time_axis=0)
+    assert prediction["label"] == "age"
+    assert prediction["score"] == pytest.approx(standardised * 9.25 + 62.5, abs=1e-4)
+    assert abs(prediction["score"] - standardised) > 1  # not the standardised value
+
+
+def test_tr_reaches_the_feature_extractor_or_is_refused(folders, series, tmp_path):
+    folder, model, _ = folders["encoder"]
+    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=str(folder), trust_remote_code=True)
+    with pytest.raises(ValueError, match=r"tr: got 2.0 but target_tr is None"):
+        embedder(series, time_axis=0, tr=2.0)
+    resampling = BrainJepaFeatureExtractor(num_rois=23, num_frames=40, sampling_rate=1, scaling="zscore",
+                                           gradient=model.embeddings.gradient.numpy(), target_tr=1.0)
+    register_pipelines()
+    embed_resampled = pipeline(FEATURE_EXTRACTION_TASK, model=model, feature_extractor=resampling)
+    with torch.no_grad():
+        expected = model(**resampling(series, time_axis=0, tr=0.5, return_tensors="pt")).pooler_output[0].numpy()
+    np.testing.assert_allclose(embed_resampled(series, time_axis=0, tr=0.5), expected, atol=1e-5, rtol=0)
+    bare = pipeline(FEATURE_EXTRACTION_TASK, model=str(folders["bare"][0]), trust_remote_code=True)
+    with pytest.raises(ValueError, match=r"tr: got 2.0 but the model has no feature extractor"):
+        bare(series[:40].T.copy(), tr=2.0)
+
+
 def test_registered_pipeline_runs_in_process_without_remote_code(folders, series):
     _, model, fe = folders["encoder"]
     register_pipelines()
