@@ -19,6 +19,8 @@ COMMANDS: list[str] = [
     "parcellate",
     "gradients",
     "build_dataset",
+    "demo",
+    "space",
 ]
 
 

@@ -29,13 +29,14 @@ def prepare_hub_folder(
     converted_from: str | None = None,
     overwrite: bool = False,
     pipelines: bool = True,
+    space_id: str | None = None,
 ) -> Path:
     """Write everything a Hub repository of `model` needs into `output_dir`, then check it.
 
     `card_preset` is the size named on the card ("vit-small", "vit-base", "vit-large", "custom";
     inferred from the config when None); `repo_id` is what the card's quick start loads (defaults to
     the folder); `converted_from` says the weights came from the authors' checkpoint (see
-    `model_card.render_model_card`).
+    `model_card.render_model_card`); `space_id` is a demo Space the card links to.
     """
     from .feature_extraction_brain_jepa import register_feature_extractor
     from .model_card import render_model_card
@@ -56,6 +57,7 @@ def prepare_hub_folder(
             converted_from=converted_from,
             sampling_rate=getattr(feature_extractor, "sampling_rate", 3),
             scaling=getattr(feature_extractor, "scaling", "zscore"),
+            space_id=space_id,
         )
         card.save(staging / "README.md")
         check_hub_folder(staging)
