@@ -125,7 +125,8 @@ class DemoModel:
     def describe(self) -> str:
         """One paragraph of Markdown about the model and the input it takes."""
         config = self.config
-        lines = [f"**Model:** `{self.name}` · {config.hidden_size}-wide encoder, {config.num_hidden_layers} layers · "
+        shown = Path(self.name).name if Path(self.name).exists() else self.name
+        lines = [f"**Model:** `{shown}` · {config.hidden_size}-wide encoder, {config.num_hidden_layers} layers · "
                  f"input **{config.num_rois} ROIs**, {config.num_frames} frames"]
         extractor = self.feature_extractor
         if extractor is not None:
@@ -331,9 +332,9 @@ def build_demo(model: str | os.PathLike | DemoModel | None = None, revision: str
         try:
             if layout not in TIME_AXES:
                 raise DemoInputError(f"layout: expected one of {list(TIME_AXES)}, got {layout!r}")
-            if tr is not None and not (np.isfinite(tr) and tr > 0):
-                raise DemoInputError(f"TR: expected a positive number of seconds or an empty box, got {tr}")
-            tr = float(tr) if tr else None
+            if tr is not None and not (np.isfinite(tr) and tr >= 0):
+                raise DemoInputError(f"TR: expected a positive number of seconds (or 0 / empty: unknown), got {tr}")
+            tr = float(tr) if tr else None  # the page sends 0 for an empty box
             progress(0.02, desc="reading the file")
             series = demo_model.read_upload(path, TIME_AXES[layout])
             result = demo_model.analyse(series, tr, progress=lambda fraction, text: progress(fraction, desc=text))
@@ -357,7 +358,7 @@ def build_demo(model: str | os.PathLike | DemoModel | None = None, revision: str
         return ("  \n".join(summary), figures[0], format_embedding(result.embedding), str(embedding_path),
                 result.prediction, figures[1])
 
-    with gr.Blocks(title=title or f"Brain-JEPA demo: {Path(demo_model.name).name}") as demo:
+    with gr.Blocks(title=title or f"Brain-JEPA demo: {Path(demo_model.name).name}", analytics_enabled=False) as demo:
         gr.Markdown(f"# {title or 'Brain-JEPA'}\n"
                     "Upload one subject's parcellated fMRI (ROI time series) or click an example subject. "
                     "The page shows the input, the subject embedding the model computes"
@@ -381,10 +382,12 @@ def build_demo(model: str | os.PathLike | DemoModel | None = None, revision: str
                                          visible=demo_model.head is not None)
                     attention = gr.Image(label="Attention between networks", type="filepath", interactive=False,
                                          elem_id="attention", format="png", buttons=["download", "fullscreen"])
-                embedding_text = gr.Textbox(label=f"Subject embedding ({demo_model.config.hidden_size} values, "
-                                            "mean over tokens)", lines=3, max_lines=6, elem_id="embedding",
-                                            buttons=["copy"], interactive=False)
-                embedding_file = gr.File(label="Embedding (.npy)", elem_id="embedding-file", interactive=False)
+                with gr.Row(equal_height=True):
+                    embedding_text = gr.Textbox(label=f"Subject embedding ({demo_model.config.hidden_size} values, "
+                                                "mean over tokens)", lines=4, max_lines=6, elem_id="embedding",
+                                                buttons=["copy"], interactive=False, scale=3)
+                    embedding_file = gr.File(label="Embedding (.npy)", elem_id="embedding-file", interactive=False,
+                                             height=120, scale=1, min_width=200)
         outputs = [status, carpet, embedding_text, embedding_file, prediction, attention]
         run.click(analyse, [upload, layout, tr], outputs, api_name="analyse", concurrency_limit=1)
         upload.upload(analyse, [upload, layout, tr], outputs, api_visibility="undocumented", concurrency_limit=1,
