@@ -23,6 +23,11 @@ BRAIN_JEPA_PRESETS: dict[str, dict] = {
     },
 }
 
+# Atlases the package ships as data (brain_jepa_hf/atlas.py reads them), with their ROI counts.
+BUILTIN_ATLAS_ROIS: dict[str, int] = {"example": 450, "released": 450}
+# Keys of an atlas stored as a table in the config: one list entry per ROI (except "name").
+ATLAS_TABLE_KEYS = ("name", "roi_names", "networks", "coarse_networks", "hemispheres", "coords")
+
 
 class BrainJepaConfig(PreTrainedConfig):
     r"""
@@ -50,6 +55,10 @@ class BrainJepaConfig(PreTrainedConfig):
             ablation: sine-cosine of the ROI index instead of the gradient projection).
         pooling: how `pooler_output` and the classification head pool tokens ("mean").
         classifier_init_range: std of the truncated-normal init of the classification head weight.
+        atlas: the ROIs' names and networks, so that analyses of a saved model need no extra input:
+            None (unknown), the name of a table the package ships ("released": the released 450-ROI
+            layout; "example": the embedded example cohort's), or a user table as a mapping of per-ROI lists (see `brain_jepa_hf.atlas`; build it
+            with `atlas.atlas_config_value`). Stored in config.json, it travels with every copy of the model.
     """
 
     model_type = "brain_jepa"
@@ -76,6 +85,7 @@ class BrainJepaConfig(PreTrainedConfig):
     position_embedding_type: Literal["gradient", "sincos"] = "gradient"
     pooling: Literal["mean"] = "mean"
     classifier_init_range: float = 2e-5
+    atlas: str | dict | None = None
 
     def __post_init__(self, **kwargs):
         if self.predictor_num_attention_heads is None:
@@ -139,6 +149,7 @@ class BrainJepaConfig(PreTrainedConfig):
             )
         if self.pooling != "mean":
             raise ValueError(f"pooling: expected 'mean', got {self.pooling!r}")
+        self._check_atlas()
         if not self.mlp_ratio > 0:
             raise ValueError(f"mlp_ratio: expected a positive number, got {self.mlp_ratio!r}")
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate"):
@@ -146,5 +157,36 @@ class BrainJepaConfig(PreTrainedConfig):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"{name}: expected a probability in [0, 1), got {value!r}")
 
+    def _check_atlas(self) -> None:
+        atlas = self.atlas
+        if atlas is None:
+            return
+        if isinstance(atlas, str):
+            if atlas not in BUILTIN_ATLAS_ROIS:
+                raise ValueError(f"atlas: expected None, a table or one of {sorted(BUILTIN_ATLAS_ROIS)}, got {atlas!r}")
+            if BUILTIN_ATLAS_ROIS[atlas] != self.num_rois:
+                raise ValueError(
+                    f"atlas: {atlas!r} has {BUILTIN_ATLAS_ROIS[atlas]} ROIs but num_rois={self.num_rois}; "
+                    "give a table of this model's ROIs or None"
+                )
+            return
+        if not isinstance(atlas, dict):
+            raise ValueError(f"atlas: expected None, a name or a table (mapping), got {type(atlas).__name__}")
+        if sorted(atlas) != sorted(ATLAS_TABLE_KEYS):
+            raise ValueError(f"atlas: expected a table with keys {list(ATLAS_TABLE_KEYS)}, got {sorted(atlas)}")
+        if not isinstance(atlas["name"], str):
+            raise ValueError(f"atlas: expected a str 'name', got {atlas['name']!r}")
+        for key in ATLAS_TABLE_KEYS[1:]:
+            column = atlas[key]
+            if not isinstance(column, (list, tuple)) or len(column) != self.num_rois:
+                got = len(column) if isinstance(column, (list, tuple)) else type(column).__name__
+                raise ValueError(f"atlas: expected {self.num_rois} entries in {key!r} (num_rois), got {got}")
+            if key != "coords" and not all(isinstance(v, str) for v in column):
+                raise ValueError(f"atlas: expected strings in {key!r}")
+        for row in atlas["coords"]:
+            if not (isinstance(row, (list, tuple)) and len(row) == 3
+                    and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in row)):
+                raise ValueError(f"atlas: expected 'coords' rows of 3 numbers (None where unknown), got {row!r}")
 
-__all__ = ["BrainJepaConfig", "BRAIN_JEPA_PRESETS"]
+
+__all__ = ["BrainJepaConfig", "BRAIN_JEPA_PRESETS", "BUILTIN_ATLAS_ROIS", "ATLAS_TABLE_KEYS"]

@@ -312,14 +312,18 @@ def convert_original_checkpoint(
     num_attention_heads: int | None = None,
     sampling_rate: int = 3,
     scaling: str = "zscore",
+    atlas="auto",
 ) -> Path:
     """Convert an original checkpoint + gradient CSV into a Hub-ready folder (see `hub.prepare_hub_folder`).
 
     Writes config (with `auto_map`), `model.safetensors`, the remote-code files, `preprocessor_config.json`
     and a model card. Refuses an existing `output_dir` unless `overwrite`; on any error nothing is left behind.
+    `atlas` (stored in the config, see `brain_jepa_hf.atlas`): "auto" gives a 450-ROI model the released
+    atlas and other sizes none; or "released", "none"/None, an `Atlas` or an atlas table path.
     """
     from tqdm.auto import tqdm
 
+    from .atlas import default_atlas, set_atlas
     from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
     from .hub import check_output_dir, prepare_hub_folder, preset_for
 
@@ -336,6 +340,7 @@ def convert_original_checkpoint(
         steps.update()
         steps.set_postfix_str("mapping weights")
         model = build_converted_model(checkpoint, gradient_csv, source, with_predictor, num_attention_heads)
+        set_atlas(model, default_atlas(model.config.num_rois) if atlas == "auto" else atlas)
         steps.update()
         steps.set_postfix_str("writing folder")
         config = model.config

@@ -68,6 +68,12 @@ class ModelArguments:
         metadata={"help": "finetune (all weights, layer decay) or linear_probe (frozen encoder, BatchNorm + Linear head)."},
     )
     revision: str | None = field(default=None, metadata={"help": "Hub revision of model_name_or_path."})
+    atlas: str | None = field(
+        default=None,
+        metadata={"help": "ROI names and networks stored with the model: an atlas table (CSV/TSV: index, name, network[, "
+                          "coarse_network, hemisphere, x, y, z]), 'released' or 'none'; default: the pretrained "
+                          "model's, else 'example' on the embedded example dataset."},
+    )
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow Hub remote code (not needed with this package)."})
 
 
@@ -654,6 +660,15 @@ def resolve_gradient(model, feature_extractor, data_args: DataArguments) -> None
     encoder.set_gradient(gradient)
 
 
+def resolve_example_atlas(model, model_args: ModelArguments, data_args: DataArguments) -> None:
+    """A 450-ROI model trained on the embedded example dataset without an atlas gets the example's."""
+    if model_args.atlas is None and data_args.dataset == "example" and model.config.num_rois == 450:
+        from .atlas import atlas_for, set_atlas
+
+        if atlas_for(model) is None:
+            set_atlas(model, "example")
+
+
 def build_model(model_args: ModelArguments, config, label_info: LabelInfo, pretrained_gradient=None):
     """BrainJepaForSequenceClassification (mode finetune) or a frozen-encoder linear probe."""
     from .modeling_brain_jepa import BrainJepaForSequenceClassification
@@ -676,6 +691,10 @@ def build_model(model_args: ModelArguments, config, label_info: LabelInfo, pretr
         model = BrainJepaForSequenceClassification(config)
         if pretrained_gradient is not None:
             model.brain_jepa.set_gradient(pretrained_gradient)
+    if model_args.atlas is not None:
+        from .atlas import set_atlas
+
+        set_atlas(model, model_args.atlas)
     if label_info.problem_type == "regression":
         model.config.regression_target_mean = label_info.target_mean
         model.config.regression_target_std = label_info.target_std
@@ -781,6 +800,10 @@ def prepare_run(model_args: ModelArguments, data_args: DataArguments) -> Prepare
     config = load_config(model_args, data_args, rois, num_frames=data_args.num_frames or 160)
     feature_extractor = load_feature_extractor(model_args, data_args, config, splits["train"])
     check_data_matches_model(splits, config, feature_extractor, data_args.fmri_column, source)
+    if model_args.atlas is not None:
+        from .atlas import resolve_atlas
+
+        resolve_atlas(model_args.atlas, num_rois=config.num_rois)  # a bad table fails before training
     labels = {}
     for role, split in splits.items():
         array = np.asarray(split[data_args.label_column])
@@ -816,6 +839,7 @@ def run_seed(prepared: PreparedRun, model_args: ModelArguments, data_args: DataA
     set_seed(seed)
     model = build_model(model_args, prepared.config, prepared.label_info, prepared.pretrained_gradient)
     resolve_gradient(model, prepared.feature_extractor, data_args)
+    resolve_example_atlas(model, model_args, data_args)
     extractor = prepared.feature_extractor
     datasets = {
         role: FmriSamples(split, extractor, data_args.fmri_column, prepared.labels[role], training=(role == "train"), seed=seed)

@@ -41,6 +41,12 @@ class PretrainingArguments:
         default=None,
         metadata={"help": "Gradient CSV (R rows x gradient_dim, no header); default: the example's, or DATASET/gradient.csv."},
     )
+    atlas: str | None = field(
+        default=None,
+        metadata={"help": "ROI names and networks stored with the model: an atlas table (CSV/TSV: index, name, network[, "
+                          "coarse_network, hemisphere, x, y, z]), 'released' (the released 450-ROI layout) or "
+                          "'none'; default: 'example' on the embedded example dataset, else none."},
+    )
     model_preset: str = field(default="vit-base", metadata={"help": "tiny, vit-small, vit-base or vit-large."})
     # Typed str for the command line (a JSON object); a YAML config may give a mapping instead.
     model_overrides: str | None = field(
@@ -124,19 +130,28 @@ class PretrainingArguments:
         return overrides
 
     def model_config(self, num_rois: int | None = None):
-        """The model's config; `num_rois` (from the data) applies unless model_overrides sets it."""
+        """The model's config; `num_rois` (from the data) applies unless model_overrides sets it; `atlas` is
+        stored in it (default: the example cohort's atlas when training on the embedded example)."""
         from .configuration_brain_jepa import BrainJepaConfig
 
         overrides = self.parsed_model_overrides()
         if num_rois is not None:
             overrides = {"num_rois": num_rois, **overrides}
-        return BrainJepaConfig.from_preset(
+        config = BrainJepaConfig.from_preset(
             self.model_preset,
             num_frames=self.num_frames,
             patch_size=self.patch_size,
             position_embedding_type=self.position_embedding_type,
             **overrides,
         )
+        atlas = self.atlas
+        if atlas is None and self.dataset is None and config.num_rois == 450:
+            atlas = "example"  # the embedded example cohort's ROIs (brain_jepa_hf.atlas.example_atlas)
+        if atlas is not None:
+            from .atlas import set_atlas
+
+            set_atlas(config, atlas)
+        return config
 
 
 def load_yaml_arguments(path: str | os.PathLike) -> dict:

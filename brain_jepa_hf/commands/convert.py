@@ -35,6 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sampling-rate", type=int, default=3, help="feature extractor clip stride (default 3)")
     parser.add_argument("--scaling", choices=("zscore", "robust", "none"), default="zscore",
                         help="feature extractor scaling (default zscore: robust needs UK Biobank statistics)")
+    parser.add_argument("--atlas", default="auto", metavar="PATH|released|none",
+                        help="ROI names and networks stored with the model: an atlas table (CSV/TSV with index, name, "
+                             "network[, coarse_network, hemisphere, x, y, z]), 'released' (the released 450-ROI "
+                             "layout) or 'none' (default: 'released' for 450-ROI checkpoints, else none)")
     parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the folder to this Hub repository")
     parser.add_argument("--private", action="store_true", help="create the Hub repository as private")
 
@@ -63,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
             args.checkpoint, args.gradient_csv, args.output_dir, source=args.source,
             with_predictor=args.with_predictor, overwrite=args.overwrite,
             repo_id=args.repo_id or args.push_to_hub, num_attention_heads=args.num_attention_heads,
-            sampling_rate=args.sampling_rate, scaling=args.scaling,
+            sampling_rate=args.sampling_rate, scaling=args.scaling, atlas=args.atlas,
         )
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"brain-jepa convert: error: {err}", file=sys.stderr)
