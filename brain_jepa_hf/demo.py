@@ -233,6 +233,12 @@ class DemoModel:
             return None
         return plot[0](series, networks=self.networks, tr=tr, title="Input: ROI x time (z-scored per ROI)")
 
+    @property
+    def shows_attention(self) -> bool:
+        """Whether the attention figure can be drawn: the analysis and figures modules and a known atlas."""
+        return (self.networks is not None and _optional("analysis", "roi_attention", "network_matrix") is not None
+                and _optional("figures", "plot_network_matrix") is not None)
+
     def _attention(self, fmri_values: torch.Tensor, gradient, notes: list[str]):
         found = _optional("analysis", "roi_attention", "network_matrix")
         plot = _optional("figures", "plot_network_matrix")
@@ -381,13 +387,14 @@ def build_demo(model: str | os.PathLike | DemoModel | None = None, revision: str
                     prediction = gr.JSON(label="Prediction (the label's own units and names)", elem_id="prediction",
                                          visible=demo_model.head is not None)
                     attention = gr.Image(label="Attention between networks", type="filepath", interactive=False,
-                                         elem_id="attention", format="png", buttons=["download", "fullscreen"])
+                                         elem_id="attention", format="png", buttons=["download", "fullscreen"],
+                                         visible=demo_model.shows_attention)
                 with gr.Row(equal_height=True):
                     embedding_text = gr.Textbox(label=f"Subject embedding ({demo_model.config.hidden_size} values, "
                                                 "mean over tokens)", lines=4, max_lines=6, elem_id="embedding",
                                                 buttons=["copy"], interactive=False, scale=3)
                     embedding_file = gr.File(label="Embedding (.npy)", elem_id="embedding-file", interactive=False,
-                                             height=120, scale=1, min_width=200)
+                                             height=120, scale=1, min_width=240)
         outputs = [status, carpet, embedding_text, embedding_file, prediction, attention]
         run.click(analyse, [upload, layout, tr], outputs, api_name="analyse", concurrency_limit=1)
         upload.upload(analyse, [upload, layout, tr], outputs, api_visibility="undocumented", concurrency_limit=1,

@@ -89,7 +89,7 @@ def finetuned_folder(work):
     output = work / "finetuned-age"
     arguments = parse_arguments([
         "--preset", "tiny", "--num_frames", "32", "--patch_size", "16", "--sampling_rate", "3", "--dataset",
-        str(cohort), "--gradient", str(gradient), "--label_column", "age", "--seeds", "1", "--output_dir",
+        str(cohort), "--gradient", str(gradient), "--label_column", "age", "--atlas", "example", "--seeds", "1", "--output_dir",
         str(output), "--max_steps", "2", "--eval_strategy", "steps", "--save_strategy", "steps", "--eval_steps", "2",
         "--save_steps", "2", "--logging_steps", "2", "--per_device_train_batch_size", "4", "--use_cpu",
     ])
