@@ -250,10 +250,12 @@ class DemoModel:
             return None
         roi_attention, network_matrix = found
         attention = roi_attention(self.head or self.encoder, fmri_values, gradient=gradient)
-        roi_matrix = attention.float().mean(0)[0].cpu().numpy()  # mean over the returned layers
-        matrix, names = network_matrix(roi_matrix, self.networks)
-        return plot[0](matrix, names, title="Attention between networks (this subject)",
-                       colorbar_label="attention (query network -> key network)")
+        roi_matrix = attention.float().mean(0)[0].cpu().numpy()  # mean over all layers
+        matrix, names = network_matrix(roi_matrix, self.networks, key_pooling="mean")
+        # size-normalised: uniform attention is 1/R per key ROI, so R * matrix reads "x uniform"
+        return plot[0](matrix * self.num_rois, names, title="Attention between networks (this subject)",
+                       colorbar_label="attention per key ROI (1 = uniform)", row_label="query network",
+                       column_label="key network")
 
 
 def _looks_local(name: str) -> bool:

@@ -322,6 +322,12 @@ def test_browser_upload_shows_embedding_and_plot_then_an_error_then_works_again(
     _upload(browser, subject_files["npy"])
     _wait_for_status(browser, r"sub-00007\.npy.*embedding of 64 values")
 
+    # one click on an example subject fills the inputs (its TR too) and runs the model
+    example = browser.find_element("xpath", "//button[contains(., 'sub-00001 (synthetic')]")
+    example.click()
+    status = _wait_for_status(browser, r"sub-00001\.npy.*embedding of 64 values")
+    assert f"TR {EXAMPLE_TR:g} s" in status
+
 
 # ------------------------------------------------------------------------------ Space folders
 def test_space_folder_for_a_local_model_is_complete_and_its_app_runs(finetuned_folder, work, monkeypatch):
