@@ -14,8 +14,10 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
 import uuid
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -90,6 +92,7 @@ class DemoModel:
             self.encoder = load_encoder(self.name, revision=revision, device=device)
         self.config = self.encoder.config
         self.feature_extractor = _load_feature_extractor(self.name, revision)
+        self._lock = threading.Lock()  # one subject at a time through the model
         register_pipelines()
         self.embedder = pipeline(FEATURE_EXTRACTION_TASK, model=self.encoder, feature_extractor=self.feature_extractor)
         self.classifier = None
@@ -186,7 +189,10 @@ class DemoModel:
     def analyse(self, series: np.ndarray, tr: float | None = None,
                 progress: Callable[[float, str], None] | None = None) -> SubjectResult:
         """Embedding, prediction and figures of one (ROI, time) series; `tr` in seconds or None."""
-        step = progress or (lambda fraction, message: None)
+        with self._lock:
+            return self._analyse(series, tr, progress or (lambda fraction, message: None))
+
+    def _analyse(self, series: np.ndarray, tr: float | None, step: Callable[[float, str], None]) -> SubjectResult:
         started = time.perf_counter()
         self.check_series(series, tr)
         notes = []
@@ -195,6 +201,8 @@ class DemoModel:
             model_tr = None
         else:
             model_tr = tr
+            if tr is None and self.target_tr:
+                notes.append(f"No TR given: the series is taken to be sampled every {self.target_tr:g} s, the model's TR.")
         step(0.1, "preparing the series")
         try:
             inputs = self.embedder.preprocess(series, time_axis=-1, tr=model_tr)
@@ -290,17 +298,23 @@ def format_prediction(prediction: list[dict] | None, regression: bool) -> str:
 
 
 class _ResultFiles:
-    """Per-request folders for plots and .npy downloads; old ones are removed as new ones come."""
+    """Per-request folders for plots and .npy downloads (old ones are removed as new ones come), and the
+    example subjects' files; all removed when the app goes."""
 
     def __init__(self):
         self.root = Path(tempfile.mkdtemp(prefix="brain-jepa-demo-"))
+        self.results = self.root / "results"
+        self.examples = self.root / "examples"
+        self.results.mkdir()
+        self.examples.mkdir()
+        self._cleanup = weakref.finalize(self, shutil.rmtree, str(self.root), True)
 
     def new(self) -> Path:
         now = time.time()
-        for old in self.root.iterdir():
+        for old in self.results.iterdir():
             if now - old.stat().st_mtime > KEEP_RESULTS_S:
                 shutil.rmtree(old, ignore_errors=True)
-        folder = self.root / uuid.uuid4().hex[:12]
+        folder = self.results / uuid.uuid4().hex[:12]
         folder.mkdir()
         return folder
 
@@ -398,12 +412,11 @@ def build_demo(model: str | os.PathLike | DemoModel | None = None, revision: str
                     embedding_file = gr.File(label="Embedding (.npy)", elem_id="embedding-file", interactive=False,
                                              height=120, scale=1, min_width=240)
         outputs = [status, carpet, embedding_text, embedding_file, prediction, attention]
-        run.click(analyse, [upload, layout, tr], outputs, api_name="analyse", concurrency_limit=1)
-        upload.upload(analyse, [upload, layout, tr], outputs, api_visibility="undocumented", concurrency_limit=1,
-                      concurrency_id="analyse")
+        run.click(analyse, [upload, layout, tr], outputs, api_name="analyse")
+        upload.upload(analyse, [upload, layout, tr], outputs, api_visibility="undocumented")
         with example_slot:
             if demo_model.num_rois == EXAMPLE_NUM_ROIS:
-                examples = write_example_files(files.root)
+                examples = write_example_files(files.examples)
                 gr.Examples([[str(path), next(iter(TIME_AXES)), EXAMPLE_TR] for path, _ in examples],
                             inputs=[upload, layout, tr], outputs=outputs, fn=analyse, run_on_click=True,
                             cache_examples=False, label="Example subjects (one click runs the model)",
@@ -411,8 +424,9 @@ def build_demo(model: str | os.PathLike | DemoModel | None = None, revision: str
             else:
                 gr.Markdown(f"<small>The example subjects have {EXAMPLE_NUM_ROIS} ROIs; this model takes "
                             f"{demo_model.num_rois}, so bring your own file.</small>")
+    demo.queue(default_concurrency_limit=1, max_size=32)  # DemoModel.analyse also takes one subject at a time
     demo.demo_model = demo_model  # for callers that want the loaded model
-    demo.result_folder = files.root
+    demo.result_files = files  # keeps the files alive as long as the app
     return demo
 
 
@@ -425,7 +439,6 @@ def launch_demo(model=None, host: str = "127.0.0.1", port: int | None = None, bl
     """Build and start the app; returns (demo, url). With `block=False` the server runs in the background
     (stop it with `demo.close()`)."""
     demo = build_demo(model)
-    demo.queue(default_concurrency_limit=1)
     demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs)
     url = demo.local_url
     if block:

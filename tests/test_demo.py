@@ -229,6 +229,29 @@ def test_encoder_without_head_gives_the_pipeline_embedding_and_no_prediction(enc
     assert result.prediction is None
 
 
+def test_classifier_prediction_is_the_pipelines_under_the_class_names(work, subject_files):
+    from brain_jepa_hf import BrainJepaForSequenceClassification
+    from brain_jepa_hf.demo import format_prediction
+
+    names = {0: "control", 1: "mci", 2: "dementia"}
+    config = make_config(num_rois=450, num_frames=32, patch_size=16, num_labels=3, id2label=names)
+    torch.manual_seed(4)
+    classifier = BrainJepaForSequenceClassification(config).eval()
+    with torch.no_grad():
+        classifier.classifier.weight.normal_(0, 0.5)  # a head that separates classes, unlike its 2e-5 init
+    classifier.set_gradient(torch.from_numpy(example_gradient(config.gradient_dim).astype(np.float32)))
+    extractor = BrainJepaFeatureExtractor(num_rois=450, num_frames=32, sampling_rate=3, scaling="zscore")
+    folder = prepare_hub_folder(classifier, work / "classifier", feature_extractor=extractor, converted_from=None)
+    demo_model = DemoModel(str(folder))
+    assert "**Fine-tuned head:** classification of `control`, `mci`, `dementia`" in demo_model.describe()
+    result = demo_model.analyse(demo_model.read_upload(subject_files["npy"]))
+    expected = pipeline(CLASSIFICATION_TASK, model=str(folder), trust_remote_code=True)(str(subject_files["npy"]))
+    assert [item["label"] for item in result.prediction] == [item["label"] for item in expected]
+    np.testing.assert_allclose([i["score"] for i in result.prediction], [i["score"] for i in expected], atol=1e-5)
+    assert format_prediction(result.prediction, regression=False) == (
+        f"**{expected[0]['label']}** ({100 * result.prediction[0]['score']:.1f}%)")
+
+
 def test_demo_command_refuses_a_missing_model_in_one_line(tmp_path, capsys):
     assert cli_main(["demo", "--model", str(tmp_path / "absent")]) == 1
     error = capsys.readouterr().err.strip()
