@@ -19,6 +19,7 @@ COMMANDS: list[str] = [
     "parcellate",
     "gradients",
     "build_dataset",
+    "plot_training",
     "demo",
     "space",
 ]
