@@ -381,7 +381,7 @@ def build_demo(model: str | os.PathLike | DemoModel | None = None, revision: str
                 result.prediction, figures[1])
 
     with gr.Blocks(title=title or f"Brain-JEPA demo: {Path(demo_model.name).name}", analytics_enabled=False) as demo:
-        gr.Markdown(f"# {title or 'Brain-JEPA'}\n"
+        gr.Markdown(f"# {title or 'Brain-JEPA demo'}\n"
                     "Upload one subject's parcellated fMRI (ROI time series) or click an example subject. "
                     "The page shows the input, the subject embedding the model computes"
                     f"{', its prediction' if demo_model.head is not None else ''} and how its attention "
@@ -392,25 +392,24 @@ def build_demo(model: str | os.PathLike | DemoModel | None = None, revision: str
                 upload = gr.File(label="ROI time series (.npy, .csv or .tsv; text files may have one header row)",
                                  file_types=list(UPLOAD_SUFFIXES), elem_id="series-file")
                 layout = gr.Radio(list(TIME_AXES), value=next(iter(TIME_AXES)), label="Layout of the file")
-                tr = gr.Number(value=None, label="TR in seconds (optional)", minimum=0, elem_id="tr")
+                tr = gr.Number(value=None, label="TR in seconds (0 = unknown)", minimum=0, elem_id="tr")
                 run = gr.Button("Run the model", variant="primary", elem_id="run")
                 example_slot = gr.Column()
+                prediction = gr.JSON(label="Prediction (the label's own units and names)", elem_id="prediction",
+                                     visible=demo_model.head is not None)
+                embedding_file = gr.File(label="Embedding (.npy)", elem_id="embedding-file", interactive=False,
+                                         height=100)
             with gr.Column(scale=2, min_width=480):
                 status = gr.Markdown("Waiting for a file.", elem_id="status", container=True, padding=True)
                 carpet = gr.Image(label="Input: carpet plot", type="filepath", interactive=False, elem_id="carpet",
                                   format="png", buttons=["download", "fullscreen"])
-                with gr.Row():
-                    prediction = gr.JSON(label="Prediction (the label's own units and names)", elem_id="prediction",
-                                         visible=demo_model.head is not None)
+                with gr.Row(equal_height=True):
                     attention = gr.Image(label="Attention between networks", type="filepath", interactive=False,
                                          elem_id="attention", format="png", buttons=["download", "fullscreen"],
-                                         visible=demo_model.shows_attention)
-                with gr.Row(equal_height=True):
+                                         visible=demo_model.shows_attention, height=440)
                     embedding_text = gr.Textbox(label=f"Subject embedding ({demo_model.config.hidden_size} values, "
-                                                "mean over tokens)", lines=4, max_lines=6, elem_id="embedding",
-                                                buttons=["copy"], interactive=False, scale=3)
-                    embedding_file = gr.File(label="Embedding (.npy)", elem_id="embedding-file", interactive=False,
-                                             height=120, scale=1, min_width=240)
+                                                "mean over tokens)", lines=17, max_lines=17, elem_id="embedding",
+                                                buttons=["copy"], interactive=False)
         outputs = [status, carpet, embedding_text, embedding_file, prediction, attention]
         run.click(analyse, [upload, layout, tr], outputs, api_name="analyse")
         upload.upload(analyse, [upload, layout, tr], outputs, api_visibility="undocumented")

@@ -53,14 +53,6 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-
                   "--no-first-run", "--window-size=1400,1700")
 
 
-def _figures_available() -> bool:
-    try:
-        from brain_jepa_hf import figures  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 # ------------------------------------------------------------------------------ models and files
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
@@ -182,8 +174,9 @@ def test_api_embedding_and_regression_equal_the_pipelines(client, finetuned_fold
     assert age["label"] == "age"
     assert age["score"] == pytest.approx(expected_age["score"], abs=1e-5)
     assert f"age = {expected_age['score']:.4g}" in result["status"]
-    if _figures_available():
-        assert result["carpet"] and Path(result["carpet"]).stat().st_size > 10_000
+    assert "needs" not in result["status"]  # no figure left out
+    for figure in ("carpet", "attention"):  # PNGs of a real size
+        assert result[figure] and Path(result[figure]).stat().st_size > 10_000, figure
 
     # the same subject as a time x ROI .csv with a header row: same numbers through the CLI's reader
     from_csv = analyse(client, subject_files["csv"], layout=TIME_BY_ROW)
@@ -324,12 +317,14 @@ def test_browser_upload_shows_embedding_and_plot_then_an_error_then_works_again(
     assert "Prediction: age =" in status
     text = browser.find_element("css selector", "#embedding textarea").get_attribute("value")
     assert len(json.loads(text)) == 64
-    if _figures_available():
-        images = browser.find_elements("css selector", "#carpet img")
-        assert images and images[0].get_attribute("naturalWidth") not in (None, "0")
+    for figure in ("carpet", "attention"):  # the browser decoded both images
+        images = browser.find_elements("css selector", f"#{figure} img")
+        assert images and int(images[0].get_attribute("naturalWidth") or 0) > 300, figure
     ARTIFACTS.mkdir(exist_ok=True)
-    height = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(1400, min(max(int(height), 900), 3000))
+    height = browser.execute_script(  # gradio scrolls inside its container: measure the tallest element
+        "return Math.max(...[document.documentElement, document.body, ...document.querySelectorAll('.gradio-container,"
+        " .main, .wrap')].map(e => e.scrollHeight))")
+    browser.set_window_size(1400, min(max(int(height) + 40, 900), 3000))
     browser.save_screenshot(str(ARTIFACTS / "demo.png"))
     browser.set_window_size(1400, 1700)
 
