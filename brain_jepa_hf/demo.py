@@ -45,22 +45,10 @@ class SubjectResult:
     series: np.ndarray                       # (R, T) as read, before the feature extractor
     embedding: np.ndarray                    # (hidden_size,) pooled embedding, float32
     prediction: list[dict] | None = None     # the classification pipeline's output, or None without a head
-    carpet: Any = None                       # matplotlib Figure, or None when brain_jepa_hf.figures is absent
-    attention: Any = None                    # matplotlib Figure, or None (no analysis module or no atlas)
+    carpet: Any = None                       # matplotlib Figure of the input
+    attention: Any = None                    # matplotlib Figure, or None when the model carries no atlas
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
-
-
-def _optional(module: str, *names: str):
-    """Attributes of an optional sibling module, or None when it (or one of them) is not installed."""
-    import importlib
-
-    try:
-        imported = importlib.import_module(f"brain_jepa_hf.{module}")
-    except ImportError:
-        return None
-    found = tuple(getattr(imported, name, None) for name in names)
-    return None if any(item is None for item in found) else found
 
 
 class DemoModel:
@@ -74,6 +62,7 @@ class DemoModel:
     def __init__(self, model_name_or_path: str | os.PathLike, revision: str | None = None, device: str = "cpu"):
         from transformers import pipeline
 
+        from .atlas import atlas_for
         from .configuration_brain_jepa import BrainJepaConfig
         from .embedding import load_encoder
         from .modeling_brain_jepa import BrainJepaForSequenceClassification
@@ -98,10 +87,7 @@ class DemoModel:
         self.classifier = None
         if self.head is not None:
             self.classifier = pipeline(CLASSIFICATION_TASK, model=self.head, feature_extractor=self.feature_extractor)
-        atlas_for = _optional("atlas", "atlas_for")
-        self.atlas = atlas_for[0](self.head or self.encoder) if atlas_for else None
-        if self.atlas is not None and self.atlas.num_rois != self.num_rois:
-            self.atlas = None
+        self.atlas = atlas_for(self.head or self.encoder)
 
     # ------------------------------------------------------------------ facts shown on the page
     @property
@@ -125,6 +111,19 @@ class DemoModel:
             return int(self.config.num_frames)
         return {"error": extractor.clip_length, "stretch": extractor.num_frames}.get(extractor.short_series, 1)
 
+    @property
+    def problem_type(self) -> str | None:
+        """The head's problem type ("regression", "single_label_classification", ...), None without a head."""
+        if self.head is None:
+            return None
+        config = self.head.config
+        return config.problem_type or ("regression" if config.num_labels == 1 else "single_label_classification")
+
+    @property
+    def shows_attention(self) -> bool:
+        """The attention figure needs the network of each ROI, i.e. the model's atlas."""
+        return self.networks is not None
+
     def describe(self) -> str:
         """One paragraph of Markdown about the model and the input it takes."""
         config = self.config
@@ -142,15 +141,11 @@ class DemoModel:
                          f"{config.num_frames} time points.")
         if self.head is not None:
             labels = list(self.head.config.id2label.values())
-            kind = "regression" if self._problem_type() == "regression" else "classification"
+            kind = "regression" if self.problem_type == "regression" else "classification"
             lines.append(f"**Fine-tuned head:** {kind} of {', '.join(f'`{label}`' for label in labels)}.")
         if self.atlas is not None:
             lines.append(f"**Atlas:** {self.atlas.name} ({len(set(self.networks))} networks).")
         return "  \n".join(lines)
-
-    def _problem_type(self) -> str:
-        config = self.head.config
-        return config.problem_type or ("regression" if config.num_labels == 1 else "single_label_classification")
 
     # ------------------------------------------------------------------ inputs
     def read_upload(self, path: str | os.PathLike, time_axis: int = -1) -> np.ndarray:
@@ -213,7 +208,7 @@ class DemoModel:
         gradient = gradient.to(self.encoder.device) if gradient is not None else None
         step(0.25, "running the encoder")
         prediction = None
-        if self.head is not None:
+        if self.head is not None:  # one forward: the pooled embedding is what the head's fc_norm receives
             pooled = []
             hook = self.head.fc_norm.register_forward_pre_hook(lambda module, args: pooled.append(args[0]))
             try:
@@ -235,35 +230,24 @@ class DemoModel:
         return result
 
     def _carpet(self, series: np.ndarray, tr: float | None, notes: list[str]):
-        plot = _optional("figures", "plot_carpet")
-        if plot is None:
-            notes.append("The carpet plot needs brain_jepa_hf.figures, which this installation lacks.")
-            return None
-        return plot[0](series, networks=self.networks, tr=tr, title="Input: ROI x time (z-scored per ROI)")
+        from .figures import plot_carpet
 
-    @property
-    def shows_attention(self) -> bool:
-        """Whether the attention figure can be drawn: the analysis and figures modules and a known atlas."""
-        return (self.networks is not None and _optional("analysis", "roi_attention", "network_matrix") is not None
-                and _optional("figures", "plot_network_matrix") is not None)
+        return plot_carpet(series, networks=self.networks, tr=tr, title="Input: ROI x time (z-scored per ROI)")
 
     def _attention(self, fmri_values: torch.Tensor, gradient, notes: list[str]):
-        found = _optional("analysis", "roi_attention", "network_matrix")
-        plot = _optional("figures", "plot_network_matrix")
-        if found is None or plot is None:
-            notes.append("The attention figure needs brain_jepa_hf.analysis and brain_jepa_hf.figures.")
+        from .analysis import network_matrix, roi_attention
+        from .figures import plot_network_matrix
+
+        if not self.shows_attention:
+            notes.append("No attention figure: the model does not carry its atlas (the network of each ROI).")
             return None
-        if self.networks is None:
-            notes.append("The attention figure needs the model's atlas (network of each ROI), which it does not carry.")
-            return None
-        roi_attention, network_matrix = found
         attention = roi_attention(self.head or self.encoder, fmri_values, gradient=gradient)
         roi_matrix = attention.float().mean(0)[0].cpu().numpy()  # mean over all layers
         matrix, names = network_matrix(roi_matrix, self.networks, key_pooling="mean")
         # size-normalised: uniform attention is 1/R per key ROI, so R * matrix reads "x uniform"
-        return plot[0](matrix * self.num_rois, names, title="Attention between networks (this subject)",
-                       colorbar_label="attention per key ROI (1 = uniform)", row_label="query network",
-                       column_label="key network")
+        return plot_network_matrix(matrix * self.num_rois, names, title="Attention between networks (this subject)",
+                                   colorbar_label="attention per key ROI (1 = uniform)", row_label="query network",
+                                   column_label="key network")
 
 
 def _looks_local(name: str) -> bool:
@@ -344,7 +328,7 @@ def build_demo(model: str | os.PathLike | DemoModel | None = None, revision: str
             raise ValueError(f"model: expected a model folder or Hub id (argument or ${MODEL_ENV}), got none")
     demo_model = model if isinstance(model, DemoModel) else DemoModel(model, revision=revision, device=device)
     files = _ResultFiles()
-    regression = demo_model.head is not None and demo_model._problem_type() == "regression"
+    regression = demo_model.problem_type == "regression"
 
     def analyse(path, layout, tr, progress=gr.Progress()):
         blank = (None, "", None, None, None)
@@ -430,7 +414,8 @@ def build_demo(model: str | os.PathLike | DemoModel | None = None, revision: str
 
 
 def _save(figure, path: Path) -> str:
-    (save_figure,) = _optional("figures", "save_figure")  # present whenever a figure was drawn
+    from .figures import save_figure
+
     return str(save_figure(figure, path))
 
 

@@ -4,7 +4,6 @@ checked and pushed to the loopback Hub. One server for the whole module (it is t
 
 from __future__ import annotations
 
-import ast
 import json
 import os
 import re
@@ -14,7 +13,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from importlib.metadata import version
 from pathlib import Path
 
@@ -174,7 +172,7 @@ def test_api_embedding_and_regression_equal_the_pipelines(client, finetuned_fold
     assert age["label"] == "age"
     assert age["score"] == pytest.approx(expected_age["score"], abs=1e-5)
     assert f"age = {expected_age['score']:.4g}" in result["status"]
-    assert "needs" not in result["status"]  # no figure left out
+    assert "No attention figure" not in result["status"]
     for figure in ("carpet", "attention"):  # PNGs of a real size
         assert result[figure] and Path(result[figure]).stat().st_size > 10_000, figure
 
@@ -243,6 +241,18 @@ def test_classifier_prediction_is_the_pipelines_under_the_class_names(work, subj
     np.testing.assert_allclose([i["score"] for i in result.prediction], [i["score"] for i in expected], atol=1e-5)
     assert format_prediction(result.prediction, regression=False) == (
         f"**{expected[0]['label']}** ({100 * result.prediction[0]['score']:.1f}%)")
+
+
+def test_model_comes_from_the_argument_or_the_environment(encoder_folder, monkeypatch):
+    from brain_jepa_hf.demo import MODEL_ENV, build_demo
+
+    monkeypatch.delenv(MODEL_ENV, raising=False)
+    with pytest.raises(ValueError, match=rf"model: expected a model folder or Hub id \(argument or \${MODEL_ENV}\), got none"):
+        build_demo()
+    monkeypatch.setenv(MODEL_ENV, str(encoder_folder))
+    app = build_demo()
+    assert app.demo_model.name == str(encoder_folder) and app.demo_model.head is None
+    assert "Embedding (.npy)" in json.dumps(app.config)
 
 
 def test_demo_command_refuses_a_missing_model_in_one_line(tmp_path, capsys):
