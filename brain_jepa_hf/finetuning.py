@@ -351,19 +351,22 @@ def load_splits(data_args: DataArguments) -> dict:
     """{"train", "validation", "test"} -> datasets.Dataset. A DatasetDict keeps its splits (missing
     validation / test are carved out of train); a single dataset is split by the fractions, stratified
     by label for classification, with `split_seed` (the same split for every seed)."""
-    from datasets import Dataset, DatasetDict, load_from_disk
+    from datasets import Dataset, DatasetDict
 
     if data_args.dataset == "example":
         from .example_data import load_example_dataset
 
         dataset = load_example_dataset(num_subjects=data_args.example_subjects, seed=data_args.example_seed)
     else:
+        from .brainmarks_data import load_dataset_folder
+
         folder = Path(data_args.dataset)
         if not folder.exists():
             raise FileNotFoundError(
-                f"dataset: no such folder {str(folder)!r} (expected 'example' or a save_to_disk / build-dataset folder)"
+                f"dataset: no such folder {str(folder)!r} (expected 'example', a save_to_disk / build-dataset folder "
+                "or a Brainmarks dataset folder)"
             )
-        dataset = load_from_disk(str(folder))
+        dataset = load_dataset_folder(folder, data_args.fmri_column)  # Brainmarks' layout is converted
     if isinstance(dataset, DatasetDict):
         splits = {}
         names = {"train": data_args.train_split, "validation": data_args.validation_split, "test": data_args.test_split}
