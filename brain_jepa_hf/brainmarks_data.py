@@ -33,7 +33,7 @@ def space_for_num_rois(num_rois: int) -> str:
 
 def is_brainmarks_layout(dataset) -> bool:
     """Whether a Dataset (or every split of a DatasetDict) has Brainmarks' `bold`, `mean`, `std` columns."""
-    splits = dataset.values() if hasattr(dataset, "values") and not hasattr(dataset, "column_names") else [dataset]
+    splits = list(dataset.values()) if isinstance(dataset, dict) else [dataset]  # a DatasetDict is a dict
     return all({"bold", "mean", "std"} <= set(split.column_names) for split in splits)
 
 

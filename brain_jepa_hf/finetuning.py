@@ -104,6 +104,10 @@ class DataArguments:
     gradient: str | None = field(
         default=None, metadata={"help": "Gradient CSV (R x gradient_dim) for a model that holds none (preset / random init)."}
     )
+    eval_dataset_id: str | None = field(
+        default=None,
+        metadata={"help": "Dataset id written to .eval_results/*.yaml (default: the dataset's Hub id, or its folder name)."},
+    )
 
 
 @dataclass
@@ -950,6 +954,7 @@ def run_finetuning(model_args: ModelArguments, data_args: DataArguments, trainin
     trains each seed data-parallel; only the main process writes files and pushes to the Hub."""
     from tqdm.auto import tqdm
 
+    from .eval_results import write_eval_results
     from .finetune_card import write_finetune_card
 
     prepared = prepare_run(model_args, data_args)  # every input error is raised here
@@ -998,6 +1003,7 @@ def run_finetuning(model_args: ModelArguments, data_args: DataArguments, trainin
             )
             if model_args.mode == "finetune":
                 write_finetune_card(staging, results, repo_id=training_args.hub_model_id)
+            write_eval_results(staging, results, dataset_id=data_args.eval_dataset_id, repo_id=training_args.hub_model_id)
     if training_args.push_to_hub and state.is_main_process:
         from .hub import push_folder_to_hub
 

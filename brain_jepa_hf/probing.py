@@ -162,6 +162,7 @@ def run_sklearn_probe(model_name_or_path, data_args, output_dir: str | None = No
         "test": summarise(per_seed, "test"),
     }
     if output_dir is not None:
+        from .eval_results import write_eval_results
         from .hub import atomic_output_dir
 
         with atomic_output_dir(output_dir, overwrite=overwrite) as staging:
@@ -170,6 +171,7 @@ def run_sklearn_probe(model_name_or_path, data_args, output_dir: str | None = No
             (Path(staging) / "results.md").write_text(
                 f"Test results over {seeds} seed(s), mean (std); metrics in original units.\n\n{table}"
             )
+            write_eval_results(staging, results, dataset_id=getattr(data_args, "eval_dataset_id", None), mode="linear_probe")
     return results
 
 
