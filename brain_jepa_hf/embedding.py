@@ -59,9 +59,9 @@ def distributed_state():
 
     from .pretraining import has_accelerator
 
-    if has_accelerator():
+    if has_accelerator() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true", "yes"):
         return PartialState()
-    return PartialState(cpu=True, backend="gloo")
+    return PartialState(cpu=True, backend="gloo")  # accelerate would pick MPI where torch has it
 
 
 @torch.no_grad()
