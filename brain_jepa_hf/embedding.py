@@ -88,16 +88,29 @@ def iter_embeddings(
 
 
 def compute_embeddings(model, dataset, feature_extractor, pooling: str = "mean", batch_size: int = 16,
-                       fmri_column: str = "fmri", progress: bool = True) -> np.ndarray:
-    """All embeddings in memory: (N, D) for "mean", (N, R*Tp, D) for "tokens"."""
+                       fmri_column: str = "fmri", progress: bool = True, state=None) -> np.ndarray:
+    """All embeddings in memory: (N, D) for "mean", (N, R*Tp, D) for "tokens". With a multi-process
+    `state` (accelerate) the batches are dealt out to the processes in turn and every process gets the
+    whole array back, identical to one process's; the main process shows the progress bar."""
     from tqdm.auto import tqdm
 
-    batches = []
-    with tqdm(total=len(dataset), desc="embedding", unit="sample", disable=not progress) as bar:
-        for batch in iter_embeddings(model, dataset, feature_extractor, pooling, batch_size, fmri_column):
-            batches.append(batch)
-            bar.update(len(batch))
-    return np.concatenate(batches)
+    world = 1 if state is None else state.num_processes
+    rank = 0 if state is None else state.process_index
+    starts = list(range(0, len(dataset), batch_size))[rank::world]
+    batches = {}
+    with tqdm(total=len(dataset), desc="embedding", unit="sample", disable=not progress or rank != 0) as bar:
+        for start in starts:
+            (batch,) = iter_embeddings(model, dataset, feature_extractor, pooling, batch_size, fmri_column,
+                                       start, min(start + batch_size, len(dataset)))
+            batches[start] = batch
+            bar.update(min(len(batch) * world, bar.total - bar.n))  # the other processes advance alike
+        bar.n = len(dataset)
+        bar.refresh()
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        batches = dict(pair for part in gather_object([list(batches.items())]) for pair in part)
+    return np.concatenate([batches[start] for start in sorted(batches)])
 
 
 def _check_model_fits(model, feature_extractor, dataset, fmri_column: str) -> None:

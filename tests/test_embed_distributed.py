@@ -2,6 +2,7 @@
 the processes form a gloo CPU group, share the chunks, and write the very file one process writes;
 killed with SIGKILL mid-way, the same command finishes the run with the same bytes."""
 
+import json
 import os
 import shutil
 import signal
@@ -47,13 +48,17 @@ def inputs(tmp_path_factory):
 def embed_command(root, output, processes: int) -> list[str]:
     arguments = ["--model", str(root / "model"), "--dataset", str(root / "cohort"), "--output", str(output),
                  "--batch_size", "1", "--chunk_size", "1"]
+    return launch_command("embed", arguments, processes)
+
+
+def launch_command(name: str, arguments: list[str], processes: int) -> list[str]:
     if processes == 1:
-        return [sys.executable, "-m", "brain_jepa_hf.commands.embed", *arguments]
+        return [sys.executable, "-m", f"brain_jepa_hf.commands.{name}", *arguments]
     command = ["accelerate", "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port())]
     if has_accelerator():  # one GPU cannot host two NCCL ranks; the CPU group is what this test checks
         command.append("--cpu")
-    return [*command, "-m", "brain_jepa_hf.commands.embed", *arguments]
+    return [*command, "-m", f"brain_jepa_hf.commands.{name}", *arguments]
 
 
 def environment() -> dict:
@@ -102,3 +107,18 @@ def test_sigkill_mid_way_then_rerun_completes_with_identical_bytes(inputs, one_p
     run(embed_command(inputs, output, 2))
     assert output.read_bytes() == one_process
     assert not partial.exists()
+
+
+def test_two_process_sklearn_probe_shares_the_embedding_and_matches_one_process(inputs, tmp_path):
+    def probe(processes: int):
+        output = tmp_path / f"probe-{processes}"
+        arguments = ["--model_name_or_path", str(inputs / "model"), "--dataset", str(inputs / "cohort"),
+                     "--label_column", "age", "--seeds", "2", "--cv_folds", "2", "--output_dir", str(output)]
+        result = run(launch_command("probe", arguments, processes))
+        return json.loads((output / "results.json").read_text()), result.stdout
+
+    one, _ = probe(1)
+    two, printed = probe(2)
+    assert two["per_seed"] == one["per_seed"] and two["test"] == one["test"]
+    assert printed.count("| age |") == 1  # the table once, from the main process
+    assert [p.name for p in (tmp_path / "probe-2" / ".eval_results").iterdir()] == ["cohort-age-linear_probe.yaml"]
