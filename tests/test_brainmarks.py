@@ -143,7 +143,7 @@ def test_logistic_probe_in_brainmarks_protocol_on_a_local_shard(tmp_path, model_
     env = {**os.environ, "HCPYA_ROOT": str(root), "HF_DATASETS_CACHE": str(tmp_path / "hf-cache"),
            "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
     command = [sys.executable, "-m", "brainmarks.main_logistic", "brain_jepa_hf", "patch", "hcpya_rest1lr_gender",
-               "--overrides", "device=cpu", "num_workers=0", "batch_size=4", "amp=false", "n_trials=1", "cv_folds=2",
+               "--overrides", "device=cpu", "num_workers=1", "batch_size=4", "amp=false", "n_trials=1", "cv_folds=2",
                "Cs=3", f"output_root={tmp_path / 'out'}", f"model_kwargs.model={model_folder}"]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
