@@ -110,6 +110,10 @@ class DataArguments:
     gradient: str | None = field(
         default=None, metadata={"help": "Gradient CSV (R x gradient_dim) for a model that holds none (preset / random init)."}
     )
+    eval_dataset_id: str | None = field(
+        default=None,
+        metadata={"help": "Dataset id written to .eval_results/*.yaml (default: the dataset's Hub id, or its folder name)."},
+    )
 
 
 @dataclass
@@ -357,19 +361,22 @@ def load_splits(data_args: DataArguments) -> dict:
     """{"train", "validation", "test"} -> datasets.Dataset. A DatasetDict keeps its splits (missing
     validation / test are carved out of train); a single dataset is split by the fractions, stratified
     by label for classification, with `split_seed` (the same split for every seed)."""
-    from datasets import Dataset, DatasetDict, load_from_disk
+    from datasets import Dataset, DatasetDict
 
     if data_args.dataset == "example":
         from .example_data import load_example_dataset
 
         dataset = load_example_dataset(num_subjects=data_args.example_subjects, seed=data_args.example_seed)
     else:
+        from .brainmarks_data import load_dataset_folder
+
         folder = Path(data_args.dataset)
         if not folder.exists():
             raise FileNotFoundError(
-                f"dataset: no such folder {str(folder)!r} (expected 'example' or a save_to_disk / build-dataset folder)"
+                f"dataset: no such folder {str(folder)!r} (expected 'example', a save_to_disk / build-dataset folder "
+                "or a Brainmarks dataset folder)"
             )
-        dataset = load_from_disk(str(folder))
+        dataset = load_dataset_folder(folder, data_args.fmri_column)  # Brainmarks' layout is converted
     if isinstance(dataset, DatasetDict):
         splits = {}
         names = {"train": data_args.train_split, "validation": data_args.validation_split, "test": data_args.test_split}
@@ -981,6 +988,7 @@ def run_finetuning(model_args: ModelArguments, data_args: DataArguments, trainin
     trains each seed data-parallel; only the main process writes files and pushes to the Hub."""
     from tqdm.auto import tqdm
 
+    from .eval_results import write_eval_results
     from .finetune_card import write_finetune_card
 
     prepared = prepare_run(model_args, data_args)  # every input error is raised here
@@ -1029,6 +1037,7 @@ def run_finetuning(model_args: ModelArguments, data_args: DataArguments, trainin
             )
             if model_args.mode == "finetune":
                 write_finetune_card(staging, results, repo_id=training_args.hub_model_id)
+            write_eval_results(staging, results, dataset_id=data_args.eval_dataset_id, repo_id=training_args.hub_model_id)
     if training_args.push_to_hub and state.is_main_process:
         from .hub import push_folder_to_hub
 

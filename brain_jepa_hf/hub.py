@@ -104,6 +104,7 @@ def remote_code_problems(folder: Path) -> list[str]:
 
 def check_hub_folder(folder: str | Path) -> Path:
     """Check a folder is a loadable Brain-JEPA repository; raise ValueError listing every problem."""
+    from .eval_results import read_eval_results_file
     from .model_card import validate_model_card
 
     folder = Path(folder)
@@ -135,6 +136,11 @@ def check_hub_folder(folder: str | Path) -> Path:
         elif not (folder / f"{reference.split('.')[0]}.py").is_file():
             problems.append(f"preprocessor_config.json: refers to {reference!r} but its file is missing")
     problems += remote_code_problems(folder)
+    for path in sorted((folder / ".eval_results").glob("*.yaml")):
+        try:
+            read_eval_results_file(path)
+        except ValueError as err:
+            problems.append(str(err))
     readme = folder / "README.md"
     if not readme.is_file():
         problems.append("README.md: missing model card")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 EXAMPLES = """\
 examples:
@@ -12,19 +13,34 @@ examples:
   # per-token (N, R*Tp, D) embeddings of a build-dataset folder into Parquet with subject ids
   brain-jepa embed --model your-name/brain-jepa-base --dataset data/ukb --pooling tokens --output ukb_tokens.parquet
 
+  # a Brainmarks dataset folder (bold / mean / std / tr columns) is converted on the fly
+  brain-jepa embed --model runs/pretrain-tiny --dataset data/hcpya-rest1lr.schaefer400_tians3.arrow --output hcp.npy
+
+  # all GPUs of a machine: the chunks are shared out, the output is the file one process writes
+  accelerate launch --num_processes 4 -m brain_jepa_hf.commands.embed --model your-name/brain-jepa-base \
+      --dataset data/ukb --device cuda --output ukb.npy
+
   # interrupted? run the same command again: finished chunks in OUTPUT.partial/ are kept
 """
+DESCRIPTION = (
+    "Run a Brain-JEPA encoder (a pretraining folder's target encoder, a fine-tuned model's encoder, or a Hub id) "
+    "over every series of a dataset with the deterministic centre clip."
+)
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "embed", help="embeddings of a dataset (pooled or per token) into .npy / .parquet",
-        description="Run a Brain-JEPA encoder (a pretraining folder's target encoder, a fine-tuned model's "
-        "encoder, or a Hub id) over every series of a dataset with the deterministic centre clip.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="model folder or Hub id")
-    parser.add_argument("--dataset", default="example", help="'example' or a save_to_disk / build-dataset folder")
+    parser.add_argument("--dataset", default="example",
+                        help="'example', a save_to_disk / build-dataset folder or a Brainmarks dataset folder")
     parser.add_argument("--split", default=None, help="split of a DatasetDict (default: all splits, in order)")
     parser.add_argument("--output", required=True, help="output file ending in .npy or .parquet")
     parser.add_argument("--pooling", choices=("mean", "tokens"), default="mean")
@@ -34,13 +50,23 @@ def register(subparsers) -> None:
     parser.add_argument("--id_column", default="subject_id")
     parser.add_argument("--feature_extractor", default=None, help="default: the model's preprocessor_config.json")
     parser.add_argument("--example_subjects", type=int, default=200)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (under accelerate launch: each process's GPU)")
     parser.add_argument("--overwrite", action="store_true")
-    parser.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..embedding import embed, load_encoder
+    try:
+        path = _embed(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"brain-jepa embed: error: {err}", file=sys.stderr)
+        return 1
+    if path is not None:
+        print(path)
+    return 0
+
+
+def _embed(args):
+    from ..embedding import distributed_state, embed, load_encoder
     from ..feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 
     if args.dataset == "example":
@@ -50,11 +76,13 @@ def run(args) -> int:
     else:
         from pathlib import Path
 
-        from datasets import DatasetDict, concatenate_datasets, load_from_disk
+        from datasets import DatasetDict, concatenate_datasets
+
+        from ..brainmarks_data import load_dataset_folder
 
         if not Path(args.dataset).exists():
             raise FileNotFoundError(f"dataset: no such folder {args.dataset!r}")
-        dataset = load_from_disk(args.dataset)
+        dataset = load_dataset_folder(args.dataset, args.fmri_column)  # also a Brainmarks folder (converted)
         if isinstance(dataset, DatasetDict):
             if args.split is not None:
                 if args.split not in dataset:
@@ -63,9 +91,22 @@ def run(args) -> int:
             else:
                 dataset = concatenate_datasets([dataset[name] for name in dataset])
     extractor = BrainJepaFeatureExtractor.from_pretrained(args.feature_extractor or args.model)
-    encoder = load_encoder(args.model, device=args.device)
+    state = distributed_state()
+    device = state.device if state is not None and args.device != "cpu" else args.device
+    encoder = load_encoder(args.model, device=device)
     path = embed(encoder, dataset, args.output, feature_extractor=extractor, pooling=args.pooling,
                  batch_size=args.batch_size, chunk_size=args.chunk_size, fmri_column=args.fmri_column,
-                 id_column=args.id_column, overwrite=args.overwrite)
-    print(path)
-    return 0
+                 id_column=args.id_column, overwrite=args.overwrite, state=state)
+    return path if state is None or state.is_main_process else None
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m brain_jepa_hf.commands.embed ...` (e.g. under `accelerate launch`)."""
+    parser = argparse.ArgumentParser(prog="brain-jepa embed", description=DESCRIPTION, epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
