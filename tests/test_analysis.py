@@ -17,6 +17,7 @@ from brain_jepa_hf.analysis import (
     record_roi_attention,
     roi_attention,
     roi_attribution,
+    roi_pooled_attention,
 )
 from conftest import make_config, make_inputs
 
@@ -67,6 +68,26 @@ def test_chunked_and_unchunked_agree_and_layers_select():
         torch.testing.assert_close(roi_attention(model, fmri, gradient=gradient, query_chunk_size=chunk), whole, atol=1e-6, rtol=0)
     chosen = roi_attention(model, fmri, gradient=gradient, layers=[-1, 0])
     torch.testing.assert_close(chosen, whole[[2, 0]], atol=1e-6, rtol=0)
+
+
+def test_worker_threads_agree_and_thread_count_is_restored():
+    generator = torch.Generator().manual_seed(0)
+    query, key, value = (torch.randn(2, 3, 6 * 4, 8, generator=generator) * 3 for _ in range(3))
+    threads = torch.get_num_threads()
+    single, pooled_single = roi_pooled_attention(query, key, value, 0.35, num_rois=6, num_workers=1)
+    many, pooled_many = roi_pooled_attention(query, key, value, 0.35, num_rois=6, query_chunk_size=8, num_workers=4)
+    assert torch.get_num_threads() == threads
+    reference = torch.nn.functional.scaled_dot_product_attention(query, key, value, scale=0.35).transpose(1, 2)
+    torch.testing.assert_close(single, reference, atol=1e-5, rtol=0)
+    torch.testing.assert_close(many, single, atol=1e-6, rtol=0)
+    torch.testing.assert_close(pooled_many, pooled_single, atol=1e-6, rtol=0)
+    # Scores far outside the range where exp is safe without subtracting the row maximum.
+    large, pooled_large = roi_pooled_attention(query * 40, key, value, 0.35, num_rois=6)
+    assert torch.isfinite(large).all() and torch.isfinite(pooled_large).all()
+    exact = torch.softmax((query * 40).double() @ key.double().transpose(-1, -2) * 0.35, dim=-1) @ value.double()
+    torch.testing.assert_close(large.double(), exact.transpose(1, 2), atol=1e-3, rtol=0)  # logits of ~1e3: float32 rounding
+    with pytest.raises(ValueError, match="num_rois: the sequence has 24 tokens, not a multiple of 5 ROIs"):
+        roi_pooled_attention(query, key, value, 0.35, num_rois=5)
 
 
 def test_outputs_unchanged_with_sdpa_and_classifier_model():
