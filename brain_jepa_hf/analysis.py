@@ -224,13 +224,16 @@ def _attend_pairs(pairs, query, key, value, output, num_rois, time_patches, rois
         keys = key[b, h].reshape(num_rois, time_patches, head_dim).transpose(0, 1).reshape(tokens, head_dim).to(work)
         values = value[b, h].reshape(num_rois, time_patches, head_dim).transpose(0, 1).reshape(tokens, head_dim).to(work)
         queries = query[b, h].to(work) * scaling
+        if check_range:  # |score| <= |query| * max |key| (Cauchy-Schwarz): where that is small, exp is safe as is
+            bounds = (torch.linalg.vector_norm(queries, dim=-1) * torch.linalg.vector_norm(keys, dim=-1).max()).tolist()
         for first_roi in range(0, num_rois, rois_per_chunk):
             last_roi = min(first_roi + rois_per_chunk, num_rois)
             start, stop = first_roi * time_patches, last_roi * time_patches
             scores = torch.matmul(queries[start:stop], keys.t(), out=scores_buffer[: stop - start])
-            row_max = scores.amax(dim=-1, keepdim=True)
-            if not check_range or not bool(((row_max > low) & (row_max < high)).all()):
-                scores.sub_(row_max)
+            if not check_range or max(bounds[start:stop]) >= -low:
+                row_max = scores.amax(dim=-1, keepdim=True)
+                if not check_range or not bool(((row_max > low) & (row_max < high)).all()):
+                    scores.sub_(row_max)
             scores.exp_()
             by_key_roi = scores.view(stop - start, time_patches, num_rois).sum(dim=1)
             normaliser = by_key_roi.sum(dim=-1, keepdim=True)
