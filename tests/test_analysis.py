@@ -19,6 +19,7 @@ from brain_jepa_hf.analysis import (
     roi_attribution,
     roi_pooled_attention,
 )
+from brain_jepa_hf.analysis import ROI_POOLED_ATTENTION, _pooled_attention_forward
 from conftest import make_config, make_inputs
 
 
@@ -145,6 +146,27 @@ def test_implementation_restored_after_an_error_and_misuse_errors():
     with pytest.raises(ValueError, match="num_rois: expected a positive integer, got 0"):
         with record_roi_attention(model, num_rois=0):
             pass
+    with pytest.raises(ValueError, match="layers: expected None, an int or a sequence of ints, got float"):
+        roi_attention(model, fmri, gradient=gradient, layers=1.5)
+
+
+def test_attention_function_misuse_errors():
+    model = eager_model(7, 2, attention_probs_dropout_prob=0.5)
+    fmri, gradient = make_inputs(model.config, batch=1)
+    model.config._attn_implementation = ROI_POOLED_ATTENTION  # set by hand, outside a recording
+    with pytest.raises(RuntimeError, match="only works inside brain_jepa_hf.analysis.record_roi_attention"):
+        with torch.no_grad():
+            model(fmri, gradient=gradient)
+    model.config._attn_implementation = "eager"
+    model.train()
+    with record_roi_attention(model, num_rois=7) as recording, torch.no_grad():
+        with pytest.raises(ValueError, match="dropout: the ROI-pooled attention needs the model in eval mode, got attention dropout 0.5"):
+            model(fmri, gradient=gradient)
+        attention = model.layers[0].attention
+        query = torch.zeros(1, attention.num_heads, 14, attention.head_dim)
+        with pytest.raises(ValueError, match="attention_mask: the ROI-pooled attention supports no attention mask, got one"):
+            _pooled_attention_forward(attention, query, query, query, torch.zeros(1, 1, 14, 14), scaling=1.0)
+    assert recording.layers == [0, 1]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -299,6 +321,12 @@ def test_cohort_attention_errors(example_cohort):
     result = cohort_attention(model, example_cohort, extractor, networks, max_subjects=2, progress=False)
     with pytest.raises(ValueError, match="label_column: this CohortAttention was computed without a label column"):
         result.received_by_class()
+    with pytest.raises(ValueError, match="label_column: a contrast needs labels"):
+        result.contrast()
+    with pytest.raises(ValueError, match="batch_size: expected a positive integer, got 0"):
+        cohort_attention(model, example_cohort, extractor, networks, batch_size=0, progress=False)
+    with pytest.raises(ValueError, match="dataset: expected at least one row, got 0"):
+        cohort_attention(model, example_cohort.select([]), extractor, networks, progress=False)
     with pytest.raises(ValueError, match=r"layer: expected one of the analysed layers \[0, 1\], got 5"):
         result._layer_view(result.subject_received, 5)
 
@@ -365,6 +393,8 @@ def test_permutation_test_errors():
         permutation_test(np.array([[np.nan], [0], [0], [0]]), ["a", "a", "b", "b"])
     with pytest.raises(ValueError, match=r"order: expected the two groups \['MCI', 'NC'\]"):
         permutation_test(values, ["NC"] * 3 + ["MCI"] * 3, order=["NC", "AD"])
+    with pytest.raises(ValueError, match=r"values: expected shape \(subjects, networks\), got \(6, 2, 1\)"):
+        permutation_test(values[..., None], ["NC"] * 3 + ["MCI"] * 3)
     with pytest.raises(ValueError, match="names: expected 2 names"):
         permutation_test(values, ["NC"] * 3 + ["MCI"] * 3, names=["x"])
 
@@ -429,6 +459,8 @@ def test_attribution_errors(classifier):
         roi_attribution(classifier, fmri, gradient=gradient, target=3)
     with pytest.raises(ValueError, match=r"target: expected one index per sample \(2\), got 3"):
         roi_attribution(classifier, fmri, gradient=gradient, target=[0, 1, 2])
+    with pytest.raises(ValueError, match="target: expected an output index or one index per sample, got 0.5"):
+        roi_attribution(classifier, fmri, gradient=gradient, target=0.5)
     with pytest.raises(ValueError, match="baseline: expected 'zero', 'mean' or a tensor"):
         roi_attribution(classifier, fmri, gradient=gradient, baseline="median")
     with pytest.raises(ValueError, match=r"baseline: expected a tensor of shape \(2, 1, 9, 16\)"):
