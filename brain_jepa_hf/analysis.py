@@ -19,9 +19,9 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -436,7 +436,6 @@ class CohortAttention:
     labels: np.ndarray | None = None
     label_column: str | None = None
     method: str = ATTENTION_METHOD
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_subjects(self) -> int:
