@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -23,10 +24,13 @@ POOLINGS = ("mean", "tokens")
 FORMATS = {".npy": "npy", ".parquet": "parquet"}
 
 
-def load_encoder(name_or_path, revision: str | None = None, device: str | torch.device = "cpu"):
-    """The encoder (`BrainJepaModel`) of any Brain-JEPA folder / Hub id: a pretraining folder yields its
-    EMA target encoder, a fine-tuned classifier its encoder. A model instance is returned as is."""
-    from .modeling_brain_jepa import BrainJepaForSequenceClassification, BrainJepaModel
+def load_encoder(name_or_path, revision: str | None = None, device: str | torch.device = "cpu",
+                 dtype: str | torch.dtype | None = None):
+    """The encoder (`BrainJepaModel`) of any Brain-JEPA folder / Hub id, in eval mode on `device`: a
+    pretraining folder yields its EMA target encoder, a fine-tuned classifier its encoder; a model
+    instance is used as is. `dtype` ("auto", "float32", "bfloat16", see `resolve_dtype`) casts it;
+    None keeps the stored dtype."""
+    from .modeling_brain_jepa import BrainJepaForSequenceClassification, BrainJepaModel, resolve_dtype
 
     if isinstance(name_or_path, BrainJepaForSequenceClassification):
         model = name_or_path.brain_jepa
@@ -34,7 +38,10 @@ def load_encoder(name_or_path, revision: str | None = None, device: str | torch.
         model = getattr(name_or_path, "brain_jepa", name_or_path)
     else:
         model = BrainJepaModel.from_pretrained(str(name_or_path), revision=revision)
-    return model.to(device).eval()
+    model = model.to(device)
+    if dtype is not None:
+        model = model.to(resolve_dtype(dtype, device))
+    return model.eval()
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:
@@ -128,6 +135,8 @@ def embed(
     overwrite: bool = False,
     progress: bool = True,
     max_chunks: int | None = None,
+    dtype: str | torch.dtype | None = None,
+    stats: dict | None = None,
 ) -> Path | None:
     """
     Embed every row of `dataset` (columns `fmri` (R, T) and optionally `subject_id`) into `output`:
@@ -135,7 +144,10 @@ def embed(
     `id_column` and an `embedding` column (list of D floats, or of R*Tp lists of D floats).
     Finished chunks of `chunk_size` rows are kept in `<output>.partial/`, so an interrupted run resumes
     where it stopped; `max_chunks` stops after that many new chunks (returns None: not finished yet).
-    `model` is a BrainJepa model or a folder / Hub id; `feature_extractor` defaults to the folder's.
+    `model` is a BrainJepa model or a folder / Hub id; `feature_extractor` defaults to the folder's;
+    `dtype` as in `load_encoder` (the embeddings are written as float32 either way). A `stats` dict is
+    filled with what this call did: "rows" embedded (finished chunks of an earlier run not counted),
+    "seconds" spent on them (features and forward passes) and the "dtype" used.
     """
     from tqdm.auto import tqdm
 
@@ -155,7 +167,7 @@ def embed(
         from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 
         feature_extractor = BrainJepaFeatureExtractor.from_pretrained(str(model))
-    encoder = load_encoder(model)
+    encoder = load_encoder(model, dtype=dtype)
     _check_model_fits(encoder, feature_extractor, dataset, fmri_column)
     if id_column is not None and id_column not in dataset.column_names:
         id_column = None
@@ -165,6 +177,7 @@ def embed(
         "model": model_fingerprint(encoder),
         "feature_extractor": hashlib.sha1(feature_extractor.to_json_string().encode()).hexdigest()[:16],
         "num_rows": len(dataset), "pooling": pooling, "chunk_size": chunk_size, "fmri_column": fmri_column,
+        "dtype": str(encoder.dtype).removeprefix("torch."),
     }
     meta_path = partial / "meta.json"
     if partial.exists():
@@ -182,6 +195,8 @@ def embed(
     starts = list(range(0, len(dataset), chunk_size))
     done = {start for start in starts if (partial / f"chunk-{start:010d}.npy").is_file()}
     new_chunks = 0
+    if stats is not None:
+        stats.update(rows=0, seconds=0.0, dtype=str(encoder.dtype).removeprefix("torch."))
     with tqdm(total=len(dataset), initial=sum(min(chunk_size, len(dataset) - s) for s in done),
               desc="embedding", unit="sample", disable=not progress) as bar:
         for start in starts:
@@ -191,9 +206,13 @@ def embed(
                 return None
             stop = min(start + chunk_size, len(dataset))
             parts = []
+            began = time.perf_counter()
             for batch in iter_embeddings(encoder, dataset, feature_extractor, pooling, batch_size, fmri_column, start, stop):
                 parts.append(batch)
                 bar.update(len(batch))
+            if stats is not None:
+                stats["rows"] += stop - start
+                stats["seconds"] += time.perf_counter() - began
             chunk = np.concatenate(parts)
             _write_atomic(partial / f"chunk-{start:010d}.npy", lambda path: _save_npy(path, chunk))
             new_chunks += 1

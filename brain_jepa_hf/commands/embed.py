@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_dtype_argument, describe_precision
+
 EXAMPLES = """\
 examples:
   # pooled (N, D) embeddings of the example cohort
@@ -13,6 +15,9 @@ examples:
   brain-jepa embed --model your-name/brain-jepa-base --dataset data/ukb --pooling tokens --output ukb_tokens.parquet
 
   # interrupted? run the same command again: finished chunks in OUTPUT.partial/ are kept
+
+  # float32 whatever the hardware (default auto: bfloat16 where the CPU / GPU has fast bfloat16 matmul)
+  brain-jepa embed --model runs/pretrain-tiny --dataset example --output emb.npy --dtype float32
 """
 
 
@@ -35,6 +40,7 @@ def register(subparsers) -> None:
     parser.add_argument("--feature_extractor", default=None, help="default: the model's preprocessor_config.json")
     parser.add_argument("--example_subjects", type=int, default=200)
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_dtype_argument(parser, default="auto")
     parser.add_argument("--overwrite", action="store_true")
     parser.set_defaults(func=run)
 
@@ -63,9 +69,17 @@ def run(args) -> int:
             else:
                 dataset = concatenate_datasets([dataset[name] for name in dataset])
     extractor = BrainJepaFeatureExtractor.from_pretrained(args.feature_extractor or args.model)
-    encoder = load_encoder(args.model, device=args.device)
+    encoder = load_encoder(args.model, device=args.device, dtype=args.dtype)
+    stats = {}
     path = embed(encoder, dataset, args.output, feature_extractor=extractor, pooling=args.pooling,
                  batch_size=args.batch_size, chunk_size=args.chunk_size, fmri_column=args.fmri_column,
-                 id_column=args.id_column, overwrite=args.overwrite)
+                 id_column=args.id_column, overwrite=args.overwrite, stats=stats)
+    precision = describe_precision(args.dtype, stats["dtype"])
+    if stats["rows"]:
+        seconds = stats["seconds"]
+        print(f"embedded {stats['rows']} subjects on {args.device} in {precision}: {seconds:.1f} s, "
+              f"{stats['rows'] / max(seconds, 1e-9):.2f} subjects/s, {seconds / stats['rows']:.3f} s/subject")
+    else:
+        print(f"nothing left to embed ({precision}): every chunk was finished by an earlier run")
     print(path)
     return 0
