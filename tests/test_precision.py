@@ -129,6 +129,7 @@ def test_embed_dtype_reaches_the_encoder(tmp_path, folder, data_dir, monkeypatch
     precision = str(expected).removeprefix("torch.") + (r" \(--dtype auto\)" if choice == "auto" else "")
     pattern = rf"embedded 12 subjects on cpu in {precision}: [\d.]+ s, [\d.]+ subjects/s, [\d.]+ s/subject"
     assert re.search(pattern, summary), summary
+    assert ("bfloat16 is emulated" in summary) == (expected == torch.bfloat16 and not fast)
 
 
 def test_embed_defaults_to_auto(tmp_path, folder, data_dir, monkeypatch, capsys):

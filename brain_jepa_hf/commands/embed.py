@@ -46,8 +46,11 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
+    import torch
+
     from ..embedding import embed, load_encoder
     from ..feature_extraction_brain_jepa import BrainJepaFeatureExtractor
+    from ..modeling_brain_jepa import cpu_has_fast_bf16
 
     if args.dataset == "example":
         from ..example_data import load_example_dataset
@@ -81,5 +84,8 @@ def run(args) -> int:
               f"{stats['rows'] / max(seconds, 1e-9):.2f} subjects/s, {seconds / stats['rows']:.3f} s/subject")
     else:
         print(f"nothing left to embed ({precision}): every chunk was finished by an earlier run")
+    if stats["dtype"] == "bfloat16" and torch.device(args.device).type == "cpu" and not cpu_has_fast_bf16():
+        print("note: this CPU has no bfloat16 matrix instructions (AVX512-BF16/AMX), so bfloat16 is emulated "
+              "and slower than float32 here; --dtype auto picks float32 on it")
     print(path)
     return 0
