@@ -176,7 +176,7 @@ def main() -> None:
         results[batch] = (best32, best16, pooled32, pooled16)
 
     print(f"\nmatmul rates on the block's GEMM shapes, GFLOP/s (best of {args.trials} per measurement, "
-          f"best of the measurements interleaved with the forwards):")
+          f"each column the best of the measurements interleaved with the forwards):")
     print(f"{'rows':>6} {'dtype':9} " + " ".join(f"{name:>7}" for name in gemm_shapes(config, 1)) + f" {'block':>7}")
     for (batch, dtype), row in rates.items():
         print(f"{batch * num_tokens:>6} {str(dtype)[6:]:9} " + " ".join(f"{row[name]:>7.1f}" for name in row))
