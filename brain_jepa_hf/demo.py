@@ -59,34 +59,38 @@ class DemoModel:
     its target encoder) gives embeddings.
     """
 
-    def __init__(self, model_name_or_path: str | os.PathLike, revision: str | None = None, device: str = "cpu"):
+    def __init__(self, model_name_or_path: str | os.PathLike, revision: str | None = None, device: str = "cpu",
+                 dtype: str = "auto"):
         from transformers import pipeline
 
         from .atlas import atlas_for
         from .configuration_brain_jepa import BrainJepaConfig
         from .embedding import load_encoder
-        from .modeling_brain_jepa import BrainJepaForSequenceClassification
+        from .modeling_brain_jepa import BrainJepaForSequenceClassification, resolve_dtype
         from .pipelines import CLASSIFICATION_TASK, FEATURE_EXTRACTION_TASK, register_pipelines
 
         self.name = str(model_name_or_path)
         if _looks_local(self.name) and not Path(self.name).is_dir():
             raise FileNotFoundError(f"model: no such folder {self.name!r}")
         config = BrainJepaConfig.from_pretrained(self.name, revision=revision)
+        self.dtype = resolve_dtype(dtype, device)  # "auto": bfloat16 where the hardware has fast bfloat16
         self.head = None
         if any(name.endswith("ForSequenceClassification") for name in (config.architectures or [])):
             self.head = BrainJepaForSequenceClassification.from_pretrained(self.name, revision=revision)
-            self.head.to(device).eval()
+            self.head.to(device, self.dtype).eval()
             self.encoder = self.head.brain_jepa
         else:
-            self.encoder = load_encoder(self.name, revision=revision, device=device)
+            self.encoder = load_encoder(self.name, revision=revision, device=device, dtype=self.dtype)
         self.config = self.encoder.config
         self.feature_extractor = _load_feature_extractor(self.name, revision)
         self._lock = threading.Lock()  # one subject at a time through the model
         register_pipelines()
-        self.embedder = pipeline(FEATURE_EXTRACTION_TASK, model=self.encoder, feature_extractor=self.feature_extractor)
+        self.embedder = pipeline(FEATURE_EXTRACTION_TASK, model=self.encoder, feature_extractor=self.feature_extractor,
+                                 dtype=self.dtype)
         self.classifier = None
         if self.head is not None:
-            self.classifier = pipeline(CLASSIFICATION_TASK, model=self.head, feature_extractor=self.feature_extractor)
+            self.classifier = pipeline(CLASSIFICATION_TASK, model=self.head, feature_extractor=self.feature_extractor,
+                                       dtype=self.dtype)
         self.atlas = atlas_for(self.head or self.encoder)
 
     # ------------------------------------------------------------------ facts shown on the page
@@ -316,7 +320,7 @@ def write_example_files(folder: Path, count: int = NUM_EXAMPLE_SUBJECTS) -> list
 
 
 def build_demo(model: str | os.PathLike | DemoModel | None = None, revision: str | None = None, device: str = "cpu",
-               title: str | None = None):
+               title: str | None = None, dtype: str = "auto"):
     """The gradio Blocks app for `model` (folder, Hub id or a loaded DemoModel; default: $BRAIN_JEPA_MODEL)."""
     import gradio as gr
 
@@ -326,7 +330,7 @@ def build_demo(model: str | os.PathLike | DemoModel | None = None, revision: str
         model = os.environ.get(MODEL_ENV)
         if not model:
             raise ValueError(f"model: expected a model folder or Hub id (argument or ${MODEL_ENV}), got none")
-    demo_model = model if isinstance(model, DemoModel) else DemoModel(model, revision=revision, device=device)
+    demo_model = model if isinstance(model, DemoModel) else DemoModel(model, revision=revision, device=device, dtype=dtype)
     files = _ResultFiles()
     regression = demo_model.problem_type == "regression"
 
@@ -419,10 +423,11 @@ def _save(figure, path: Path) -> str:
     return str(save_figure(figure, path))
 
 
-def launch_demo(model=None, host: str = "127.0.0.1", port: int | None = None, block: bool = True, **launch_kwargs):
+def launch_demo(model=None, host: str = "127.0.0.1", port: int | None = None, block: bool = True, dtype: str = "auto",
+                **launch_kwargs):
     """Build and start the app; returns (demo, url). With `block=False` the server runs in the background
-    (stop it with `demo.close()`)."""
-    demo = build_demo(model)
+    (stop it with `demo.close()`). `dtype` is the model's precision ("auto", "float32", "bfloat16")."""
+    demo = build_demo(model, dtype=dtype)
     demo.launch(server_name=host, server_port=port, prevent_thread_lock=True, quiet=True, **launch_kwargs)
     url = demo.local_url
     if block:

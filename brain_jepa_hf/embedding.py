@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -27,10 +28,13 @@ POOLINGS = ("mean", "tokens")
 FORMATS = {".npy": "npy", ".parquet": "parquet"}
 
 
-def load_encoder(name_or_path, revision: str | None = None, device: str | torch.device = "cpu"):
-    """The encoder (`BrainJepaModel`) of any Brain-JEPA folder / Hub id: a pretraining folder yields its
-    EMA target encoder, a fine-tuned classifier its encoder. A model instance is returned as is."""
-    from .modeling_brain_jepa import BrainJepaForSequenceClassification, BrainJepaModel
+def load_encoder(name_or_path, revision: str | None = None, device: str | torch.device = "cpu",
+                 dtype: str | torch.dtype | None = None):
+    """The encoder (`BrainJepaModel`) of any Brain-JEPA folder / Hub id, in eval mode on `device`: a
+    pretraining folder yields its EMA target encoder, a fine-tuned classifier its encoder; a model
+    instance is used as is. `dtype` ("auto", "float32", "bfloat16", see `resolve_dtype`) casts it;
+    None keeps the stored dtype."""
+    from .modeling_brain_jepa import BrainJepaForSequenceClassification, BrainJepaModel, resolve_dtype
 
     if isinstance(name_or_path, BrainJepaForSequenceClassification):
         model = name_or_path.brain_jepa
@@ -38,7 +42,10 @@ def load_encoder(name_or_path, revision: str | None = None, device: str | torch.
         model = getattr(name_or_path, "brain_jepa", name_or_path)
     else:
         model = BrainJepaModel.from_pretrained(str(name_or_path), revision=revision)
-    return model.to(device).eval()
+    model = model.to(device)
+    if dtype is not None:
+        model = model.to(resolve_dtype(dtype, device))
+    return model.eval()
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:
@@ -160,6 +167,8 @@ def embed(
     progress: bool = True,
     max_chunks: int | None = None,
     state=None,
+    dtype: str | torch.dtype | None = None,
+    stats: dict | None = None,
 ) -> Path | None:
     """
     Embed every row of `dataset` (columns `fmri` (R, T) and optionally `subject_id`) into `output`:
@@ -167,9 +176,13 @@ def embed(
     `id_column` and an `embedding` column (list of D floats, or of R*Tp lists of D floats).
     Finished chunks of `chunk_size` rows are kept in `<output>.partial/`, so an interrupted run resumes
     where it stopped; `max_chunks` stops after that many new chunks (returns None: not finished yet).
-    `model` is a BrainJepa model or a folder / Hub id; `feature_extractor` defaults to the folder's.
+    `model` is a BrainJepa model or a folder / Hub id; `feature_extractor` defaults to the folder's;
+    `dtype` as in `load_encoder` (the embeddings are written as float32 either way).
     `state` (an `accelerate.PartialState`; default: `distributed_state()`) shares the chunks among the
     processes of a launch; every process returns the path once the target is written.
+    A `stats` dict is filled with what this call did: "rows" embedded by all processes (finished chunks
+    of an earlier run not counted), "seconds" spent on them (the slowest process's features and forward
+    passes) and the "dtype" used.
     """
     from tqdm.auto import tqdm
 
@@ -189,7 +202,7 @@ def embed(
         from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 
         feature_extractor = BrainJepaFeatureExtractor.from_pretrained(str(model))
-    encoder = load_encoder(model)
+    encoder = load_encoder(model, dtype=dtype)
     _check_model_fits(encoder, feature_extractor, dataset, fmri_column)
     if id_column is not None and id_column not in dataset.column_names:
         id_column = None
@@ -199,6 +212,7 @@ def embed(
         "model": model_fingerprint(encoder),
         "feature_extractor": hashlib.sha1(feature_extractor.to_json_string().encode()).hexdigest()[:16],
         "num_rows": len(dataset), "pooling": pooling, "chunk_size": chunk_size, "fmri_column": fmri_column,
+        "dtype": str(encoder.dtype).removeprefix("torch."),
     }
     meta_path = partial / "meta.json"
     state = distributed_state() if state is None else state
@@ -233,6 +247,8 @@ def embed(
     mine = pending[rank::world]  # the same list on every process: chunks dealt out in turn
     new_chunks = 0
     finished = True
+    if stats is not None:
+        stats.update(rows=0, seconds=0.0, dtype=str(encoder.dtype).removeprefix("torch."))
     with tqdm(total=len(dataset), initial=rows_on_disk(), desc="embedding", unit="sample",
               disable=not (progress and is_main)) as bar:
         for start in mine:
@@ -241,11 +257,15 @@ def embed(
                 break
             stop = min(start + chunk_size, len(dataset))
             parts = []
+            began = time.perf_counter()
             for batch in iter_embeddings(encoder, dataset, feature_extractor, pooling, batch_size, fmri_column, start, stop):
                 parts.append(batch)
                 if is_main:  # the bar counts every process's finished chunks plus this chunk so far
                     bar.n = rows_on_disk() + sum(len(part) for part in parts)
                     bar.refresh()
+            if stats is not None:
+                stats["rows"] += stop - start
+                stats["seconds"] += time.perf_counter() - began
             chunk = np.concatenate(parts)
             _write_atomic(chunk_path(start), lambda path: _save_npy(path, chunk))
             new_chunks += 1
@@ -257,6 +277,9 @@ def embed(
         from accelerate.utils import gather_object
 
         finished = all(gather_object([finished]))
+        if stats is not None:
+            shares = gather_object([(stats["rows"], stats["seconds"])])
+            stats.update(rows=sum(rows for rows, _ in shares), seconds=max(seconds for _, seconds in shares))
     if not finished:
         return None
 

@@ -1,6 +1,12 @@
 """Inference pipelines for Brain-JEPA: ROI time series (arrays or .npy/.csv/.tsv files) in, subject
-embeddings or head predictions out. Remote-code safe: imports only numpy, torch and transformers,
-so the copy saved next to the weights runs with `pipeline(..., trust_remote_code=True)`."""
+embeddings or head predictions out. Remote-code safe: imports only numpy, torch, transformers and the
+modeling file saved beside it, so the copy next to the weights runs with
+`pipeline(..., trust_remote_code=True)`.
+
+Precision: `pipeline(..., dtype=...)` takes "auto" (transformers' default), "float32", "bfloat16" or a
+torch dtype; "auto" is the hardware's fast precision (`resolve_dtype`: bfloat16 on CPUs with
+AVX512-BF16/AMX and on GPUs with bfloat16, else float32), and the model is cast to it (in place,
+as the pipeline moves it to its device)."""
 
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import Pipeline
+
+from .modeling_brain_jepa import resolve_dtype
 
 SERIES_FILE_SUFFIXES = (".npy", ".csv", ".tsv", ".txt")
 
@@ -67,6 +75,13 @@ class _BrainJepaPipeline(Pipeline):
     _load_tokenizer = False
     _load_feature_extractor = None  # used when the repository has one
 
+    def __init__(self, *args, dtype: str | torch.dtype | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if dtype is not None:
+            target = resolve_dtype(dtype, self.device)
+            if self.model.dtype != target:
+                self.model.to(target)
+
     def _sanitize_parameters(self, time_axis=None, tr=None, **kwargs):
         preprocess = {key: value for key, value in (("time_axis", time_axis), ("tr", tr)) if value is not None}
         return preprocess, {}, self._postprocess_parameters(**kwargs)
@@ -97,8 +112,8 @@ class _BrainJepaPipeline(Pipeline):
         return {"fmri_values": torch.as_tensor(series, dtype=torch.float32)[None, None]}
 
     def _forward(self, model_inputs):
-        fmri_values = model_inputs["fmri_values"].to(self.model.dtype)
-        return self.model(fmri_values=fmri_values, gradient=model_inputs.get("gradient"))
+        # The model casts to its dtype itself (and rejects values that overflow there).
+        return self.model(fmri_values=model_inputs["fmri_values"], gradient=model_inputs.get("gradient"))
 
 
 class BrainJepaFeatureExtractionPipeline(_BrainJepaPipeline):

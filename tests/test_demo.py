@@ -113,7 +113,7 @@ def server(finetuned_folder, work):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1",
            "MPLBACKEND": "Agg"}
     process = subprocess.Popen([sys.executable, "-m", "brain_jepa_hf", "demo", "--model", str(finetuned_folder),
-                                "--port", str(port)], stdout=log, stderr=subprocess.STDOUT, env=env,
+                                "--port", str(port), "--dtype", "float32"], stdout=log, stderr=subprocess.STDOUT, env=env,
                                start_new_session=True)
     url = None
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
@@ -156,8 +156,8 @@ def analyse(client, path, layout=ROIS_BY_ROW, tr=None):
 # ------------------------------------------------------------------------------ API (gradio_client)
 @pytest.mark.timeout(400)
 def test_api_embedding_and_regression_equal_the_pipelines(client, finetuned_folder, subject_files):
-    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=str(finetuned_folder), trust_remote_code=True)
-    predictor = pipeline(CLASSIFICATION_TASK, model=str(finetuned_folder), trust_remote_code=True)
+    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=str(finetuned_folder), trust_remote_code=True, dtype="float32")
+    predictor = pipeline(CLASSIFICATION_TASK, model=str(finetuned_folder), trust_remote_code=True, dtype="float32")
     expected = embedder(str(subject_files["npy"]))
     [expected_age] = predictor(str(subject_files["npy"]))
     assert expected_age["label"] == "age" and 30 < expected_age["score"] < 100  # years, not standardised
@@ -211,13 +211,24 @@ def test_api_bad_files_give_one_readable_line_and_the_server_keeps_working(clien
 
 # ------------------------------------------------------------------------------ without a server
 def test_encoder_without_head_gives_the_pipeline_embedding_and_no_prediction(encoder_folder, subject_files):
-    demo_model = DemoModel(str(encoder_folder))
+    demo_model = DemoModel(str(encoder_folder), dtype="float32")
     assert demo_model.head is None and demo_model.num_rois == 450
     result = demo_model.analyse(demo_model.read_upload(subject_files["csv"], time_axis=0))
-    expected = pipeline(FEATURE_EXTRACTION_TASK, model=str(encoder_folder), trust_remote_code=True)(
+    expected = pipeline(FEATURE_EXTRACTION_TASK, model=str(encoder_folder), trust_remote_code=True, dtype="float32")(
         str(subject_files["npy"]))
     np.testing.assert_allclose(result.embedding, expected, atol=1e-5, rtol=0)
     assert result.prediction is None
+
+
+def test_dtype_reaches_the_demo_model_and_bfloat16_stays_close_to_float32(encoder_folder, subject_files):
+    series = np.load(subject_files["npy"])
+    reference = DemoModel(str(encoder_folder), dtype="float32").analyse(series).embedding
+    demo_model = DemoModel(str(encoder_folder), dtype="bfloat16")
+    assert demo_model.encoder.dtype == torch.bfloat16
+    embedding = demo_model.analyse(series).embedding
+    assert embedding.dtype == np.float32 and np.isfinite(embedding).all()
+    cosine = float(embedding @ reference / (np.linalg.norm(embedding) * np.linalg.norm(reference)))
+    assert cosine >= 0.999  # the tolerance of docs/inference.md
 
 
 def test_classifier_prediction_is_the_pipelines_under_the_class_names(work, subject_files):
@@ -233,10 +244,10 @@ def test_classifier_prediction_is_the_pipelines_under_the_class_names(work, subj
     classifier.set_gradient(torch.from_numpy(example_gradient(config.gradient_dim).astype(np.float32)))
     extractor = BrainJepaFeatureExtractor(num_rois=450, num_frames=32, sampling_rate=3, scaling="zscore")
     folder = prepare_hub_folder(classifier, work / "classifier", feature_extractor=extractor, converted_from=None)
-    demo_model = DemoModel(str(folder))
+    demo_model = DemoModel(str(folder), dtype="float32")
     assert "**Fine-tuned head:** classification of `control`, `mci`, `dementia`" in demo_model.describe()
     result = demo_model.analyse(demo_model.read_upload(subject_files["npy"]))
-    expected = pipeline(CLASSIFICATION_TASK, model=str(folder), trust_remote_code=True)(str(subject_files["npy"]))
+    expected = pipeline(CLASSIFICATION_TASK, model=str(folder), trust_remote_code=True, dtype="float32")(str(subject_files["npy"]))
     assert [item["label"] for item in result.prediction] == [item["label"] for item in expected]
     np.testing.assert_allclose([i["score"] for i in result.prediction], [i["score"] for i in expected], atol=1e-5)
     assert format_prediction(result.prediction, regression=False) == (

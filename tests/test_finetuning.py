@@ -277,7 +277,7 @@ def test_model_finetuned_from_a_hub_folder_serves_its_pipelines(tmp_path):
     saved = json.loads((out / "config.json").read_text())
     assert set(saved["custom_pipelines"]) == {FEATURE_EXTRACTION_TASK, CLASSIFICATION_TASK}
     series = np.random.default_rng(3).standard_normal((config.num_rois, 60)).astype(np.float32)
-    classify = pipeline(CLASSIFICATION_TASK, model=str(out), trust_remote_code=True)
+    classify = pipeline(CLASSIFICATION_TASK, model=str(out), trust_remote_code=True, dtype="float32")
     assert type(classify).__module__.startswith("transformers_modules")
     model = BrainJepaForSequenceClassification.from_pretrained(out).eval()
     with torch.no_grad():

@@ -55,7 +55,7 @@ def expected_embedding(model, fe, series):
 
 def test_feature_extraction_pipeline_on_arrays_and_files(folders, series, tmp_path):
     folder, model, fe = folders["encoder"]
-    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=str(folder), trust_remote_code=True)
+    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=str(folder), trust_remote_code=True, dtype="float32")
     assert type(embedder).__module__.startswith("transformers_modules"), "pipeline code did not come from the folder"
     expected = expected_embedding(model, fe, series)
     np.testing.assert_allclose(embedder(series, time_axis=0), expected, atol=1e-5, rtol=0)
@@ -76,7 +76,7 @@ def test_feature_extraction_pipeline_on_arrays_and_files(folders, series, tmp_pa
 
 def test_classification_pipeline_returns_labelled_probabilities(folders, series):
     folder, model, fe = folders["classifier"]
-    classify = pipeline(CLASSIFICATION_TASK, model=str(folder), trust_remote_code=True)
+    classify = pipeline(CLASSIFICATION_TASK, model=str(folder), trust_remote_code=True, dtype="float32")
     with torch.no_grad():
         probabilities = torch.softmax(model(**fe(series, time_axis=0, return_tensors="pt")).logits[0], -1).numpy()
     ranked = classify(series, time_axis=0)
@@ -84,7 +84,7 @@ def test_classification_pipeline_returns_labelled_probabilities(folders, series)
     np.testing.assert_allclose([r["score"] for r in ranked], np.sort(probabilities)[::-1], atol=1e-5)
     assert classify(series, time_axis=0, top_k=1) == ranked[:1]
     # The same folder also serves embeddings: AutoModel loads the encoder under the head.
-    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=str(folder), trust_remote_code=True)
+    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=str(folder), trust_remote_code=True, dtype="float32")
     np.testing.assert_allclose(embedder(series, time_axis=0), expected_embedding(model.brain_jepa, fe, series),
                                atol=1e-5, rtol=0)
 
@@ -125,13 +125,13 @@ def test_tr_reaches_the_feature_extractor_or_is_refused(folders, series, tmp_pat
 def test_registered_pipeline_runs_in_process_without_remote_code(folders, series):
     _, model, fe = folders["encoder"]
     register_pipelines()
-    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=model, feature_extractor=fe)
+    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=model, feature_extractor=fe, dtype="float32")
     np.testing.assert_allclose(embedder(series, time_axis=0), expected_embedding(model, fe, series), atol=1e-5, rtol=0)
 
 
 def test_folder_without_feature_extractor_takes_exact_shapes_only(folders, series):
     folder, model, _ = folders["bare"]
-    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=str(folder), trust_remote_code=True)
+    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=str(folder), trust_remote_code=True, dtype="float32")
     exact = series[:40].T.copy()  # (ROI, time) with time == num_frames
     with torch.no_grad():
         expected = model(torch.from_numpy(exact)[None, None]).pooler_output[0].numpy()
@@ -143,7 +143,7 @@ def test_folder_without_feature_extractor_takes_exact_shapes_only(folders, serie
 
 def test_bad_inputs_raise_clear_errors(folders, series, tmp_path):
     folder, *_ = folders["encoder"]
-    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=str(folder), trust_remote_code=True)
+    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=str(folder), trust_remote_code=True, dtype="float32")
     (tmp_path / "words.csv").write_text("a,b\nc,d\ne,f\n")
     with pytest.raises(ValueError, match=r"inputs: .*words.csv is not a numeric table"):
         embedder(str(tmp_path / "words.csv"))

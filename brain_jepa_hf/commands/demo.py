@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import add_dtype_argument
+
 EXAMPLES = """\
 examples:
   # a fine-tuned folder, on http://127.0.0.1:7860 (or the next free port)
@@ -25,6 +27,7 @@ def register(subparsers) -> None:
     parser.add_argument("--model", default=None, help="model folder or Hub id (default: $BRAIN_JEPA_MODEL)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     parser.add_argument("--port", type=int, default=None, help="port (default: 7860 or the next free one)")
+    add_dtype_argument(parser, default="auto")
     parser.add_argument("--debug", action="store_true", help="show tracebacks")
     parser.set_defaults(func=run)
 
@@ -41,7 +44,7 @@ def run(args) -> int:
         print(f"brain-jepa demo: error: --port: expected 1-65535, got {args.port}", file=sys.stderr)
         return 2
     try:
-        launch_demo(args.model, host=args.host, port=args.port)
+        launch_demo(args.model, host=args.host, port=args.port, dtype=args.dtype)
     except (ValueError, OSError) as err:
         if args.debug:
             raise

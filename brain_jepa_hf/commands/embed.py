@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import add_dtype_argument, describe_precision
+
 EXAMPLES = """\
 examples:
   # pooled (N, D) embeddings of the example cohort
@@ -21,6 +23,9 @@ examples:
       --dataset data/ukb --device cuda --output ukb.npy
 
   # interrupted? run the same command again: finished chunks in OUTPUT.partial/ are kept
+
+  # float32 whatever the hardware (default auto: bfloat16 where the CPU / GPU has fast bfloat16 matmul)
+  brain-jepa embed --model runs/pretrain-tiny --dataset example --output emb.npy --dtype float32
 """
 DESCRIPTION = (
     "Run a Brain-JEPA encoder (a pretraining folder's target encoder, a fine-tuned model's encoder, or a Hub id) "
@@ -51,6 +56,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--feature_extractor", default=None, help="default: the model's preprocessor_config.json")
     parser.add_argument("--example_subjects", type=int, default=200)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (under accelerate launch: each process's GPU)")
+    add_dtype_argument(parser, default="auto")
     parser.add_argument("--overwrite", action="store_true")
 
 
@@ -93,11 +99,33 @@ def _embed(args):
     extractor = BrainJepaFeatureExtractor.from_pretrained(args.feature_extractor or args.model)
     state = distributed_state()
     device = state.device if state is not None and args.device != "cpu" else args.device
-    encoder = load_encoder(args.model, device=device)
+    encoder = load_encoder(args.model, device=device, dtype=args.dtype)
+    stats = {}
     path = embed(encoder, dataset, args.output, feature_extractor=extractor, pooling=args.pooling,
                  batch_size=args.batch_size, chunk_size=args.chunk_size, fmri_column=args.fmri_column,
-                 id_column=args.id_column, overwrite=args.overwrite, state=state)
-    return path if state is None or state.is_main_process else None
+                 id_column=args.id_column, overwrite=args.overwrite, state=state, stats=stats)
+    if state is not None and not state.is_main_process:
+        return None
+    print_summary(stats, args.dtype, device)
+    return path
+
+
+def print_summary(stats: dict, requested_dtype: str, device) -> None:
+    """One line: rows embedded, precision (as asked and as used) and the measured speed."""
+    import torch
+
+    from ..modeling_brain_jepa import cpu_has_fast_bf16
+
+    precision = describe_precision(requested_dtype, stats["dtype"])
+    if stats["rows"]:
+        seconds = stats["seconds"]
+        print(f"embedded {stats['rows']} subjects on {device} in {precision}: {seconds:.1f} s, "
+              f"{stats['rows'] / max(seconds, 1e-9):.2f} subjects/s, {seconds / stats['rows']:.3f} s/subject")
+    else:
+        print(f"nothing left to embed ({precision}): every chunk was finished by an earlier run")
+    if stats["dtype"] == "bfloat16" and torch.device(device).type == "cpu" and not cpu_has_fast_bf16():
+        print("note: this CPU has no bfloat16 matrix instructions (AVX512-BF16/AMX), so bfloat16 is emulated "
+              "and slower than float32 here; --dtype auto picks float32 on it")
 
 
 def main(argv: list[str] | None = None) -> int:
