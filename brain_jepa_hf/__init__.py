@@ -22,6 +22,8 @@ from .modeling_brain_jepa import (
     BrainJepaModel,
     BrainJepaPredictor,
     BrainJepaPreTrainedModel,
+    cpu_has_fast_bf16,
+    resolve_dtype,
 )
 
 __version__ = "0.1.0"
@@ -57,4 +59,6 @@ __all__ = [
     "BrainJepaForPreTraining",
     "BrainJepaForPreTrainingOutput",
     "BrainJepaForSequenceClassification",
+    "cpu_has_fast_bf16",
+    "resolve_dtype",
 ]

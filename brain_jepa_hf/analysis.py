@@ -20,7 +20,8 @@ import contextlib
 import math
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,8 +49,8 @@ STATISTICS = ("mean_difference", "t")
 
 # Name under which the pooled-attention function is registered in transformers' attention interface.
 ROI_POOLED_ATTENTION = "brain_jepa_roi_pooled"
-# Default work buffer of the chunked attention: query rows per chunk = this many scores / sequence length.
-_CHUNK_SCORES = 1 << 20
+# Default work buffer of the chunked attention (per thread): query rows per chunk = this many scores / tokens.
+_CHUNK_SCORES = 1 << 19
 # Scores whose row maxima lie in this range are exponentiated without subtracting the maximum
 # (exp cannot overflow or underflow there, also summed over 1e12 keys); outside it, it is subtracted.
 _SAFE_EXP_RANGE = (-30.0, 60.0)
@@ -162,16 +163,20 @@ AttentionInterface.register(ROI_POOLED_ATTENTION, _pooled_attention_forward)
 
 def roi_pooled_attention(
     query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float, num_rois: int,
-    query_chunk_size: int | None = None,
+    query_chunk_size: int | None = None, num_workers: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """
-    Softmax attention over (B, heads, N, d) inputs with ROI-major tokens (n = r * Tp + t), one head and
-    one chunk of whole query ROIs at a time. Returns the attention output (B, N, heads, d), as every
-    attention-interface function does, and the head-averaged weights pooled to (B, R, R) float32: row i
-    = mean over ROI i's Tp query tokens, column j = sum over ROI j's Tp key tokens (rows sum to 1).
+    Softmax attention over (B, heads, N, d) inputs with ROI-major tokens (n = r * Tp + t), one
+    (sample, head) pair and one chunk of whole query ROIs at a time. Returns the attention output
+    (B, N, heads, d), as every attention-interface function does, and the head-averaged weights pooled
+    to (B, R, R) float32: row i = mean over ROI i's Tp query tokens, column j = sum over ROI j's Tp key
+    tokens (rows sum to 1).
 
     `query_chunk_size` (tokens, rounded down to whole ROIs, at least one ROI) bounds the work buffer to
-    chunk x N scores; None picks about 2**20 scores (4 MiB). Half-precision inputs are computed in float32.
+    chunk x N scores; None picks about 2**19 scores (2 MiB, within a core's L2 cache). On CPU the
+    (sample, head) pairs are shared among `num_workers` threads (default torch.get_num_threads()), each
+    running its small operations single-threaded: many tiny multi-threaded operations would spend their
+    time in thread synchronisation. Half-precision inputs are computed in float32.
     """
     batch, heads, tokens, head_dim = query.shape
     if tokens % num_rois:
@@ -183,35 +188,59 @@ def roi_pooled_attention(
     if query_chunk_size is None:
         query_chunk_size = max(1, _CHUNK_SCORES // tokens)
     rois_per_chunk = max(1, int(query_chunk_size) // time_patches)
+    output = query.new_empty(batch, tokens, heads, head_dim)
+    pairs = [(b, h) for b in range(batch) for h in range(heads)]
+    geometry = (num_rois, time_patches, rois_per_chunk, scaling)
+    workers = min(len(pairs), num_workers or torch.get_num_threads()) if query.device.type == "cpu" else 1
+    if workers <= 1:
+        pooled = _attend_pairs(pairs, query, key, value, output, *geometry)
+    else:
+        threads = torch.get_num_threads()
+
+        def work(first: int) -> torch.Tensor:
+            torch.set_num_threads(1)
+            return _attend_pairs(pairs[first::workers], query, key, value, output, *geometry)
+
+        try:
+            with ThreadPoolExecutor(workers) as pool:
+                pooled = sum(pool.map(work, range(workers)))
+        finally:
+            torch.set_num_threads(threads)
+    return output, pooled / (heads * time_patches)
+
+
+def _attend_pairs(pairs, query, key, value, output, num_rois, time_patches, rois_per_chunk, scaling) -> torch.Tensor:
+    """Attention of the given (sample, head) pairs written into `output`; returns their pooled weights
+    summed over heads, (B, R, R) float32."""
+    tokens, head_dim = query.shape[2], query.shape[3]
     work = torch.float32 if query.dtype in (torch.float16, torch.bfloat16) else query.dtype
     check_range = query.device.type == "cpu"
-    output = query.new_empty(batch, tokens, heads, head_dim)
-    pooled = torch.zeros(batch, num_rois, num_rois, dtype=torch.float32, device=query.device)
+    low, high = _SAFE_EXP_RANGE
+    pooled = torch.zeros(query.shape[0], num_rois, num_rois, dtype=torch.float32, device=query.device)
     scores_buffer = torch.empty(rois_per_chunk * time_patches, tokens, dtype=work, device=query.device)
-    for b in range(batch):
-        for h in range(heads):
-            # Keys and values in time-major order (t * R + r): pooling keys by ROI is then a sum of Tp
-            # contiguous blocks; the output does not depend on the order of the keys.
-            keys = key[b, h].view(num_rois, time_patches, head_dim).transpose(0, 1).reshape(tokens, head_dim).to(work)
-            values = value[b, h].view(num_rois, time_patches, head_dim).transpose(0, 1).reshape(tokens, head_dim).to(work)
-            queries = query[b, h].to(work) * scaling
-            for first_roi in range(0, num_rois, rois_per_chunk):
-                last_roi = min(first_roi + rois_per_chunk, num_rois)
-                start, stop = first_roi * time_patches, last_roi * time_patches
-                scores = torch.matmul(queries[start:stop], keys.t(), out=scores_buffer[: stop - start])
+    for b, h in pairs:
+        # Keys and values in time-major order (t * R + r): pooling keys by ROI is then a sum of Tp
+        # contiguous blocks; the output does not depend on the order of the keys.
+        keys = key[b, h].reshape(num_rois, time_patches, head_dim).transpose(0, 1).reshape(tokens, head_dim).to(work)
+        values = value[b, h].reshape(num_rois, time_patches, head_dim).transpose(0, 1).reshape(tokens, head_dim).to(work)
+        queries = query[b, h].to(work) * scaling
+        if check_range:  # |score| <= |query| * max |key| (Cauchy-Schwarz): where that is small, exp is safe as is
+            bounds = (torch.linalg.vector_norm(queries, dim=-1) * torch.linalg.vector_norm(keys, dim=-1).max()).tolist()
+        for first_roi in range(0, num_rois, rois_per_chunk):
+            last_roi = min(first_roi + rois_per_chunk, num_rois)
+            start, stop = first_roi * time_patches, last_roi * time_patches
+            scores = torch.matmul(queries[start:stop], keys.t(), out=scores_buffer[: stop - start])
+            if not check_range or max(bounds[start:stop]) >= -low:
                 row_max = scores.amax(dim=-1, keepdim=True)
-                low, high = _SAFE_EXP_RANGE
                 if not check_range or not bool(((row_max > low) & (row_max < high)).all()):
                     scores.sub_(row_max)
-                scores.exp_()
-                by_key_roi = scores.view(stop - start, time_patches, num_rois).sum(dim=1)
-                normaliser = by_key_roi.sum(dim=-1, keepdim=True)
-                mixed = torch.matmul(scores, values).div_(normaliser)
-                output[b, start:stop, h] = mixed.to(output.dtype)
-                by_key_roi = by_key_roi.div_(normaliser).view(last_roi - first_roi, time_patches, num_rois).sum(dim=1)
-                pooled[b, first_roi:last_roi] += by_key_roi.float()
-    pooled /= heads * time_patches
-    return output, pooled
+            scores.exp_()
+            by_key_roi = scores.view(stop - start, time_patches, num_rois).sum(dim=1)
+            normaliser = by_key_roi.sum(dim=-1, keepdim=True)
+            output[b, start:stop, h] = torch.matmul(scores, values).div_(normaliser).to(output.dtype)
+            by_key_roi = by_key_roi.div_(normaliser).view(last_roi - first_roi, time_patches, num_rois).sum(dim=1)
+            pooled[b, first_roi:last_roi] += by_key_roi.float()
+    return pooled
 
 
 @contextlib.contextmanager
@@ -407,7 +436,6 @@ class CohortAttention:
     labels: np.ndarray | None = None
     label_column: str | None = None
     method: str = ATTENTION_METHOD
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def num_subjects(self) -> int:

@@ -20,6 +20,8 @@ COMMANDS: list[str] = [
     "gradients",
     "build_dataset",
     "plot_training",
+    "demo",
+    "space",
     "analyze",
 ]
 

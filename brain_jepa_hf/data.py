@@ -293,11 +293,15 @@ def _write_dataset_metadata(folder: Path, data_files: list[str], info) -> None:
     )
 
 
-def open_dataset(dataset, split: str | None = None, example_subjects: int | None = None, progress: bool = False):
+def open_dataset(dataset, split: str | None = None, example_subjects: int | None = None, progress: bool = False,
+                 fmri_column: str = FMRI_COLUMN):
     """The dataset a command line names: "example" (the embedded example cohort, its first
-    `example_subjects` subjects, default all 200), or a `save_to_disk` / `build-dataset` folder. A
+    `example_subjects` subjects, default all 200), a `save_to_disk` / `build-dataset` folder or a
+    Brainmarks folder (converted to this package's layout). A
     DatasetDict gives its `split`, or all splits concatenated in order. A `datasets.Dataset` passes through."""
-    from datasets import Dataset, DatasetDict, concatenate_datasets, load_from_disk
+    from datasets import Dataset, DatasetDict, concatenate_datasets
+
+    from .brainmarks_data import load_dataset_folder
 
     if isinstance(dataset, Dataset):
         return dataset
@@ -307,7 +311,7 @@ def open_dataset(dataset, split: str | None = None, example_subjects: int | None
         return load_example_dataset(num_subjects=example_subjects or EXAMPLE_NUM_SUBJECTS, progress=progress)
     if not isinstance(dataset, (str, os.PathLike)) or not Path(dataset).is_dir():
         raise FileNotFoundError(f"dataset: expected 'example' or a save_to_disk / build-dataset folder, got {str(dataset)!r} (no such folder)")
-    loaded = load_from_disk(str(dataset))
+    loaded = load_dataset_folder(dataset, fmri_column)
     if isinstance(loaded, DatasetDict):
         if split is not None:
             if split not in loaded:

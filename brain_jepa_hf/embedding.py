@@ -5,6 +5,10 @@ Work in progress lives in `<output>.partial/` beside the target: one file per fi
 plus `meta.json`. Running the same command again skips finished chunks; the target file appears
 (atomically, by rename) only when every row is done, and the partial folder is then removed.
 Evaluation is deterministic: encoder in eval mode, centre clip of every series.
+
+Under `accelerate launch --num_processes N` (or torchrun) the pending chunks are dealt out to the
+processes in turn; each writes its chunks into the same partial folder, the main process shows the one
+progress bar and writes the target, so the output is the same file one process writes.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -23,10 +28,13 @@ POOLINGS = ("mean", "tokens")
 FORMATS = {".npy": "npy", ".parquet": "parquet"}
 
 
-def load_encoder(name_or_path, revision: str | None = None, device: str | torch.device = "cpu"):
-    """The encoder (`BrainJepaModel`) of any Brain-JEPA folder / Hub id: a pretraining folder yields its
-    EMA target encoder, a fine-tuned classifier its encoder. A model instance is returned as is."""
-    from .modeling_brain_jepa import BrainJepaForSequenceClassification, BrainJepaModel
+def load_encoder(name_or_path, revision: str | None = None, device: str | torch.device = "cpu",
+                 dtype: str | torch.dtype | None = None):
+    """The encoder (`BrainJepaModel`) of any Brain-JEPA folder / Hub id, in eval mode on `device`: a
+    pretraining folder yields its EMA target encoder, a fine-tuned classifier its encoder; a model
+    instance is used as is. `dtype` ("auto", "float32", "bfloat16", see `resolve_dtype`) casts it;
+    None keeps the stored dtype."""
+    from .modeling_brain_jepa import BrainJepaForSequenceClassification, BrainJepaModel, resolve_dtype
 
     if isinstance(name_or_path, BrainJepaForSequenceClassification):
         model = name_or_path.brain_jepa
@@ -34,7 +42,10 @@ def load_encoder(name_or_path, revision: str | None = None, device: str | torch.
         model = getattr(name_or_path, "brain_jepa", name_or_path)
     else:
         model = BrainJepaModel.from_pretrained(str(name_or_path), revision=revision)
-    return model.to(device).eval()
+    model = model.to(device)
+    if dtype is not None:
+        model = model.to(resolve_dtype(dtype, device))
+    return model.eval()
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:
@@ -44,6 +55,20 @@ def model_fingerprint(model: torch.nn.Module) -> str:
         digest.update(name.encode())
         digest.update(tensor.detach().cpu().float().numpy().tobytes())
     return digest.hexdigest()[:16]
+
+
+def distributed_state():
+    """The `accelerate.PartialState` of a multi-process launch (WORLD_SIZE > 1), else None. Without a
+    GPU (or other accelerator) the processes form a gloo CPU group."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    from .pretraining import has_accelerator
+
+    if has_accelerator() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true", "yes"):
+        return PartialState()
+    return PartialState(cpu=True, backend="gloo")  # accelerate would pick MPI where torch has it
 
 
 @torch.no_grad()
@@ -70,16 +95,29 @@ def iter_embeddings(
 
 
 def compute_embeddings(model, dataset, feature_extractor, pooling: str = "mean", batch_size: int = 16,
-                       fmri_column: str = "fmri", progress: bool = True) -> np.ndarray:
-    """All embeddings in memory: (N, D) for "mean", (N, R*Tp, D) for "tokens"."""
+                       fmri_column: str = "fmri", progress: bool = True, state=None) -> np.ndarray:
+    """All embeddings in memory: (N, D) for "mean", (N, R*Tp, D) for "tokens". With a multi-process
+    `state` (accelerate) the batches are dealt out to the processes in turn and every process gets the
+    whole array back, identical to one process's; the main process shows the progress bar."""
     from tqdm.auto import tqdm
 
-    batches = []
-    with tqdm(total=len(dataset), desc="embedding", unit="sample", disable=not progress) as bar:
-        for batch in iter_embeddings(model, dataset, feature_extractor, pooling, batch_size, fmri_column):
-            batches.append(batch)
-            bar.update(len(batch))
-    return np.concatenate(batches)
+    world = 1 if state is None else state.num_processes
+    rank = 0 if state is None else state.process_index
+    starts = list(range(0, len(dataset), batch_size))[rank::world]
+    batches = {}
+    with tqdm(total=len(dataset), desc="embedding", unit="sample", disable=not progress or rank != 0) as bar:
+        for start in starts:
+            (batch,) = iter_embeddings(model, dataset, feature_extractor, pooling, batch_size, fmri_column,
+                                       start, min(start + batch_size, len(dataset)))
+            batches[start] = batch
+            bar.update(min(len(batch) * world, bar.total - bar.n))  # the other processes advance alike
+        bar.n = len(dataset)
+        bar.refresh()
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        batches = dict(pair for part in gather_object([list(batches.items())]) for pair in part)
+    return np.concatenate([batches[start] for start in sorted(batches)])
 
 
 def _check_model_fits(model, feature_extractor, dataset, fmri_column: str) -> None:
@@ -128,6 +166,9 @@ def embed(
     overwrite: bool = False,
     progress: bool = True,
     max_chunks: int | None = None,
+    state=None,
+    dtype: str | torch.dtype | None = None,
+    stats: dict | None = None,
 ) -> Path | None:
     """
     Embed every row of `dataset` (columns `fmri` (R, T) and optionally `subject_id`) into `output`:
@@ -135,7 +176,13 @@ def embed(
     `id_column` and an `embedding` column (list of D floats, or of R*Tp lists of D floats).
     Finished chunks of `chunk_size` rows are kept in `<output>.partial/`, so an interrupted run resumes
     where it stopped; `max_chunks` stops after that many new chunks (returns None: not finished yet).
-    `model` is a BrainJepa model or a folder / Hub id; `feature_extractor` defaults to the folder's.
+    `model` is a BrainJepa model or a folder / Hub id; `feature_extractor` defaults to the folder's;
+    `dtype` as in `load_encoder` (the embeddings are written as float32 either way).
+    `state` (an `accelerate.PartialState`; default: `distributed_state()`) shares the chunks among the
+    processes of a launch; every process returns the path once the target is written.
+    A `stats` dict is filled with what this call did: "rows" embedded by all processes (finished chunks
+    of an earlier run not counted), "seconds" spent on them (the slowest process's features and forward
+    passes) and the "dtype" used.
     """
     from tqdm.auto import tqdm
 
@@ -155,7 +202,7 @@ def embed(
         from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 
         feature_extractor = BrainJepaFeatureExtractor.from_pretrained(str(model))
-    encoder = load_encoder(model)
+    encoder = load_encoder(model, dtype=dtype)
     _check_model_fits(encoder, feature_extractor, dataset, fmri_column)
     if id_column is not None and id_column not in dataset.column_names:
         id_column = None
@@ -165,8 +212,11 @@ def embed(
         "model": model_fingerprint(encoder),
         "feature_extractor": hashlib.sha1(feature_extractor.to_json_string().encode()).hexdigest()[:16],
         "num_rows": len(dataset), "pooling": pooling, "chunk_size": chunk_size, "fmri_column": fmri_column,
+        "dtype": str(encoder.dtype).removeprefix("torch."),
     }
     meta_path = partial / "meta.json"
+    state = distributed_state() if state is None else state
+    rank, world, is_main = (0, 1, True) if state is None else (state.process_index, state.num_processes, state.is_main_process)
     if partial.exists():
         previous = json.loads(meta_path.read_text()) if meta_path.is_file() else None
         if previous != meta:
@@ -175,36 +225,74 @@ def embed(
                     f"output: {partial} holds a run with other settings {previous} than this one {meta}; "
                     "pass overwrite=True (--overwrite) to start again"
                 )
-            shutil.rmtree(partial)
-    partial.mkdir(parents=True, exist_ok=True)
-    meta_path.write_text(json.dumps(meta, indent=2))
+            if is_main:
+                shutil.rmtree(partial)
+    if world > 1:
+        state.wait_for_everyone()  # every process has read the old meta.json before it is replaced
+    if is_main:
+        partial.mkdir(parents=True, exist_ok=True)
+        meta_path.write_text(json.dumps(meta, indent=2))
+    if world > 1:
+        state.wait_for_everyone()
 
     starts = list(range(0, len(dataset), chunk_size))
-    done = {start for start in starts if (partial / f"chunk-{start:010d}.npy").is_file()}
+
+    def chunk_path(start: int) -> Path:
+        return partial / f"chunk-{start:010d}.npy"
+
+    def rows_on_disk() -> int:
+        return sum(min(chunk_size, len(dataset) - s) for s in starts if chunk_path(s).is_file())
+
+    pending = [start for start in starts if not chunk_path(start).is_file()]
+    mine = pending[rank::world]  # the same list on every process: chunks dealt out in turn
     new_chunks = 0
-    with tqdm(total=len(dataset), initial=sum(min(chunk_size, len(dataset) - s) for s in done),
-              desc="embedding", unit="sample", disable=not progress) as bar:
-        for start in starts:
-            if start in done:
-                continue
+    finished = True
+    if stats is not None:
+        stats.update(rows=0, seconds=0.0, dtype=str(encoder.dtype).removeprefix("torch."))
+    with tqdm(total=len(dataset), initial=rows_on_disk(), desc="embedding", unit="sample",
+              disable=not (progress and is_main)) as bar:
+        for start in mine:
             if max_chunks is not None and new_chunks >= max_chunks:
-                return None
+                finished = False
+                break
             stop = min(start + chunk_size, len(dataset))
             parts = []
+            began = time.perf_counter()
             for batch in iter_embeddings(encoder, dataset, feature_extractor, pooling, batch_size, fmri_column, start, stop):
                 parts.append(batch)
-                bar.update(len(batch))
+                if is_main:  # the bar counts every process's finished chunks plus this chunk so far
+                    bar.n = rows_on_disk() + sum(len(part) for part in parts)
+                    bar.refresh()
+            if stats is not None:
+                stats["rows"] += stop - start
+                stats["seconds"] += time.perf_counter() - began
             chunk = np.concatenate(parts)
-            _write_atomic(partial / f"chunk-{start:010d}.npy", lambda path: _save_npy(path, chunk))
+            _write_atomic(chunk_path(start), lambda path: _save_npy(path, chunk))
             new_chunks += 1
+        if world > 1:
+            state.wait_for_everyone()
+        bar.n = rows_on_disk()
+        bar.refresh()
+    if world > 1:
+        from accelerate.utils import gather_object
 
-    embeddings = np.concatenate([np.load(partial / f"chunk-{start:010d}.npy") for start in starts])
-    if FORMATS[output.suffix] == "npy":
-        _write_atomic(output, lambda path: _save_npy(path, embeddings))
-    else:
-        ids = list(dataset[id_column]) if id_column is not None else None
-        _write_atomic(output, lambda path: _save_parquet(path, embeddings, ids, id_column, pooling))
-    shutil.rmtree(partial)
+        finished = all(gather_object([finished]))
+        if stats is not None:
+            shares = gather_object([(stats["rows"], stats["seconds"])])
+            stats.update(rows=sum(rows for rows, _ in shares), seconds=max(seconds for _, seconds in shares))
+    if not finished:
+        return None
+
+    if is_main:
+        embeddings = np.concatenate([np.load(chunk_path(start)) for start in starts])
+        if FORMATS[output.suffix] == "npy":
+            _write_atomic(output, lambda path: _save_npy(path, embeddings))
+        else:
+            ids = list(dataset[id_column]) if id_column is not None else None
+            _write_atomic(output, lambda path: _save_parquet(path, embeddings, ids, id_column, pooling))
+        shutil.rmtree(partial)
+    if world > 1:
+        state.wait_for_everyone()  # the target exists when any process returns
     return output
 
 
@@ -240,4 +328,4 @@ def read_embeddings(path: str | os.PathLike) -> np.ndarray:
     return column.to_numpy(zero_copy_only=False).astype(np.float32).reshape(shape)
 
 
-__all__ = ["POOLINGS", "load_encoder", "iter_embeddings", "compute_embeddings", "embed", "read_embeddings", "model_fingerprint"]
+__all__ = ["POOLINGS", "distributed_state", "load_encoder", "iter_embeddings", "compute_embeddings", "embed", "read_embeddings", "model_fingerprint"]

@@ -5,8 +5,8 @@ of a pretraining folder) and is trained with AdamW (weight decay 0.05 except bia
 1-D parameters), layer-wise learning-rate decay 0.75 that really applies (each group's lr is
 `lr * 0.75 ** (num_layers + 1 - layer_id)`), drop path 0.1, warmup then cosine to 1e-6, base lr
 1e-3 * batch / 256, 50 epochs, batch 16. Regression targets are standardised on the training split
-(mean and std stored in the saved config as `regression_target_mean` / `regression_target_std`) and
-metrics are reported in original units. Evaluation uses the deterministic centre clip. The best
+(mean and std stored in the saved config as `regression_target_mean` / `regression_target_std`, the
+label column's name as `id2label[0]`) and metrics are reported in original units. Evaluation uses the deterministic centre clip. The best
 checkpoint on validation is kept and evaluated on the test split. `seeds` runs repeat the whole
 procedure and `results.json` / `results.md` report mean (std), as in the paper.
 """
@@ -109,6 +109,10 @@ class DataArguments:
     num_frames: int | None = field(default=None, metadata={"help": "Frames per sample of a --preset model (default 160)."})
     gradient: str | None = field(
         default=None, metadata={"help": "Gradient CSV (R x gradient_dim) for a model that holds none (preset / random init)."}
+    )
+    eval_dataset_id: str | None = field(
+        default=None,
+        metadata={"help": "Dataset id written to .eval_results/*.yaml (default: the dataset's Hub id, or its folder name)."},
     )
 
 
@@ -357,19 +361,22 @@ def load_splits(data_args: DataArguments) -> dict:
     """{"train", "validation", "test"} -> datasets.Dataset. A DatasetDict keeps its splits (missing
     validation / test are carved out of train); a single dataset is split by the fractions, stratified
     by label for classification, with `split_seed` (the same split for every seed)."""
-    from datasets import Dataset, DatasetDict, load_from_disk
+    from datasets import Dataset, DatasetDict
 
     if data_args.dataset == "example":
         from .example_data import load_example_dataset
 
         dataset = load_example_dataset(num_subjects=data_args.example_subjects, seed=data_args.example_seed)
     else:
+        from .brainmarks_data import load_dataset_folder
+
         folder = Path(data_args.dataset)
         if not folder.exists():
             raise FileNotFoundError(
-                f"dataset: no such folder {str(folder)!r} (expected 'example' or a save_to_disk / build-dataset folder)"
+                f"dataset: no such folder {str(folder)!r} (expected 'example', a save_to_disk / build-dataset folder "
+                "or a Brainmarks dataset folder)"
             )
-        dataset = load_from_disk(str(folder))
+        dataset = load_dataset_folder(folder, data_args.fmri_column)  # Brainmarks' layout is converted
     if isinstance(dataset, DatasetDict):
         splits = {}
         names = {"train": data_args.train_split, "validation": data_args.validation_split, "test": data_args.test_split}
@@ -439,6 +446,13 @@ class LabelInfo:
     num_labels: int
     target_mean: float = 0.0
     target_std: float = 1.0
+    label_names: tuple[str, ...] | None = None  # id2label of the saved model: the column / class names
+
+
+def _class_names(split, column: str, num_labels: int) -> tuple[str, ...] | None:
+    """The names of a `datasets.ClassLabel` column (None for plain integers)."""
+    names = getattr(split.features.get(column), "names", None)
+    return tuple(names) if names and len(names) == num_labels else None
 
 
 def _label_array(split, column: str, role: str) -> np.ndarray:
@@ -484,7 +498,7 @@ def infer_label_info(splits: dict, column: str, problem_type: str | None) -> Lab
         std = float(train.astype(np.float64).std())
         if not std > 0:
             raise ValueError(f"labels: expected varying regression targets in the train split of {column!r}, got all equal to {train[0]}")
-        return LabelInfo(problem_type, 1, float(train.astype(np.float64).mean()), std)
+        return LabelInfo(problem_type, 1, float(train.astype(np.float64).mean()), std, label_names=(column,))
     if problem_type == "single_label_classification":
         for role, array in arrays.items():
             if array.ndim != 1:
@@ -504,7 +518,7 @@ def infer_label_info(splits: dict, column: str, problem_type: str | None) -> Lab
                 f"labels: expected at least 2 classes in the train split of {column!r}, got {classes.tolist()}"
             )
         num_labels = int(max(int(a.max()) for a in arrays.values() if len(a))) + 1
-        return LabelInfo(problem_type, num_labels)
+        return LabelInfo(problem_type, num_labels, label_names=_class_names(splits["train"], column, num_labels))
     # multi-label
     for role, array in arrays.items():
         if array.ndim != 2 or not np.isin(array, (0, 1)).all():
@@ -691,6 +705,9 @@ def build_model(model_args: ModelArguments, config, label_info: LabelInfo, pretr
     if label_info.problem_type == "regression":
         model.config.regression_target_mean = label_info.target_mean
         model.config.regression_target_std = label_info.target_std
+    if label_info.label_names is not None:  # pipelines report predictions under these names
+        model.config.id2label = dict(enumerate(label_info.label_names))
+        model.config.label2id = {name: i for i, name in enumerate(label_info.label_names)}
     if model_args.mode == "linear_probe":
         from .probing import BrainJepaLinearProbe
 
@@ -971,6 +988,7 @@ def run_finetuning(model_args: ModelArguments, data_args: DataArguments, trainin
     trains each seed data-parallel; only the main process writes files and pushes to the Hub."""
     from tqdm.auto import tqdm
 
+    from .eval_results import write_eval_results
     from .finetune_card import write_finetune_card
 
     prepared = prepare_run(model_args, data_args)  # every input error is raised here
@@ -1019,6 +1037,7 @@ def run_finetuning(model_args: ModelArguments, data_args: DataArguments, trainin
             )
             if model_args.mode == "finetune":
                 write_finetune_card(staging, results, repo_id=training_args.hub_model_id)
+            write_eval_results(staging, results, dataset_id=data_args.eval_dataset_id, repo_id=training_args.hub_model_id)
     if training_args.push_to_hub and state.is_main_process:
         from .hub import push_folder_to_hub
 

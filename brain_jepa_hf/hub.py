@@ -29,13 +29,14 @@ def prepare_hub_folder(
     converted_from: str | None = None,
     overwrite: bool = False,
     pipelines: bool = True,
+    space_id: str | None = None,
 ) -> Path:
     """Write everything a Hub repository of `model` needs into `output_dir`, then check it.
 
     `card_preset` is the size named on the card ("vit-small", "vit-base", "vit-large", "custom";
     inferred from the config when None); `repo_id` is what the card's quick start loads (defaults to
     the folder); `converted_from` says the weights came from the authors' checkpoint (see
-    `model_card.render_model_card`).
+    `model_card.render_model_card`); `space_id` is a demo Space the card links to.
     """
     from .feature_extraction_brain_jepa import register_feature_extractor
     from .model_card import render_model_card
@@ -56,6 +57,7 @@ def prepare_hub_folder(
             converted_from=converted_from,
             sampling_rate=getattr(feature_extractor, "sampling_rate", 3),
             scaling=getattr(feature_extractor, "scaling", "zscore"),
+            space_id=space_id,
         )
         card.save(staging / "README.md")
         check_hub_folder(staging)
@@ -102,6 +104,7 @@ def remote_code_problems(folder: Path) -> list[str]:
 
 def check_hub_folder(folder: str | Path) -> Path:
     """Check a folder is a loadable Brain-JEPA repository; raise ValueError listing every problem."""
+    from .eval_results import read_eval_results_file
     from .model_card import validate_model_card
 
     folder = Path(folder)
@@ -133,6 +136,11 @@ def check_hub_folder(folder: str | Path) -> Path:
         elif not (folder / f"{reference.split('.')[0]}.py").is_file():
             problems.append(f"preprocessor_config.json: refers to {reference!r} but its file is missing")
     problems += remote_code_problems(folder)
+    for path in sorted((folder / ".eval_results").glob("*.yaml")):
+        try:
+            read_eval_results_file(path)
+        except ValueError as err:
+            problems.append(str(err))
     readme = folder / "README.md"
     if not readme.is_file():
         problems.append("README.md: missing model card")

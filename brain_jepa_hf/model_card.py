@@ -128,6 +128,7 @@ def render_model_card(
     sampling_rate: int = 3,
     scaling: str = "zscore",
     template_path: str | Path | None = None,
+    space_id: str | None = None,
 ) -> ModelCard:
     """The README.md of a Brain-JEPA Hub repository for an encoder size (`vit-small|base|large|custom`).
 
@@ -135,7 +136,8 @@ def render_model_card(
     its real shapes. `repo_id` is what the quick start loads (a Hub id or a folder).
     `converted_from` names the original state dict the weights came from ("target_encoder",
     "encoder"), or None for weights trained with this package; the paper's results are listed
-    (model-index) only for ViT-B weights converted from the authors' release.
+    (model-index) only for ViT-B weights converted from the authors' release. `space_id` names the
+    demo Space (`brain-jepa space create`) the card links to.
     """
     facts = _preset_facts(preset)
     if converted_from not in (None, "target_encoder", "encoder"):
@@ -177,6 +179,7 @@ def render_model_card(
         example_frames=clip_length + 10,
         scaling=scaling,
         results=PAPER_RESULTS if with_results else [],
+        space_id=space_id,
     )
     validate_model_card(card.content)
     return card

@@ -4,6 +4,8 @@ saved next to the weights runs as Hub remote code."""
 
 from __future__ import annotations
 
+import functools
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -44,6 +46,20 @@ def _check_finite(name: str, tensor: torch.Tensor) -> None:
     if _checking_values() and not torch.isfinite(tensor).all():
         bad = int((~torch.isfinite(tensor)).sum())
         raise ValueError(f"{name}: expected finite values, got {bad} NaN/Inf entries in a tensor of shape {tuple(tensor.shape)}")
+
+
+def cast_checked(name: str, tensor: torch.Tensor, dtype: torch.dtype, device=None) -> torch.Tensor:
+    """`tensor` (already checked finite) in the model's `dtype` on `device`. A finite value can still
+    overflow to Inf in a narrower dtype (float64 -> float32, or float32 -> bfloat16 within 0.4% of
+    float32's maximum); that is an error too, so the check holds for what the model actually sees."""
+    cast = tensor.to(device=device, dtype=dtype)
+    if cast is not tensor and cast.dtype != tensor.dtype and _checking_values() and not torch.isfinite(cast).all():
+        bad = int((~torch.isfinite(cast)).sum())
+        raise ValueError(
+            f"{name}: expected values within the range of the model's dtype {dtype} (|x| <= {torch.finfo(dtype).max:.3g}), "
+            f"got {bad} entries that overflow when cast from {tensor.dtype}"
+        )
+    return cast
 
 
 def check_fmri_values(fmri_values, config: BrainJepaConfig) -> None:
@@ -90,6 +106,62 @@ def check_token_indices(name: str, indices, batch_size: int, num_tokens: int) ->
 
 
 # ----------------------------------------------------------------------------------------------
+# Inference precision
+# ----------------------------------------------------------------------------------------------
+
+INFERENCE_DTYPES = ("auto", "float32", "bfloat16")
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU has bfloat16 matrix instructions (x86 AVX512-BF16 or AMX-BF16), read once per
+    process from torch's cpuinfo queries, else from the flags in /proc/cpuinfo. Without them torch
+    emulates bfloat16 matmul, slower than float32 (4x on an AVX-512 Xeon without AVX512-BF16), and
+    neither torch.backends.cpu.get_cpu_capability() ("AVX512" either way) nor
+    torch.ops.mkldnn._is_mkldnn_bf16_supported() (true on any AVX-512 CPU) tells the two apart. Other
+    architectures report False: bfloat16 speed there is unmeasured, so float32 is kept."""
+    queries = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    if all(callable(query) for query in queries):
+        try:
+            return any(bool(query()) for query in queries)
+        except RuntimeError:
+            pass
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        with open("/proc/cpuinfo") as handle:
+            flags = next((line.split(":", 1)[1].split() for line in handle if line.startswith("flags")), [])
+    except OSError:
+        return False
+    return any(flag in flags for flag in CPU_BF16_FLAGS)
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device | int | None = None) -> torch.dtype:
+    """The inference dtype for `dtype` ("auto", "float32", "bfloat16" or a torch dtype) on `device`
+    (default CPU). "auto" is bfloat16 on a CPU with bfloat16 matrix instructions (`cpu_has_fast_bf16`)
+    and on a CUDA GPU that supports bfloat16 natively, float32 everywhere else; None means float32."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        name = str(dtype).removeprefix("torch.")
+    elif isinstance(dtype, str):
+        name = dtype.removeprefix("torch.")
+    else:
+        name = None
+    if name not in INFERENCE_DTYPES:
+        raise ValueError(f"dtype: expected one of {INFERENCE_DTYPES} (or torch.float32 / torch.bfloat16), got {dtype!r}")
+    if name != "auto":
+        return getattr(torch, name)
+    device = torch.device("cpu" if device is None else device)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float32
+    if device.type == "cpu":
+        return torch.bfloat16 if cpu_has_fast_bf16() else torch.float32
+    return torch.float32
+
+
+# ----------------------------------------------------------------------------------------------
 # Positions
 # ----------------------------------------------------------------------------------------------
 
@@ -117,10 +189,14 @@ class BrainJepaPositionalEmbedding(nn.Module):
             self.gradient_proj = nn.Linear(config.gradient_dim, width // 2)
 
     def space_embedding(self, gradient: torch.Tensor | None, num_rois: int, device) -> torch.Tensor:
-        """(b, R, width/2) space half: b is the gradient's batch (1 for a shared atlas)."""
+        """(b, R, width/2) space half: b is the gradient's batch (1 for a shared atlas). Computed in at
+        least float32 whatever the model's dtype (a bfloat16 min-max rescale would lose the ordering of
+        nearby ROIs); the caller casts the finished table."""
         if self.mode == "sincos":
             return sincos_embedding(torch.arange(num_rois, device=device), self.width // 2)[None]
-        space = self.gradient_proj(gradient)
+        weight, bias = self.gradient_proj.weight, self.gradient_proj.bias
+        dtype = torch.promote_types(weight.dtype, torch.float32)
+        space = F.linear(gradient.to(dtype), weight.to(dtype), bias.to(dtype))
         low = space.amin(dim=(1, 2), keepdim=True)
         high = space.amax(dim=(1, 2), keepdim=True)
         return 2.0 * (space - low) / (high - low).clamp_min(torch.finfo(space.dtype).tiny) - 1.0
@@ -165,8 +241,10 @@ class BrainJepaPatchEmbeddings(nn.Module):
         )
 
     def forward(self, fmri_values: torch.Tensor) -> torch.Tensor:
-        # (B, C, R, T) -> (B, D, R, Tp) -> (B, R * Tp, D), ROI-major.
-        return self.projection(fmri_values).flatten(2).transpose(1, 2)
+        # (B, C, R, T) -> (B, D, R, Tp) -> (B, R * Tp, D), ROI-major. The transpose is made contiguous
+        # once here: elementwise ops keep their input's memory layout, so a transposed view would
+        # carry through every residual add and cost each LayerNorm a copy (25x slower on CPU).
+        return self.projection(fmri_values).flatten(2).transpose(1, 2).contiguous()
 
 
 class BrainJepaEmbeddings(nn.Module):
@@ -219,7 +297,7 @@ class BrainJepaEmbeddings(nn.Module):
                 f"(shape {tuple(gradient.shape)})"
             )
         _check_finite("gradient", gradient)
-        return gradient.to(device=self.gradient.device, dtype=self.patch_embeddings.projection.weight.dtype)
+        return cast_checked("gradient", gradient, self.patch_embeddings.projection.weight.dtype, self.gradient.device)
 
     def forward(
         self,
@@ -305,11 +383,19 @@ class BrainJepaMLP(nn.Module):
         hidden = int(width * config.mlp_ratio)
         self.fc1 = nn.Linear(width, hidden)
         self.act = ACT2FN[config.hidden_act]
+        self.exact_gelu = config.hidden_act == "gelu"
         self.fc2 = nn.Linear(hidden, width)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
     def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.fc2(self.dropout(self.act(self.fc1(hidden_states)))))
+        hidden = self.fc1(hidden_states)
+        if self.exact_gelu and not torch.is_grad_enabled():
+            # Without autograd, GELU overwrites fc1's fresh output: same kernel, same values, one
+            # (batch x tokens x 4D) buffer less to allocate per block.
+            hidden = torch.ops.aten.gelu_(hidden)
+        else:
+            hidden = self.act(hidden)
+        return self.dropout(self.fc2(self.dropout(hidden)))
 
 
 class BrainJepaDropPath(nn.Module):
@@ -344,9 +430,18 @@ class BrainJepaLayer(GradientCheckpointingLayer):
 
     def forward(self, hidden_states: torch.Tensor, **kwargs) -> tuple[torch.Tensor, torch.Tensor | None]:
         attended, weights = self.attention(self.norm1(hidden_states), **kwargs)
-        hidden_states = hidden_states + self.drop_path(self.attention_dropout(attended))
-        hidden_states = hidden_states + self.drop_path(self.mlp(self.norm2(hidden_states)))
+        hidden_states = residual_add(hidden_states, self.drop_path(self.attention_dropout(attended)))
+        hidden_states = residual_add(hidden_states, self.drop_path(self.mlp(self.norm2(hidden_states))))
         return hidden_states, weights
+
+
+def residual_add(residual: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
+    """residual + branch. Without autograd the sum goes into the branch's buffer (a block's fresh
+    output, never a tensor handed back to the caller): the same values, since addition commutes,
+    without a new allocation; the residual itself is left intact (it may be a returned hidden state)."""
+    if torch.is_grad_enabled() or branch is residual or branch.shape != residual.shape or branch.dtype != residual.dtype:
+        return residual + branch
+    return branch.add_(residual)
 
 
 def run_layers(layers: nn.ModuleList, hidden_states: torch.Tensor, output_hidden_states: bool, output_attentions: bool):
@@ -478,7 +573,7 @@ class BrainJepaModel(BrainJepaPreTrainedModel):
             check_token_indices("context_indices", context_indices, batch, num_tokens)
         gradient = self.embeddings.resolve_gradient(gradient, batch, num_rois)
 
-        fmri_values = fmri_values.to(self.embeddings.patch_embeddings.projection.weight.dtype)
+        fmri_values = cast_checked("fmri_values", fmri_values, self.embeddings.patch_embeddings.projection.weight.dtype)
         hidden_states = self.embeddings(fmri_values, gradient, context_indices)
         hidden_states, all_hidden, all_attentions = run_layers(
             self.layers, hidden_states, output_hidden_states, output_attentions
@@ -731,6 +826,9 @@ class BrainJepaForSequenceClassification(BrainJepaPreTrainedModel):
 
 
 __all__ = [
+    "INFERENCE_DTYPES",
+    "cpu_has_fast_bf16",
+    "resolve_dtype",
     "BrainJepaPreTrainedModel",
     "BrainJepaModel",
     "BrainJepaPredictor",

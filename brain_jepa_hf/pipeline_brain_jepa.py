@@ -1,6 +1,12 @@
 """Inference pipelines for Brain-JEPA: ROI time series (arrays or .npy/.csv/.tsv files) in, subject
-embeddings or head predictions out. Remote-code safe: imports only numpy, torch and transformers,
-so the copy saved next to the weights runs with `pipeline(..., trust_remote_code=True)`."""
+embeddings or head predictions out. Remote-code safe: imports only numpy, torch, transformers and the
+modeling file saved beside it, so the copy next to the weights runs with
+`pipeline(..., trust_remote_code=True)`.
+
+Precision: `pipeline(..., dtype=...)` takes "auto" (transformers' default), "float32", "bfloat16" or a
+torch dtype; "auto" is the hardware's fast precision (`resolve_dtype`: bfloat16 on CPUs with
+AVX512-BF16/AMX and on GPUs with bfloat16, else float32), and the model is cast to it (in place,
+as the pipeline moves it to its device)."""
 
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 from transformers import Pipeline
+
+from .modeling_brain_jepa import resolve_dtype
 
 SERIES_FILE_SUFFIXES = (".npy", ".csv", ".tsv", ".txt")
 
@@ -67,8 +75,15 @@ class _BrainJepaPipeline(Pipeline):
     _load_tokenizer = False
     _load_feature_extractor = None  # used when the repository has one
 
-    def _sanitize_parameters(self, time_axis=None, **kwargs):
-        preprocess = {} if time_axis is None else {"time_axis": time_axis}
+    def __init__(self, *args, dtype: str | torch.dtype | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if dtype is not None:
+            target = resolve_dtype(dtype, self.device)
+            if self.model.dtype != target:
+                self.model.to(target)
+
+    def _sanitize_parameters(self, time_axis=None, tr=None, **kwargs):
+        preprocess = {key: value for key, value in (("time_axis", time_axis), ("tr", tr)) if value is not None}
         return preprocess, {}, self._postprocess_parameters(**kwargs)
 
     def _postprocess_parameters(self, **kwargs) -> dict:
@@ -76,13 +91,16 @@ class _BrainJepaPipeline(Pipeline):
             raise ValueError(f"unexpected keyword arguments: {sorted(kwargs)}")
         return {}
 
-    def preprocess(self, inputs, time_axis: int = -1):
+    def preprocess(self, inputs, time_axis: int = -1, tr: float | None = None):
         series = as_series(inputs)
         if time_axis not in (0, 1, -1, -2):
             raise ValueError(f"time_axis: expected 0/-2 (time x ROI) or 1/-1 (ROI x time), got {time_axis!r}")
         if self.feature_extractor is not None:
-            features = self.feature_extractor(series, time_axis=time_axis, return_tensors="pt")
+            extra = {} if tr is None else {"tr": tr}  # resampled to the extractor's target_tr
+            features = self.feature_extractor(series, time_axis=time_axis, return_tensors="pt", **extra)
             return {k: v for k, v in features.items() if k in ("fmri_values", "gradient")}
+        if tr is not None:
+            raise ValueError(f"tr: got {tr!r} but the model has no feature extractor to resample with; omit tr")
         config = self.model.config
         series = series.T if time_axis in (0, -2) else series
         expected = (config.num_rois, config.num_frames)
@@ -94,8 +112,8 @@ class _BrainJepaPipeline(Pipeline):
         return {"fmri_values": torch.as_tensor(series, dtype=torch.float32)[None, None]}
 
     def _forward(self, model_inputs):
-        fmri_values = model_inputs["fmri_values"].to(self.model.dtype)
-        return self.model(fmri_values=fmri_values, gradient=model_inputs.get("gradient"))
+        # The model casts to its dtype itself (and rejects values that overflow there).
+        return self.model(fmri_values=model_inputs["fmri_values"], gradient=model_inputs.get("gradient"))
 
 
 class BrainJepaFeatureExtractionPipeline(_BrainJepaPipeline):
@@ -120,9 +138,20 @@ class BrainJepaFeatureExtractionPipeline(_BrainJepaPipeline):
         return output if return_tensors else output.numpy()
 
 
+def regression_in_original_units(config, values: torch.Tensor) -> torch.Tensor:
+    """Undo the standardisation of fine-tuning's regression targets (`regression_target_mean` / `_std`
+    in the config); values of a head trained on raw targets are returned unchanged."""
+    mean = getattr(config, "regression_target_mean", None)
+    std = getattr(config, "regression_target_std", None)
+    if mean is None or std is None:
+        return values
+    return values.double() * float(std) + float(mean)
+
+
 class BrainJepaClassificationPipeline(_BrainJepaPipeline):
     """Predictions of a fine-tuned head as `[{"label", "score"}]`: class probabilities (softmax for
-    single-label, sigmoid for multi-label, sorted, `top_k` best) or the regression value(s)."""
+    single-label, sigmoid for multi-label, sorted, `top_k` best) or the regression value(s) in the
+    target's original units under the target's name (`id2label`, e.g. `[{"label": "age", "score": 63.2}]`)."""
 
     def _postprocess_parameters(self, top_k=None, **kwargs) -> dict:
         super()._postprocess_parameters(**kwargs)
@@ -136,7 +165,8 @@ class BrainJepaClassificationPipeline(_BrainJepaPipeline):
         problem_type = config.problem_type or ("regression" if config.num_labels == 1 else "single_label_classification")
         labels = [config.id2label.get(i, f"LABEL_{i}") for i in range(logits.shape[-1])]
         if problem_type == "regression":
-            return [{"label": label, "score": float(value)} for label, value in zip(labels, logits.tolist())]
+            values = regression_in_original_units(config, logits)
+            return [{"label": label, "score": float(value)} for label, value in zip(labels, values.tolist())]
         scores = torch.sigmoid(logits) if problem_type == "multi_label_classification" else torch.softmax(logits, -1)
         ranked = sorted(zip(labels, scores.tolist()), key=lambda item: item[1], reverse=True)
         return [{"label": label, "score": score} for label, score in ranked[:top_k]]
@@ -144,4 +174,5 @@ class BrainJepaClassificationPipeline(_BrainJepaPipeline):
 
 __all__ = [
     "BrainJepaFeatureExtractionPipeline", "BrainJepaClassificationPipeline", "read_series_file", "as_series",
+    "regression_in_original_units",
 ]

@@ -116,11 +116,12 @@ def fit_sklearn_probe(train_features: np.ndarray, train_labels: np.ndarray, test
 
 def run_sklearn_probe(model_name_or_path, data_args, output_dir: str | None = None, seeds: int = 5, seed: int = 0,
                       cv: int = 5, batch_size: int = 16, revision: str | None = None, overwrite: bool = False,
-                      progress: bool = True, model=None) -> dict:
+                      progress: bool = True, model=None, dtype: str | torch.dtype | None = None) -> dict:
     """Fast linear probe: embeddings once, then `seeds` CV-tuned scikit-learn fits (the CV folds differ
     per seed); metrics on the test split in original units. Writes results.json / results.md to
-    `output_dir` when given. `model` may be passed instead of loading `model_name_or_path`."""
-    from .embedding import compute_embeddings, load_encoder
+    `output_dir` when given. `model` may be passed instead of loading `model_name_or_path`; `dtype`
+    ("auto", "float32", "bfloat16") is the encoder's precision for the embeddings (None: as stored)."""
+    from .embedding import compute_embeddings, distributed_state, load_encoder
     from .finetuning import (
         ModelArguments, check_data_matches_model, check_splits_not_empty, infer_label_info, load_feature_extractor,
         load_splits, resolve_gradient, results_table, summarise,
@@ -133,12 +134,15 @@ def run_sklearn_probe(model_name_or_path, data_args, output_dir: str | None = No
     info = infer_label_info(splits, data_args.label_column, data_args.problem_type)
     if info.problem_type == "multi_label_classification":
         raise ValueError("problem_type: the scikit-learn probe supports regression and single-label classification, got 'multi_label_classification'")
-    encoder = load_encoder(model if model is not None else model_name_or_path, revision=revision)
+    state = distributed_state()  # under `accelerate launch` the processes share the embedding
+    device = "cpu" if state is None or state.device.type == "cpu" else state.device
+    encoder = load_encoder(model if model is not None else model_name_or_path, revision=revision, device=device,
+                           dtype=dtype)
     model_args = ModelArguments(model_name_or_path=None if model is not None else str(model_name_or_path))
     extractor = load_feature_extractor(model_args, data_args, encoder.config, splits["train"])
     check_data_matches_model(splits, encoder.config, extractor, data_args.fmri_column, str(model_name_or_path))
     resolve_gradient(encoder, extractor, data_args)
-    features = {role: compute_embeddings(encoder, split, extractor, "mean", batch_size, data_args.fmri_column, progress)
+    features = {role: compute_embeddings(encoder, split, extractor, "mean", batch_size, data_args.fmri_column, progress, state)
                 for role, split in splits.items()}
     labels = {role: np.asarray(split[data_args.label_column]) for role, split in splits.items()}
     fit_features = np.concatenate([features["train"], features["validation"]])
@@ -157,11 +161,12 @@ def run_sklearn_probe(model_name_or_path, data_args, output_dir: str | None = No
         "task": {"dataset": data_args.dataset, "label_column": data_args.label_column, "problem_type": info.problem_type,
                  "num_samples": {role: len(split) for role, split in splits.items()}},
         "model": {"model_name_or_path": None if model_name_or_path is None else str(model_name_or_path),
-                  "engine": "sklearn", "cv_folds": cv},
+                  "engine": "sklearn", "cv_folds": cv, "dtype": str(encoder.dtype).removeprefix("torch.")},
         "per_seed": per_seed,
         "test": summarise(per_seed, "test"),
     }
-    if output_dir is not None:
+    if output_dir is not None and (state is None or state.is_main_process):
+        from .eval_results import write_eval_results
         from .hub import atomic_output_dir
 
         with atomic_output_dir(output_dir, overwrite=overwrite) as staging:
@@ -170,6 +175,7 @@ def run_sklearn_probe(model_name_or_path, data_args, output_dir: str | None = No
             (Path(staging) / "results.md").write_text(
                 f"Test results over {seeds} seed(s), mean (std); metrics in original units.\n\n{table}"
             )
+            write_eval_results(staging, results, dataset_id=getattr(data_args, "eval_dataset_id", None), mode="linear_probe")
     return results
 
 

@@ -3,7 +3,8 @@
 It keeps model repositories in memory as a chain of commits and speaks the Hub's HTTP API closely
 enough for `HfApi.create_repo`, `create_commit`/`upload_folder` (preupload + NDJSON commit),
 `push_to_hub`, `repo_info`/`model_info`, `list_repo_tree`, `hf_hub_download` and
-`snapshot_download`. Every file is accepted as a "regular" (base64 in the commit) upload, which the
+`snapshot_download`, and Space repositories for `create_repo(repo_type="space")` and commits to them.
+Every file is accepted as a "regular" (base64 in the commit) upload, which the
 client supports for any size, so no LFS/Xet storage is needed. Writes require a bearer token; reads
 are public. Start it with `LoopbackHub().start()` and point `HF_ENDPOINT` at `hub.endpoint`.
 """
@@ -188,16 +189,21 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         body = json.loads(self._read_body() or b"{}")
         if not self._authorized():
             return
-        if body.get("type", "model") != "model":
-            self._error(400, f"only model repositories are served here, got type={body.get('type')!r}")
+        repo_type = body.get("type", "model")
+        if repo_type not in ("model", "space"):
+            self._error(400, f"only model and space repositories are served here, got type={repo_type!r}")
+            return
+        if repo_type == "space" and not body.get("sdk"):
+            self._error(400, "a space needs an sdk (gradio, docker or static)")
             return
         repo_id = f"{body.get('organization') or self.state.user}/{body['name']}"
-        url = f"{self.endpoint}/{repo_id}"
-        if repo_id in self.state.repos:
-            self._json(409, {"error": "You already created this model repo", "url": url},
-                       {"X-Error-Message": "You already created this model repo"})
+        key = _key(f"{repo_type}s", repo_id)
+        url = f"{self.endpoint}/{key}"
+        if key in self.state.repos:
+            self._json(409, {"error": f"You already created this {repo_type} repo", "url": url},
+                       {"X-Error-Message": f"You already created this {repo_type} repo"})
             return
-        self.state.create_repo(repo_id, bool(body.get("private")))
+        self.state.create_repo(key, bool(body.get("private")))
         self._json(200, {"url": url, "name": repo_id, "id": repo_id})
 
     def validate_yaml(self, query) -> None:
@@ -215,11 +221,11 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         status = 400 if errors else 200
         self._json(status, {"errors": errors, "warnings": []})
 
-    def preupload(self, query, namespace, name, revision) -> None:
+    def preupload(self, query, namespace, name, revision, kind="models") -> None:
         body = json.loads(self._read_body() or b"{}")
         if not self._authorized():
             return
-        repo = self._repo_or_404(f"{namespace}/{name}")
+        repo = self._repo_or_404(_key(kind, f"{namespace}/{name}"))
         if repo is None or (commit := self._commit_or_404(repo, revision)) is None:
             return
         files = []
@@ -233,11 +239,11 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             })
         self._json(200, {"files": files, "commitOid": commit.oid})
 
-    def commit(self, query, namespace, name, revision) -> None:
+    def commit(self, query, namespace, name, revision, kind="models") -> None:
         raw = self._read_body()
         if not self._authorized():
             return
-        repo = self._repo_or_404(f"{namespace}/{name}")
+        repo = self._repo_or_404(_key(kind, f"{namespace}/{name}"))
         if repo is None:
             return
         if unquote(revision) != "main":
@@ -270,8 +276,8 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         self._json(200, {"success": True, "commitOid": commit.oid,
                          "commitUrl": f"{self.endpoint}/{repo.repo_id}/commit/{commit.oid}"})
 
-    def repo_info(self, query, namespace, name, revision="main") -> None:
-        repo = self._repo_or_404(f"{namespace}/{name}")
+    def repo_info(self, query, namespace, name, revision="main", kind="models") -> None:
+        repo = self._repo_or_404(_key(kind, f"{namespace}/{name}"))
         if repo is None or (commit := self._commit_or_404(repo, revision)) is None:
             return
         siblings = [{"rfilename": p, "size": len(c), "blobId": git_blob_oid(c)} for p, c in sorted(commit.files.items())]
@@ -338,13 +344,23 @@ class HubRequestHandler(BaseHTTPRequestHandler):
 
 
 _REPO = r"(?P<namespace>[\w.-]+)/(?P<name>[\w.-]+)"
+
+
+def _key(kind: str, repo_id: str) -> str:
+    """Model repositories are stored under their id, Spaces under 'spaces/<id>'."""
+    return repo_id if kind == "models" else f"{kind}/{repo_id}"
+
+
 ROUTES = [
     (re.compile(r"/api/repos/create"), "POST", HubRequestHandler.create_repo),
     (re.compile(r"/api/validate-yaml"), "POST", HubRequestHandler.validate_yaml),
-    (re.compile(rf"/api/models/{_REPO}/preupload/(?P<revision>[^/]+)"), "POST", HubRequestHandler.preupload),
-    (re.compile(rf"/api/models/{_REPO}/commit/(?P<revision>[^/]+)"), "POST", HubRequestHandler.commit),
-    (re.compile(rf"/api/models/{_REPO}"), "GET", HubRequestHandler.repo_info),
-    (re.compile(rf"/api/models/{_REPO}/revision/(?P<revision>[^/]+)"), "GET", HubRequestHandler.repo_info),
+    (re.compile(rf"/api/(?P<kind>models|spaces)/{_REPO}/preupload/(?P<revision>[^/]+)"), "POST",
+     HubRequestHandler.preupload),
+    (re.compile(rf"/api/(?P<kind>models|spaces)/{_REPO}/commit/(?P<revision>[^/]+)"), "POST",
+     HubRequestHandler.commit),
+    (re.compile(rf"/api/(?P<kind>models|spaces)/{_REPO}"), "GET", HubRequestHandler.repo_info),
+    (re.compile(rf"/api/(?P<kind>models|spaces)/{_REPO}/revision/(?P<revision>[^/]+)"), "GET",
+     HubRequestHandler.repo_info),
     (re.compile(rf"/api/models/{_REPO}/tree/(?P<revision>[^/]+)(?:/(?P<path>.*))?"), "GET", HubRequestHandler.tree),
     (re.compile(rf"/{_REPO}/resolve/(?P<revision>[^/]+)/(?P<path>.+)"), "GET", HubRequestHandler.resolve),
     (re.compile(rf"/{_REPO}/resolve/(?P<revision>[^/]+)/(?P<path>.+)"), "HEAD", HubRequestHandler.resolve_head),
@@ -371,10 +387,10 @@ class LoopbackHub:
         with self.state.lock:
             return list(self.state.requests)
 
-    def files(self, repo_id: str, revision: str = "main") -> dict[str, bytes]:
-        """The files of a repository at a revision, as the server stores them."""
+    def files(self, repo_id: str, revision: str = "main", repo_type: str = "model") -> dict[str, bytes]:
+        """The files of a repository (or Space, with repo_type="space") at a revision, as the server stores them."""
         with self.state.lock:
-            return dict(self.state.repos[repo_id].resolve(revision).files)
+            return dict(self.state.repos[_key(f"{repo_type}s", repo_id)].resolve(revision).files)
 
     def start(self) -> "LoopbackHub":
         server = ThreadingHTTPServer(("127.0.0.1", 0), HubRequestHandler)

@@ -17,7 +17,9 @@ from brain_jepa_hf.analysis import (
     record_roi_attention,
     roi_attention,
     roi_attribution,
+    roi_pooled_attention,
 )
+from brain_jepa_hf.analysis import ROI_POOLED_ATTENTION, _pooled_attention_forward
 from conftest import make_config, make_inputs
 
 
@@ -67,6 +69,26 @@ def test_chunked_and_unchunked_agree_and_layers_select():
         torch.testing.assert_close(roi_attention(model, fmri, gradient=gradient, query_chunk_size=chunk), whole, atol=1e-6, rtol=0)
     chosen = roi_attention(model, fmri, gradient=gradient, layers=[-1, 0])
     torch.testing.assert_close(chosen, whole[[2, 0]], atol=1e-6, rtol=0)
+
+
+def test_worker_threads_agree_and_thread_count_is_restored():
+    generator = torch.Generator().manual_seed(0)
+    query, key, value = (torch.randn(2, 3, 6 * 4, 8, generator=generator) * 3 for _ in range(3))
+    threads = torch.get_num_threads()
+    single, pooled_single = roi_pooled_attention(query, key, value, 0.35, num_rois=6, num_workers=1)
+    many, pooled_many = roi_pooled_attention(query, key, value, 0.35, num_rois=6, query_chunk_size=8, num_workers=4)
+    assert torch.get_num_threads() == threads
+    reference = torch.nn.functional.scaled_dot_product_attention(query, key, value, scale=0.35).transpose(1, 2)
+    torch.testing.assert_close(single, reference, atol=1e-5, rtol=0)
+    torch.testing.assert_close(many, single, atol=1e-6, rtol=0)
+    torch.testing.assert_close(pooled_many, pooled_single, atol=1e-6, rtol=0)
+    # Scores far outside the range where exp is safe without subtracting the row maximum.
+    large, pooled_large = roi_pooled_attention(query * 40, key, value, 0.35, num_rois=6)
+    assert torch.isfinite(large).all() and torch.isfinite(pooled_large).all()
+    exact = torch.softmax((query * 40).double() @ key.double().transpose(-1, -2) * 0.35, dim=-1) @ value.double()
+    torch.testing.assert_close(large.double(), exact.transpose(1, 2), atol=1e-3, rtol=0)  # logits of ~1e3: float32 rounding
+    with pytest.raises(ValueError, match="num_rois: the sequence has 24 tokens, not a multiple of 5 ROIs"):
+        roi_pooled_attention(query, key, value, 0.35, num_rois=5)
 
 
 def test_outputs_unchanged_with_sdpa_and_classifier_model():
@@ -124,6 +146,27 @@ def test_implementation_restored_after_an_error_and_misuse_errors():
     with pytest.raises(ValueError, match="num_rois: expected a positive integer, got 0"):
         with record_roi_attention(model, num_rois=0):
             pass
+    with pytest.raises(ValueError, match="layers: expected None, an int or a sequence of ints, got float"):
+        roi_attention(model, fmri, gradient=gradient, layers=1.5)
+
+
+def test_attention_function_misuse_errors():
+    model = eager_model(7, 2, attention_probs_dropout_prob=0.5)
+    fmri, gradient = make_inputs(model.config, batch=1)
+    model.config._attn_implementation = ROI_POOLED_ATTENTION  # set by hand, outside a recording
+    with pytest.raises(RuntimeError, match="only works inside brain_jepa_hf.analysis.record_roi_attention"):
+        with torch.no_grad():
+            model(fmri, gradient=gradient)
+    model.config._attn_implementation = "eager"
+    model.train()
+    with record_roi_attention(model, num_rois=7) as recording, torch.no_grad():
+        with pytest.raises(ValueError, match="dropout: the ROI-pooled attention needs the model in eval mode, got attention dropout 0.5"):
+            model(fmri, gradient=gradient)
+        attention = model.layers[0].attention
+        query = torch.zeros(1, attention.num_heads, 14, attention.head_dim)
+        with pytest.raises(ValueError, match="attention_mask: the ROI-pooled attention supports no attention mask, got one"):
+            _pooled_attention_forward(attention, query, query, query, torch.zeros(1, 1, 14, 14), scaling=1.0)
+    assert recording.layers == [0, 1]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -278,6 +321,12 @@ def test_cohort_attention_errors(example_cohort):
     result = cohort_attention(model, example_cohort, extractor, networks, max_subjects=2, progress=False)
     with pytest.raises(ValueError, match="label_column: this CohortAttention was computed without a label column"):
         result.received_by_class()
+    with pytest.raises(ValueError, match="label_column: a contrast needs labels"):
+        result.contrast()
+    with pytest.raises(ValueError, match="batch_size: expected a positive integer, got 0"):
+        cohort_attention(model, example_cohort, extractor, networks, batch_size=0, progress=False)
+    with pytest.raises(ValueError, match="dataset: expected at least one row, got 0"):
+        cohort_attention(model, example_cohort.select([]), extractor, networks, progress=False)
     with pytest.raises(ValueError, match=r"layer: expected one of the analysed layers \[0, 1\], got 5"):
         result._layer_view(result.subject_received, 5)
 
@@ -344,6 +393,8 @@ def test_permutation_test_errors():
         permutation_test(np.array([[np.nan], [0], [0], [0]]), ["a", "a", "b", "b"])
     with pytest.raises(ValueError, match=r"order: expected the two groups \['MCI', 'NC'\]"):
         permutation_test(values, ["NC"] * 3 + ["MCI"] * 3, order=["NC", "AD"])
+    with pytest.raises(ValueError, match=r"values: expected shape \(subjects, networks\), got \(6, 2, 1\)"):
+        permutation_test(values[..., None], ["NC"] * 3 + ["MCI"] * 3)
     with pytest.raises(ValueError, match="names: expected 2 names"):
         permutation_test(values, ["NC"] * 3 + ["MCI"] * 3, names=["x"])
 
@@ -408,6 +459,8 @@ def test_attribution_errors(classifier):
         roi_attribution(classifier, fmri, gradient=gradient, target=3)
     with pytest.raises(ValueError, match=r"target: expected one index per sample \(2\), got 3"):
         roi_attribution(classifier, fmri, gradient=gradient, target=[0, 1, 2])
+    with pytest.raises(ValueError, match="target: expected an output index or one index per sample, got 0.5"):
+        roi_attribution(classifier, fmri, gradient=gradient, target=0.5)
     with pytest.raises(ValueError, match="baseline: expected 'zero', 'mean' or a tensor"):
         roi_attribution(classifier, fmri, gradient=gradient, baseline="median")
     with pytest.raises(ValueError, match=r"baseline: expected a tensor of shape \(2, 1, 9, 16\)"):

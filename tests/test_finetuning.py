@@ -10,13 +10,14 @@ import torch
 from conftest import make_config
 from huggingface_hub import ModelCard
 from scipy.stats import pearsonr
-from transformers import AutoModelForSequenceClassification
+from transformers import AutoModelForSequenceClassification, pipeline
 
 from brain_jepa_hf import BrainJepaForPreTraining, BrainJepaForSequenceClassification
 from brain_jepa_hf.data import dataset_from_arrays
 from brain_jepa_hf.example_data import example_gradient, load_example_dataset
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 from brain_jepa_hf.gradients import save_gradient_csv
+from brain_jepa_hf.pipelines import CLASSIFICATION_TASK
 from brain_jepa_hf.finetuning import (
     BrainJepaTrainer,
     DataArguments,
@@ -157,6 +158,9 @@ def test_tiny_finetune_on_example_runs_train_eval_test_and_writes_results(exampl
     selected = next(r for r in saved["per_seed"] if r["seed"] == saved["selected_seed"])
     assert np.mean((predictions - ages) ** 2) == pytest.approx(selected["test"]["mse"], rel=1e-4)
     assert pearsonr(predictions, ages).statistic == pytest.approx(selected["test"]["pearson_r"], abs=1e-4)
+    # ... and so does its classification pipeline, under the label's name
+    predict = pipeline(CLASSIFICATION_TASK, model=str(out), trust_remote_code=True)
+    assert predict(test["fmri"][0]) == [{"label": "age", "score": pytest.approx(predictions[0], abs=1e-4)}]
 
     # model card with model-index of the mean test results
     card = ModelCard.load(out / "README.md")
@@ -273,10 +277,23 @@ def test_model_finetuned_from_a_hub_folder_serves_its_pipelines(tmp_path):
     saved = json.loads((out / "config.json").read_text())
     assert set(saved["custom_pipelines"]) == {FEATURE_EXTRACTION_TASK, CLASSIFICATION_TASK}
     series = np.random.default_rng(3).standard_normal((config.num_rois, 60)).astype(np.float32)
-    classify = pipeline(CLASSIFICATION_TASK, model=str(out), trust_remote_code=True)
+    classify = pipeline(CLASSIFICATION_TASK, model=str(out), trust_remote_code=True, dtype="float32")
     assert type(classify).__module__.startswith("transformers_modules")
     model = BrainJepaForSequenceClassification.from_pretrained(out).eval()
     with torch.no_grad():
         probabilities = torch.softmax(model(**extractor(series, time_axis=-1, return_tensors="pt")).logits[0], -1)
     ranked = classify(series, time_axis=-1)
     np.testing.assert_allclose(sorted(r["score"] for r in ranked), sorted(probabilities.tolist()), atol=1e-5)
+
+
+def test_label_names_come_from_the_column_or_its_class_names():
+    from datasets import ClassLabel, Dataset
+
+    from brain_jepa_hf.finetuning import infer_label_info
+
+    ages = Dataset.from_dict({"age": [50.0, 61.5, 70.0]})
+    assert infer_label_info({"train": ages}, "age", None).label_names == ("age",)
+    named = Dataset.from_dict({"dx": [0, 1, 1]}).cast_column("dx", ClassLabel(names=["control", "patient"]))
+    assert infer_label_info({"train": named}, "dx", None).label_names == ("control", "patient")
+    plain = Dataset.from_dict({"dx": [0, 1, 1]})
+    assert infer_label_info({"train": plain}, "dx", None).label_names is None

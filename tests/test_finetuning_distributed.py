@@ -81,6 +81,10 @@ def test_two_process_finetune_evaluates_each_test_sample_once_and_writes_once(tm
     assert commits == ["initial commit", "Fine-tuned Brain-JEPA on age"]
     assert pushed["results.json"] == (out / "results.json").read_bytes()
     assert pushed["model.safetensors"] == (out / "model.safetensors").read_bytes()
+    # The Hub's eval results file travels with the model, naming the repository as its source.
+    eval_file = ".eval_results/cohort-age-finetune.yaml"
+    assert pushed[eval_file] == (out / eval_file).read_bytes()
+    assert "url: https://huggingface.co/tester/bj-age" in pushed[eval_file].decode()
 
     # One output folder, written by the main process only: no staging folders left, summary printed once.
     assert sorted(p.name for p in out.parent.iterdir()) == ["ft-age"]

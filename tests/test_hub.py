@@ -104,7 +104,7 @@ series = np.load({str(work / "series.npy")!r})
 with torch.no_grad():
     tokens = model(torch.from_numpy(np.load({str(work / "fmri.npy")!r}))).last_hidden_state.numpy()
     pooled = model(feature_extractor(series, time_axis=0, return_tensors="pt")["fmri_values"]).pooler_output[0].numpy()
-embedder = pipeline("brain-jepa-feature-extraction", model={REPO_ID!r}, trust_remote_code=True)
+embedder = pipeline("brain-jepa-feature-extraction", model={REPO_ID!r}, trust_remote_code=True, dtype="float32")
 vector = embedder(series, time_axis=0)
 np.save("tokens.npy", tokens); np.save("pooled.npy", pooled); np.save("vector.npy", vector)
 """

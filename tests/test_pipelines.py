@@ -55,7 +55,7 @@ def expected_embedding(model, fe, series):
 
 def test_feature_extraction_pipeline_on_arrays_and_files(folders, series, tmp_path):
     folder, model, fe = folders["encoder"]
-    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=str(folder), trust_remote_code=True)
+    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=str(folder), trust_remote_code=True, dtype="float32")
     assert type(embedder).__module__.startswith("transformers_modules"), "pipeline code did not come from the folder"
     expected = expected_embedding(model, fe, series)
     np.testing.assert_allclose(embedder(series, time_axis=0), expected, atol=1e-5, rtol=0)
@@ -76,7 +76,7 @@ def test_feature_extraction_pipeline_on_arrays_and_files(folders, series, tmp_pa
 
 def test_classification_pipeline_returns_labelled_probabilities(folders, series):
     folder, model, fe = folders["classifier"]
-    classify = pipeline(CLASSIFICATION_TASK, model=str(folder), trust_remote_code=True)
+    classify = pipeline(CLASSIFICATION_TASK, model=str(folder), trust_remote_code=True, dtype="float32")
     with torch.no_grad():
         probabilities = torch.softmax(model(**fe(series, time_axis=0, return_tensors="pt")).logits[0], -1).numpy()
     ranked = classify(series, time_axis=0)
@@ -84,21 +84,54 @@ def test_classification_pipeline_returns_labelled_probabilities(folders, series)
     np.testing.assert_allclose([r["score"] for r in ranked], np.sort(probabilities)[::-1], atol=1e-5)
     assert classify(series, time_axis=0, top_k=1) == ranked[:1]
     # The same folder also serves embeddings: AutoModel loads the encoder under the head.
-    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=str(folder), trust_remote_code=True)
+    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=str(folder), trust_remote_code=True, dtype="float32")
     np.testing.assert_allclose(embedder(series, time_axis=0), expected_embedding(model.brain_jepa, fe, series),
                                atol=1e-5, rtol=0)
+
+
+def test_regression_head_predicts_in_original_units_under_the_label_name(folders, series, tmp_path):
+    _, _, fe = folders["encoder"]
+    config = make_config(num_labels=1, problem_type="regression", id2label={0: "age"})
+    config.regression_target_mean, config.regression_target_std = 62.5, 9.25  # as fine-tuning stores them
+    torch.manual_seed(3)
+    regressor = BrainJepaForSequenceClassification(config).eval()
+    folder = prepare_hub_folder(regressor, tmp_path / "regressor", feature_extractor=fe, converted_from=None)
+    predict = pipeline(CLASSIFICATION_TASK, model=str(folder), trust_remote_code=True)
+    with torch.no_grad():
+        standardised = regressor(**fe(series, time_axis=0, return_tensors="pt")).logits[0, 0].item()
+    [prediction] = predict(series, time_axis=0)
+    assert prediction["label"] == "age"
+    assert prediction["score"] == pytest.approx(standardised * 9.25 + 62.5, abs=1e-4)
+    assert abs(prediction["score"] - standardised) > 1  # not the standardised value
+
+
+def test_tr_reaches_the_feature_extractor_or_is_refused(folders, series, tmp_path):
+    folder, model, _ = folders["encoder"]
+    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=str(folder), trust_remote_code=True)
+    with pytest.raises(ValueError, match=r"tr: got 2.0 but target_tr is None"):
+        embedder(series, time_axis=0, tr=2.0)
+    resampling = BrainJepaFeatureExtractor(num_rois=23, num_frames=40, sampling_rate=1, scaling="zscore",
+                                           gradient=model.embeddings.gradient.numpy(), target_tr=1.0)
+    register_pipelines()
+    embed_resampled = pipeline(FEATURE_EXTRACTION_TASK, model=model, feature_extractor=resampling)
+    with torch.no_grad():
+        expected = model(**resampling(series, time_axis=0, tr=0.5, return_tensors="pt")).pooler_output[0].numpy()
+    np.testing.assert_allclose(embed_resampled(series, time_axis=0, tr=0.5), expected, atol=1e-5, rtol=0)
+    bare = pipeline(FEATURE_EXTRACTION_TASK, model=str(folders["bare"][0]), trust_remote_code=True)
+    with pytest.raises(ValueError, match=r"tr: got 2.0 but the model has no feature extractor"):
+        bare(series[:40].T.copy(), tr=2.0)
 
 
 def test_registered_pipeline_runs_in_process_without_remote_code(folders, series):
     _, model, fe = folders["encoder"]
     register_pipelines()
-    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=model, feature_extractor=fe)
+    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=model, feature_extractor=fe, dtype="float32")
     np.testing.assert_allclose(embedder(series, time_axis=0), expected_embedding(model, fe, series), atol=1e-5, rtol=0)
 
 
 def test_folder_without_feature_extractor_takes_exact_shapes_only(folders, series):
     folder, model, _ = folders["bare"]
-    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=str(folder), trust_remote_code=True)
+    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=str(folder), trust_remote_code=True, dtype="float32")
     exact = series[:40].T.copy()  # (ROI, time) with time == num_frames
     with torch.no_grad():
         expected = model(torch.from_numpy(exact)[None, None]).pooler_output[0].numpy()
@@ -110,7 +143,7 @@ def test_folder_without_feature_extractor_takes_exact_shapes_only(folders, serie
 
 def test_bad_inputs_raise_clear_errors(folders, series, tmp_path):
     folder, *_ = folders["encoder"]
-    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=str(folder), trust_remote_code=True)
+    embedder = pipeline(FEATURE_EXTRACTION_TASK, model=str(folder), trust_remote_code=True, dtype="float32")
     (tmp_path / "words.csv").write_text("a,b\nc,d\ne,f\n")
     with pytest.raises(ValueError, match=r"inputs: .*words.csv is not a numeric table"):
         embedder(str(tmp_path / "words.csv"))

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
+
+from . import add_dtype_argument, describe_precision
 
 EXAMPLES = """\
 examples:
@@ -12,19 +15,37 @@ examples:
   # per-token (N, R*Tp, D) embeddings of a build-dataset folder into Parquet with subject ids
   brain-jepa embed --model your-name/brain-jepa-base --dataset data/ukb --pooling tokens --output ukb_tokens.parquet
 
+  # a Brainmarks dataset folder (bold / mean / std / tr columns) is converted on the fly
+  brain-jepa embed --model runs/pretrain-tiny --dataset data/hcpya-rest1lr.schaefer400_tians3.arrow --output hcp.npy
+
+  # all GPUs of a machine: the chunks are shared out, the output is the file one process writes
+  accelerate launch --num_processes 4 -m brain_jepa_hf.commands.embed --model your-name/brain-jepa-base \
+      --dataset data/ukb --device cuda --output ukb.npy
+
   # interrupted? run the same command again: finished chunks in OUTPUT.partial/ are kept
+
+  # float32 whatever the hardware (default auto: bfloat16 where the CPU / GPU has fast bfloat16 matmul)
+  brain-jepa embed --model runs/pretrain-tiny --dataset example --output emb.npy --dtype float32
 """
+DESCRIPTION = (
+    "Run a Brain-JEPA encoder (a pretraining folder's target encoder, a fine-tuned model's encoder, or a Hub id) "
+    "over every series of a dataset with the deterministic centre clip."
+)
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "embed", help="embeddings of a dataset (pooled or per token) into .npy / .parquet",
-        description="Run a Brain-JEPA encoder (a pretraining folder's target encoder, a fine-tuned model's "
-        "encoder, or a Hub id) over every series of a dataset with the deterministic centre clip.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_arguments(parser)
+    parser.set_defaults(func=run)
+
+
+def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="model folder or Hub id")
-    parser.add_argument("--dataset", default="example", help="'example' or a save_to_disk / build-dataset folder")
+    parser.add_argument("--dataset", default="example",
+                        help="'example', a save_to_disk / build-dataset folder or a Brainmarks dataset folder")
     parser.add_argument("--split", default=None, help="split of a DatasetDict (default: all splits, in order)")
     parser.add_argument("--output", required=True, help="output file ending in .npy or .parquet")
     parser.add_argument("--pooling", choices=("mean", "tokens"), default="mean")
@@ -34,22 +55,68 @@ def register(subparsers) -> None:
     parser.add_argument("--id_column", default="subject_id")
     parser.add_argument("--feature_extractor", default=None, help="default: the model's preprocessor_config.json")
     parser.add_argument("--example_subjects", type=int, default=200)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (under accelerate launch: each process's GPU)")
+    add_dtype_argument(parser, default="auto")
     parser.add_argument("--overwrite", action="store_true")
-    parser.set_defaults(func=run)
 
 
 def run(args) -> int:
-    from ..embedding import embed, load_encoder
+    try:
+        path = _embed(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"brain-jepa embed: error: {err}", file=sys.stderr)
+        return 1
+    if path is not None:
+        print(path)
+    return 0
+
+
+def _embed(args):
+    from ..data import open_dataset
+    from ..embedding import distributed_state, embed, load_encoder
     from ..feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 
-    from ..data import open_dataset
-
-    dataset = open_dataset(args.dataset, split=args.split, example_subjects=args.example_subjects)
+    dataset = open_dataset(args.dataset, split=args.split, example_subjects=args.example_subjects,
+                           fmri_column=args.fmri_column)
     extractor = BrainJepaFeatureExtractor.from_pretrained(args.feature_extractor or args.model)
-    encoder = load_encoder(args.model, device=args.device)
+    state = distributed_state()
+    device = state.device if state is not None and args.device != "cpu" else args.device
+    encoder = load_encoder(args.model, device=device, dtype=args.dtype)
+    stats = {}
     path = embed(encoder, dataset, args.output, feature_extractor=extractor, pooling=args.pooling,
                  batch_size=args.batch_size, chunk_size=args.chunk_size, fmri_column=args.fmri_column,
-                 id_column=args.id_column, overwrite=args.overwrite)
-    print(path)
-    return 0
+                 id_column=args.id_column, overwrite=args.overwrite, state=state, stats=stats)
+    if state is not None and not state.is_main_process:
+        return None
+    print_summary(stats, args.dtype, device)
+    return path
+
+
+def print_summary(stats: dict, requested_dtype: str, device) -> None:
+    """One line: rows embedded, precision (as asked and as used) and the measured speed."""
+    import torch
+
+    from ..modeling_brain_jepa import cpu_has_fast_bf16
+
+    precision = describe_precision(requested_dtype, stats["dtype"])
+    if stats["rows"]:
+        seconds = stats["seconds"]
+        print(f"embedded {stats['rows']} subjects on {device} in {precision}: {seconds:.1f} s, "
+              f"{stats['rows'] / max(seconds, 1e-9):.2f} subjects/s, {seconds / stats['rows']:.3f} s/subject")
+    else:
+        print(f"nothing left to embed ({precision}): every chunk was finished by an earlier run")
+    if stats["dtype"] == "bfloat16" and torch.device(device).type == "cpu" and not cpu_has_fast_bf16():
+        print("note: this CPU has no bfloat16 matrix instructions (AVX512-BF16/AMX), so bfloat16 is emulated "
+              "and slower than float32 here; --dtype auto picks float32 on it")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m brain_jepa_hf.commands.embed ...` (e.g. under `accelerate launch`)."""
+    parser = argparse.ArgumentParser(prog="brain-jepa embed", description=DESCRIPTION, epilog=EXAMPLES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    return run(parser.parse_args(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+from . import add_dtype_argument, describe_precision
+
 STANDALONE = True  # parses its own arguments with HfArgumentParser (see brain_jepa_hf.cli)
 
 DESCRIPTION = (
@@ -32,10 +34,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_argument_parser("brain-jepa probe", DESCRIPTION, EXAMPLES)
     parser.add_argument("--engine", choices=("sklearn", "torch"), default="sklearn", help="probe engine")
     parser.add_argument("--cv_folds", type=int, default=5, help="cross-validation folds of the sklearn engine")
+    add_dtype_argument(parser, default="float32")
     model_args, data_args, training_args, extra = parse_arguments(
         sys.argv[1:] if argv is None else argv, parser, defaults=PROBE_DEFAULTS
     )
     if extra.engine == "torch":
+        if extra.dtype != "float32":
+            raise ValueError(
+                f"dtype: the torch engine runs through the Trainer, whose --bf16 / --bf16_full_eval set its precision; "
+                f"--dtype applies to the sklearn engine, got --dtype {extra.dtype}"
+            )
         results = run_finetuning(model_args, data_args, training_args)
     else:
         if not model_args.model_name_or_path:
@@ -43,8 +51,10 @@ def main(argv: list[str] | None = None) -> int:
         results = run_sklearn_probe(
             model_args.model_name_or_path, data_args, output_dir=training_args.output_dir, seeds=training_args.seeds,
             seed=training_args.seed, cv=extra.cv_folds, batch_size=training_args.per_device_eval_batch_size,
-            revision=model_args.revision, overwrite=training_args.overwrite_output_dir,
+            revision=model_args.revision, overwrite=training_args.overwrite_output_dir, dtype=extra.dtype,
         )
+        if training_args.process_index == 0:
+            print(f"embeddings in {describe_precision(extra.dtype, results['model']['dtype'])}", file=sys.stderr)
     if training_args.process_index == 0:  # once under `accelerate launch` (torch engine)
         print_summary(results, training_args.output_dir)
     return 0
