@@ -16,10 +16,11 @@ from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 
 from .configuration_brain_jepa import BrainJepaConfig
 
+logger = logging.get_logger(__name__)
 
 # The Auto classes each model class is registered for (brain_jepa_hf/__init__.py).
 BRAIN_JEPA_AUTO_CLASSES = {
@@ -357,7 +358,7 @@ def run_layers(layers: nn.ModuleList, hidden_states: torch.Tensor, output_hidden
         hidden_states, weights = layer(hidden_states)
         if output_hidden_states:
             all_hidden += (hidden_states,)
-        if output_attentions:
+        if output_attentions and weights is not None:
             all_attentions += (weights,)
     return hidden_states, all_hidden, all_attentions
 
@@ -435,7 +436,8 @@ class BrainJepaModel(BrainJepaPreTrainedModel):
     def __init__(self, config: BrainJepaConfig):
         super().__init__(config)
         self.embeddings = BrainJepaEmbeddings(config)
-        rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers).tolist()
+        # On the CPU even under a `torch.device("meta")` context: the rates are plain numbers.
+        rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers, device="cpu").tolist()
         self.layers = nn.ModuleList(
             BrainJepaLayer(config, config.hidden_size, config.num_attention_heads, rate) for rate in rates
         )
@@ -453,7 +455,6 @@ class BrainJepaModel(BrainJepaPreTrainedModel):
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> BaseModelOutputWithPooling | tuple:
         r"""
         fmri_values (`torch.FloatTensor` of shape `(batch, 1, rois, frames)`):
@@ -467,9 +468,11 @@ class BrainJepaModel(BrainJepaPreTrainedModel):
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if output_attentions and self.config._attn_implementation not in ("eager", None):
-            raise ValueError(
-                f"output_attentions: needs attn_implementation='eager', got {self.config._attn_implementation!r}; "
-                "load with attn_implementation='eager' or call model.set_attn_implementation('eager')"
+            # As transformers' sdpa/flash interfaces do: warn, and return no attention weights.
+            logger.warning_once(
+                f"output_attentions: attn_implementation={self.config._attn_implementation!r} computes no attention "
+                "weights, so none are returned; load with attn_implementation='eager' or call "
+                "model.set_attn_implementation('eager') to get them"
             )
         check_fmri_values(fmri_values, self.config)
         batch, _, num_rois, frames = fmri_values.shape
@@ -547,6 +550,11 @@ class BrainJepaForPreTrainingOutput(ModelOutput):
     target_pooled_output (`torch.FloatTensor` of shape `(batch, hidden_size)`):
         Mean over all tokens of the target encoder's output (what a linear probe of this model sees),
         for monitoring how much the features depend on the sample.
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True`):
+        Context encoder: its input embeddings and each block's output, each `(batch, num_context, hidden_size)`.
+    attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True`):
+        Context encoder: each block's attention weights `(batch, heads, num_context, num_context)`
+        (eager attention only, as in transformers).
     """
 
     loss: torch.FloatTensor | None = None
@@ -554,6 +562,8 @@ class BrainJepaForPreTrainingOutput(ModelOutput):
     targets: torch.FloatTensor | None = None
     context_hidden_states: torch.FloatTensor | None = None
     target_pooled_output: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 class BrainJepaForPreTraining(BrainJepaPreTrainedModel):
@@ -599,8 +609,9 @@ class BrainJepaForPreTraining(BrainJepaPreTrainedModel):
         context_indices: torch.Tensor,
         target_indices: torch.Tensor,
         gradient: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> BrainJepaForPreTrainingOutput | tuple:
         r"""
         context_indices (`torch.LongTensor` of shape `(batch, num_context)`):
@@ -631,15 +642,21 @@ class BrainJepaForPreTraining(BrainJepaPreTrainedModel):
             target_outputs = self.brain_jepa(fmri_values, gradient=gradient)
             target_features = F.layer_norm(target_outputs.last_hidden_state, (target_outputs.last_hidden_state.shape[-1],))
             targets = gather_tokens(target_features, target_indices)
-        context = self.context_encoder(fmri_values, gradient=gradient, context_indices=context_indices).last_hidden_state
+        context_outputs = self.context_encoder(
+            fmri_values, gradient=gradient, context_indices=context_indices,
+            output_hidden_states=output_hidden_states, output_attentions=output_attentions, return_dict=True,
+        )
+        context = context_outputs.last_hidden_state
         predictions = self.predictor(context, context_indices, target_indices, gradient, num_rois, num_time_patches)
         loss = F.smooth_l1_loss(predictions.float(), targets.float(), beta=1.0)
 
         if not return_dict:
-            return (loss, predictions, targets, context, target_outputs.pooler_output)
+            rest = tuple(v for v in (context_outputs.hidden_states, context_outputs.attentions) if v is not None)
+            return (loss, predictions, targets, context, target_outputs.pooler_output) + rest
         return BrainJepaForPreTrainingOutput(
             loss=loss, predictions=predictions, targets=targets, context_hidden_states=context,
             target_pooled_output=target_outputs.pooler_output,
+            hidden_states=context_outputs.hidden_states, attentions=context_outputs.attentions,
         )
 
 
@@ -703,12 +720,14 @@ class BrainJepaForSequenceClassification(BrainJepaPreTrainedModel):
         fmri_values: torch.Tensor,
         gradient: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        context_indices: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> SequenceClassifierOutput | tuple:
         r"""
+        context_indices (`torch.LongTensor` of shape `(batch, num_context)`, *optional*):
+            ROI-major token indices the encoder keeps (and the head pools over); all tokens if None.
         labels (`torch.Tensor` of shape `(batch,)` or `(batch, num_labels)`, *optional*):
             Regression targets, class ids, or multi-label 0/1 targets, by `config.problem_type`.
         """
@@ -716,6 +735,7 @@ class BrainJepaForSequenceClassification(BrainJepaPreTrainedModel):
         outputs = self.brain_jepa(
             fmri_values,
             gradient=gradient,
+            context_indices=context_indices,
             output_hidden_states=output_hidden_states,
             output_attentions=output_attentions,
             return_dict=True,
