@@ -4,6 +4,7 @@ saved next to the weights runs as Hub remote code."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,6 +46,19 @@ def _check_finite(name: str, tensor: torch.Tensor) -> None:
     if _checking_values() and not torch.isfinite(tensor).all():
         bad = int((~torch.isfinite(tensor)).sum())
         raise ValueError(f"{name}: expected finite values, got {bad} NaN/Inf entries in a tensor of shape {tuple(tensor.shape)}")
+
+
+def cast_checked(name: str, tensor: torch.Tensor, dtype: torch.dtype, device=None) -> torch.Tensor:
+    """`tensor` in the weights' dtype; a finite value beyond that dtype's range (1e39 in float64 for
+    a float32 model, 7e4 for a float16 one) would become Inf there, and every output NaN."""
+    cast = tensor.to(device=device, dtype=dtype)
+    if cast.dtype != tensor.dtype and _checking_values() and not torch.isfinite(cast).all():
+        raise ValueError(
+            f"{name}: expected values within the range of the model's dtype {dtype} (|x| <= "
+            f"{torch.finfo(dtype).max:.4g}), got |x| up to {float(tensor.abs().max()):.4g}; rescale the input "
+            "(e.g. z-score it) or use a float32 model"
+        )
+    return cast
 
 
 def check_fmri_values(fmri_values, config: BrainJepaConfig) -> None:
@@ -220,7 +234,7 @@ class BrainJepaEmbeddings(nn.Module):
                 f"(shape {tuple(gradient.shape)})"
             )
         _check_finite("gradient", gradient)
-        return gradient.to(device=self.gradient.device, dtype=self.patch_embeddings.projection.weight.dtype)
+        return cast_checked("gradient", gradient, self.patch_embeddings.projection.weight.dtype, self.gradient.device)
 
     def forward(
         self,
@@ -399,6 +413,36 @@ class BrainJepaPreTrainedModel(PreTrainedModel):
         elif isinstance(module, BrainJepaPredictor):
             init.trunc_normal_(module.mask_token, std=std)
 
+    # Weights a checkpoint of this class may lack: a new task head starts fresh from its init.
+    _fresh_on_load: tuple[str, ...] = ()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """As in transformers, but strict: weights the checkpoint lacks (other than a fresh task head)
+        or carries beyond what this class uses raise a ValueError naming them, instead of leaving
+        random weights. With `output_loading_info=True`, or weights given as `state_dict` without a
+        folder, the caller gets the report and decides."""
+        wants_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
+        if wants_info or pretrained_model_name_or_path is None:
+            return (model, info) if wants_info else model
+        fresh = re.compile("|".join(cls._fresh_on_load)) if cls._fresh_on_load else None
+        missing = sorted(k for k in info["missing_keys"] if fresh is None or not fresh.match(k))
+        unexpected = sorted(info["unexpected_keys"])
+        if missing or unexpected:
+
+            def listed(keys):
+                return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+
+            found = [f"{len(missing)} missing ({listed(missing)})"] if missing else []
+            found += [f"{len(unexpected)} unexpected ({listed(unexpected)})"] if unexpected else []
+            raise ValueError(
+                f"pretrained_model_name_or_path: expected the weights of a {cls.__name__} in "
+                f"{pretrained_model_name_or_path}, got {' and '.join(found)} keys; the weights file does not "
+                "match its config (renamed or lost layers?): re-save or re-convert it"
+            )
+        return model
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """As in transformers, and when the class is registered for an Auto class, `auto_map` lists
         every Brain-JEPA Auto class, so e.g. a pretraining folder also loads with AutoModel (its
@@ -430,8 +474,9 @@ class BrainJepaPreTrainedModel(PreTrainedModel):
 class BrainJepaModel(BrainJepaPreTrainedModel):
     """The Brain-JEPA encoder: patch embedding + gradient positions -> pre-norm ViT -> LayerNorm."""
 
-    # Loading a pretraining folder keeps its target encoder; the rest is expected to be left out.
-    _keys_to_ignore_on_load_unexpected = [r"context_encoder\.", r"predictor\."]
+    # Loading a pretraining folder keeps its target encoder, a classification folder its encoder; the
+    # rest is expected to be left out.
+    _keys_to_ignore_on_load_unexpected = [r"context_encoder\.", r"predictor\.", r"fc_norm\.", r"classifier\."]
 
     def __init__(self, config: BrainJepaConfig):
         super().__init__(config)
@@ -481,12 +526,18 @@ class BrainJepaModel(BrainJepaPreTrainedModel):
             check_token_indices("context_indices", context_indices, batch, num_tokens)
         gradient = self.embeddings.resolve_gradient(gradient, batch, num_rois)
 
-        fmri_values = fmri_values.to(self.embeddings.patch_embeddings.projection.weight.dtype)
+        fmri_values = cast_checked("fmri_values", fmri_values, self.embeddings.patch_embeddings.projection.weight.dtype)
         hidden_states = self.embeddings(fmri_values, gradient, context_indices)
         hidden_states, all_hidden, all_attentions = run_layers(
             self.layers, hidden_states, output_hidden_states, output_attentions
         )
         sequence_output = self.layernorm(hidden_states)
+        if _checking_values() and not torch.isfinite(sequence_output).all():
+            raise ValueError(
+                f"fmri_values: finite inputs gave non-finite outputs: the model's {sequence_output.dtype} activations "
+                f"overflowed (input |x| up to {float(fmri_values.abs().max()):.4g}); rescale the input (e.g. z-score "
+                "it) or use a float32 model"
+            )
         pooled_output = sequence_output.mean(dim=1)
         if not return_dict:
             return tuple(v for v in (sequence_output, pooled_output, all_hidden, all_attentions) if v is not None)
@@ -668,6 +719,9 @@ class BrainJepaForSequenceClassification(BrainJepaPreTrainedModel):
     """Encoder -> mean over tokens -> LayerNorm (fc_norm) -> Linear head, for regression,
     single-label or multi-label classification (`config.problem_type`)."""
 
+    # Loading an encoder or pretraining folder starts a new head.
+    _fresh_on_load = (r"fc_norm\.", r"classifier\.")
+
     def __init__(self, config: BrainJepaConfig):
         super().__init__(config)
         self.num_labels = config.num_labels
@@ -686,6 +740,15 @@ class BrainJepaForSequenceClassification(BrainJepaPreTrainedModel):
         return "multi_label_classification"
 
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if not isinstance(labels, torch.Tensor):
+            raise ValueError(f"labels: expected a torch.Tensor, got {type(labels).__name__}; pass torch.tensor(labels)")
+        if self.num_labels < 1:
+            raise ValueError(
+                "labels: the model has no task head (num_labels=0), so there is no loss to compute; set num_labels "
+                "to the number of classes (1 for regression)"
+            )
+        if labels.is_floating_point():
+            _check_finite("labels", labels)
         problem_type = self._problem_type(labels)
         batch = logits.shape[0]
         if problem_type == "regression":
@@ -708,7 +771,18 @@ class BrainJepaForSequenceClassification(BrainJepaPreTrainedModel):
             return F.cross_entropy(logits.float(), labels)
         if problem_type == "multi_label_classification":
             if tuple(labels.shape) != tuple(logits.shape):
-                raise ValueError(f"labels: expected shape {tuple(logits.shape)} of 0/1 targets, got {tuple(labels.shape)}")
+                inferred = "" if self.config.problem_type else (
+                    f" (floating-point labels with num_labels={self.num_labels} are taken as multi-label; for class "
+                    "ids pass integer labels or set problem_type='single_label_classification')"
+                )
+                raise ValueError(
+                    f"labels: expected shape {tuple(logits.shape)} of 0/1 targets, got {tuple(labels.shape)}{inferred}"
+                )
+            if _checking_values() and not bool(((labels == 0) | (labels == 1)).all()):
+                raise ValueError(
+                    "labels: expected 0/1 targets for multi-label classification, got values such as "
+                    f"{float(labels[(labels != 0) & (labels != 1)][0]):g}"
+                )
             return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
         raise ValueError(
             "problem_type: expected 'regression', 'single_label_classification' or 'multi_label_classification', "
