@@ -33,7 +33,7 @@ def read_series_file(path: str | os.PathLike) -> np.ndarray:
         array = None
         for skip in (0, 1):  # a header line is tolerated, anything else non-numeric is an error
             try:
-                array = np.loadtxt(path, delimiter=delimiter, ndmin=2, dtype=np.float32, skiprows=skip)
+                array = np.loadtxt(path, delimiter=delimiter, ndmin=2, dtype=np.float64, skiprows=skip)
                 break
             except ValueError as err:
                 message = str(err)
