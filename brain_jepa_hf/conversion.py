@@ -122,12 +122,17 @@ def _shape(state_dict: dict, key: str, name: str) -> tuple[int, ...]:
     return tuple(state_dict[key].shape)
 
 
+def _table_tolerance(table: torch.Tensor) -> float:
+    """TIME_TABLE_ATOL, or the rounding of a table saved in half precision (values in [-1, 1])."""
+    return max(TIME_TABLE_ATOL, torch.finfo(table.dtype).eps) if table.is_floating_point() else TIME_TABLE_ATOL
+
+
 def infer_time_patches(time_table: torch.Tensor, name: str) -> int:
     """Tp from the saved time table: rows r*Tp + t repeat with period Tp; row 0 is sin(0)=0, cos(0)=1."""
     if time_table.dim() != 2:
         raise ValueError(f"checkpoint[{name!r}]: expected a 2-D (R*Tp, width/2) time table, got {tuple(time_table.shape)}")
     first = time_table[0]
-    repeats = torch.isclose(time_table, first[None], atol=TIME_TABLE_ATOL).all(dim=1).nonzero().flatten().tolist()
+    repeats = torch.isclose(time_table, first[None], atol=_table_tolerance(time_table)).all(dim=1).nonzero().flatten().tolist()
     period = repeats[1] if len(repeats) > 1 else time_table.shape[0]
     if time_table.shape[0] % period:
         raise ValueError(
@@ -256,10 +261,11 @@ def verify_time_table(saved: torch.Tensor, positions: torch.nn.Module, gradient:
     if tuple(saved.shape) != tuple(ours.shape):
         raise ValueError(f"checkpoint[{name!r}]: expected a time table of shape {tuple(ours.shape)}, got {tuple(saved.shape)}")
     error = float((saved.float() - ours).abs().max())
-    if error > TIME_TABLE_ATOL:
+    tolerance = _table_tolerance(saved)
+    if error > tolerance:
         raise ValueError(
             f"checkpoint[{name!r}]: the saved time table differs from our sine-cosine time positions by up to "
-            f"{error:.3g} (tolerance {TIME_TABLE_ATOL}); the checkpoint's token layout is not ROI-major r*Tp+t"
+            f"{error:.3g} (tolerance {tolerance:.3g}); the checkpoint's token layout is not ROI-major r*Tp+t"
         )
     return error
 

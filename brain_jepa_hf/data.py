@@ -44,8 +44,8 @@ def read_series(path: str | os.PathLike, time_axis: int = -1) -> np.ndarray:
     if suffix == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
-        except ValueError as err:
-            raise ValueError(f"series file {path}: expected a numeric .npy array ({err})") from None
+        except (ValueError, EOFError, OSError) as err:
+            raise ValueError(f"series file {path}: expected a complete numeric .npy array ({err})") from None
     elif suffix in (".csv", ".tsv"):
         array = _read_text_table(path, "\t" if suffix == ".tsv" else ",")
     else:
@@ -90,7 +90,10 @@ def subject_from_filename(path: str | os.PathLike, subject_regex: str | None = N
     name = Path(path).name
     if subject_regex is None:
         return name[: -len(Path(name).suffix)] if Path(name).suffix else name
-    match = re.search(subject_regex, name)
+    try:
+        match = re.search(subject_regex, name)
+    except re.error as err:
+        raise ValueError(f"subject_regex: expected a Python regular expression, got {subject_regex!r} ({err})") from None
     if match is None:
         raise ValueError(f"subject_regex: expected {subject_regex!r} to match file name {name!r}, it does not")
     return match.group(1) if match.groups() else match.group(0)

@@ -320,9 +320,9 @@ class BrainJepaFeatureExtractor(FeatureExtractionMixin):
             else f"sampling_rate*num_frames={clip} volumes"
         )
         where = f" at target_tr={self.target_tr}" if self.target_tr is not None else ""
+        other = "short_series='pad'" if self.short_series == "stretch" else "short_series='stretch' or 'pad'"
         raise ValueError(
-            f"{name}: expected {needed}{where}, got {num_times}; use short_series='stretch' or 'pad', "
-            "or a smaller sampling_rate/num_frames"
+            f"{name}: expected {needed}{where}, got {num_times}; use {other}, or a smaller sampling_rate/num_frames"
         )
 
     def _scale(self, frames: torch.Tensor, valid: np.ndarray | None, offset: int) -> torch.Tensor:

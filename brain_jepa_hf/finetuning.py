@@ -414,10 +414,10 @@ def _split_dataset(dataset, data_args: DataArguments, roles: list[str]) -> dict:
         if count < 1 or count >= len(remaining):
             result[role] = dataset.select([])
             continue
-        rest, held = train_test_split(
-            remaining, test_size=count, random_state=data_args.split_seed,
-            stratify=None if stratify is None else stratify[remaining],
-        )
+        strata = None if stratify is None else stratify[remaining]
+        if strata is not None and min(count, len(remaining) - count) < len(np.unique(strata)):
+            strata = None  # too few samples to hold every class on both sides: a plain random split
+        rest, held = train_test_split(remaining, test_size=count, random_state=data_args.split_seed, stratify=strata)
         result[role] = dataset.select(np.sort(held))
         remaining, remaining_fraction = np.sort(rest), remaining_fraction - fractions[role]
     result["train"] = dataset.select(remaining)

@@ -4,6 +4,7 @@ saved next to the weights runs as Hub remote code."""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +60,31 @@ def cast_checked(name: str, tensor: torch.Tensor, dtype: torch.dtype, device=Non
             "(e.g. z-score it) or use a float32 model"
         )
     return cast
+
+
+def _check_model_location(name_or_path, kwargs: dict) -> None:
+    """Fail at once, naming the path, for a local folder that is absent or holds no config.json
+    (instead of Hub retries or an unrelated loading error)."""
+    if name_or_path is None or kwargs.get("config") is not None and not isinstance(kwargs["config"], str):
+        return
+    path = os.path.expanduser(str(name_or_path))
+    if kwargs.get("subfolder"):
+        path = os.path.join(path, kwargs["subfolder"])
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            probe = " (it holds a linear probe: probe_config.json)" if os.path.isfile(os.path.join(path, "probe_config.json")) else ""
+            raise ValueError(
+                f"pretrained_model_name_or_path: expected a saved model folder with config.json, got {path} without "
+                f"one{probe}; pass the folder that `convert`, `pretrain` or `finetune` wrote"
+            )
+        return
+    text = str(name_or_path)
+    parent = os.path.dirname(path)
+    looks_local = text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1 or bool(parent) and os.path.isdir(parent)
+    if looks_local and not os.path.exists(path):
+        raise ValueError(
+            f"pretrained_model_name_or_path: no such folder {text!r} (a Hub id looks like 'user/model'); check the path"
+        )
 
 
 def check_fmri_values(fmri_values, config: BrainJepaConfig) -> None:
@@ -422,6 +448,7 @@ class BrainJepaPreTrainedModel(PreTrainedModel):
         or carries beyond what this class uses raise a ValueError naming them, instead of leaving
         random weights. With `output_loading_info=True`, or weights given as `state_dict` without a
         folder, the caller gets the report and decides."""
+        _check_model_location(pretrained_model_name_or_path, kwargs)
         wants_info = kwargs.pop("output_loading_info", False)
         model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
         if wants_info or pretrained_model_name_or_path is None:

@@ -26,7 +26,7 @@ def read_series_file(path: str | os.PathLike) -> np.ndarray:
     if suffix == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
-        except ValueError as err:
+        except (ValueError, EOFError, OSError) as err:
             raise ValueError(f"inputs: {path} is not a numeric .npy array ({err})") from None
     else:
         delimiter = {".csv": ",", ".tsv": "\t"}.get(suffix)

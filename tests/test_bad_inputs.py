@@ -381,3 +381,109 @@ def test_build_dataset_refuses_what_it_would_store_wrongly(tmp_path, case):
     with pytest.raises(ValueError, match=message):
         _cohort(tmp_path, labels, gradient_columns)
     assert not (tmp_path / "out").exists()
+
+
+# ------------------------------------------------------------------------------ errors made clear
+
+
+def _truncated_npy(tmp_path):
+    from brain_jepa_hf.data import build_dataset
+
+    (tmp_path / "in").mkdir()
+    np.save(tmp_path / "in" / "sub-1.npy", np.zeros((23, 30)))
+    (tmp_path / "in" / "sub-1.npy").write_bytes((tmp_path / "in" / "sub-1.npy").read_bytes()[:200])
+    build_dataset(tmp_path / "in", output_dir=tmp_path / "out", progress=False)
+
+
+def _bad_subject_regex(tmp_path):
+    from brain_jepa_hf.data import list_series_files
+
+    (tmp_path / "sub-1_bold.npy").write_bytes(b"")
+    list_series_files(tmp_path, subject_regex="(sub-[0-9]+")
+
+
+def _short_series_stretch(tmp_path):
+    from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
+
+    BrainJepaFeatureExtractor(num_rois=23, num_frames=40, sampling_rate=1, short_series="stretch")(np.zeros((23, 30)))
+
+
+def _folder_without_config(tmp_path):
+    (tmp_path / "probe").mkdir()
+    (tmp_path / "probe" / "probe_config.json").write_text("{}")
+    BrainJepaModel.from_pretrained(tmp_path / "probe")
+
+
+def _typo_in_local_path(tmp_path):
+    BrainJepaModel.from_pretrained(str(tmp_path / "modle"))
+
+
+def _labels_as_list(tmp_path):
+    model = BrainJepaForSequenceClassification(make_config(num_labels=2)).eval()
+    model(torch.randn(2, 1, 23, 40), gradient=torch.randn(23, 6), labels=[0, 1])
+
+
+CLEAR_ERRORS = {
+    "truncated .npy": (_truncated_npy, r"series file .*sub-1.npy: expected a complete numeric .npy array"),
+    "bad --subject-regex": (_bad_subject_regex, r"subject_regex: expected a Python regular expression, got '\(sub-\[0-9\]\+' \(missing \)"),
+    "short_series='stretch' too short": (_short_series_stretch, r"series\[0\]: expected at least num_frames=40 volumes for "
+                                                                r"short_series='stretch', got 30; use short_series='pad',"),
+    "folder without config.json": (_folder_without_config, r"pretrained_model_name_or_path: expected a saved model folder with "
+                                                           r"config.json, got .*probe without one \(it holds a linear probe"),
+    "typo in a local path": (_typo_in_local_path, r"pretrained_model_name_or_path: no such folder '.*modle'"),
+    "labels as a list": (_labels_as_list, r"labels: expected a torch.Tensor, got list"),
+}
+
+
+@pytest.mark.parametrize("case", CLEAR_ERRORS)
+def test_errors_name_the_argument(tmp_path, case):
+    run, message = CLEAR_ERRORS[case]
+    with pytest.raises(ValueError, match=message):
+        run(tmp_path)
+
+
+def test_a_small_classification_set_splits_without_stratifying_what_cannot_be(tmp_path):
+    from brain_jepa_hf.finetuning import DataArguments, _split_dataset
+
+    data = small_dataset(num_subjects=12)
+    data_args = DataArguments(dataset="unused", label_column="sex", validation_fraction=0.1, test_fraction=0.2)
+    splits = _split_dataset(data, data_args, ["validation", "test"])
+    assert sum(len(split) for split in splits.values()) == 12 and len(splits["test"]) >= 1
+
+
+def test_a_half_precision_checkpoint_converts(tmp_path, pretrained, original_files):
+    from original_layout import original_checkpoint
+
+    from brain_jepa_hf.conversion import convert_original_checkpoint
+
+    model, fmri, _ = pretrained
+    checkpoint = original_checkpoint(model)
+    half = {part: {key: value.half() for key, value in checkpoint[part].items()}
+            for part in ("encoder", "predictor", "target_encoder")}
+    torch.save({**checkpoint, **half}, tmp_path / "half.pth.tar")
+    out = convert_original_checkpoint(tmp_path / "half.pth.tar", original_files[1], tmp_path / "out", num_attention_heads=4)
+    with torch.no_grad():
+        converted = BrainJepaModel.from_pretrained(out).eval()(fmri).last_hidden_state
+        torch.testing.assert_close(converted, model.brain_jepa(fmri).last_hidden_state, atol=5e-2, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["embed", "--model", "./no/such/model", "--dataset", "example", "--output", "x.npy"], "embed: error: "),
+        (["finetune", "--model_name_or_path", "m", "--dataset", "d", "--output_dir", "o", "--learning_rate=-1"],
+         "finetune: error: learning_rate: expected a positive number, got -1.0"),
+        (["pretrain", "--output_dir", "o", "--learning_rate", "0"], "pretrain: error: learning_rate: expected a positive number"),
+    ],
+    ids=["embed", "finetune", "pretrain"],
+)
+def test_cli_prints_one_line_and_debug_shows_the_traceback(tmp_path, monkeypatch, capsys, argv, message):
+    from brain_jepa_hf.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 1
+    error = capsys.readouterr().err.strip().splitlines()
+    assert error[-1].startswith(f"brain-jepa {message}"), error
+    assert not any(line.startswith("Traceback") for line in error)
+    with pytest.raises((ValueError, FileNotFoundError)):
+        main(argv + ["--debug"])

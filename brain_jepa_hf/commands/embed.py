@@ -43,6 +43,7 @@ def run(args) -> int:
     from ..embedding import embed, load_encoder
     from ..feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 
+    encoder = load_encoder(args.model, device=args.device)  # first: a wrong model path fails at once
     if args.dataset == "example":
         from ..example_data import load_example_dataset
 
@@ -63,7 +64,6 @@ def run(args) -> int:
             else:
                 dataset = concatenate_datasets([dataset[name] for name in dataset])
     extractor = BrainJepaFeatureExtractor.from_pretrained(args.feature_extractor or args.model)
-    encoder = load_encoder(args.model, device=args.device)
     path = embed(encoder, dataset, args.output, feature_extractor=extractor, pooling=args.pooling,
                  batch_size=args.batch_size, chunk_size=args.chunk_size, fmri_column=args.fmri_column,
                  id_column=args.id_column, overwrite=args.overwrite)
