@@ -33,9 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-# What a user's mistake raises (bad argument, absent or existing path): one line, no traceback,
-# unless `--debug` (anywhere on the command line) asks for the traceback.
-USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError)
+# What a user's mistake or the machine raises (bad argument, absent or existing path, full disk):
+# one line, no traceback, unless `--debug` (anywhere on the command line) asks for the traceback.
+USER_ERRORS = (ValueError, OSError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,8 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as err:
         if debug:
             raise
+        _close_progress_bars()
         print(f"brain-jepa {command}: error: {err}", file=sys.stderr)
         return 1
+
+
+def _close_progress_bars() -> None:
+    """End any progress bar the failed command left open, so the error starts on its own line."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 def _dispatch(argv: list[str]) -> int:

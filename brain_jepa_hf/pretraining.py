@@ -443,7 +443,16 @@ def pretrain(args: PretrainingArguments) -> Path:
             shutil.rmtree(temporary, ignore_errors=True)
             temporary.mkdir(parents=True)
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(temporary))
+        try:
+            accelerator.save_state(str(temporary))
+        except (RuntimeError, OSError) as err:  # a full disk surfaces as e.g. "basic_ios::clear: iostream error"
+            shutil.rmtree(temporary, ignore_errors=True)
+            free = shutil.disk_usage(root).free / 2**20
+            raise OSError(
+                f"output_dir: could not write the step-{global_step} checkpoint under {root} ({err}); {free:.0f} MiB "
+                "free there: free some space or choose another output_dir, then resume with "
+                "--resume_from_checkpoint latest"
+            ) from err
         collator_states = gather_object([collator.state_dict()])
         if accelerator.is_main_process:
             feature_extractor.save_pretrained(temporary)

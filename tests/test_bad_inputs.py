@@ -487,3 +487,26 @@ def test_cli_prints_one_line_and_debug_shows_the_traceback(tmp_path, monkeypatch
     assert not any(line.startswith("Traceback") for line in error)
     with pytest.raises((ValueError, FileNotFoundError)):
         main(argv + ["--debug"])
+
+
+def test_a_checkpoint_that_cannot_be_written_says_so_in_one_line(tmp_path, monkeypatch, capsys):
+    """A full disk makes torch's writer fail with "basic_ios::clear: iostream error"; the command says
+    which checkpoint, how much space is left and how to go on."""
+    import accelerate
+
+    from brain_jepa_hf.cli import main
+
+    def full_disk(self, output_dir=None, **kwargs):
+        raise RuntimeError("basic_ios::clear: iostream error")
+
+    monkeypatch.setattr(accelerate.Accelerator, "save_state", full_disk)
+    argv = ["pretrain", "--preset", "example-tiny", "--example_subjects", "8", "--per_device_batch_size", "4",
+            "--num_frames", "80", "--max_steps", "2", "--save_steps", "1", "--output_dir", str(tmp_path / "run"), "--cpu"]
+    assert main(argv) == 1
+    lines = capsys.readouterr().err.splitlines()
+    errors = [line for line in lines if line.startswith("brain-jepa pretrain: error: ")]
+    assert len(errors) == 1 and not any(line.startswith("Traceback") for line in lines), lines
+    error = errors[0]
+    assert error.startswith("brain-jepa pretrain: error: output_dir: could not write the step-1 checkpoint under "), error
+    assert "iostream error" in error and "MiB free there" in error and "--resume_from_checkpoint latest" in error
+    assert not list((tmp_path / "run" / "checkpoints").glob(".*.tmp"))
