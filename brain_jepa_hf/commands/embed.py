@@ -75,6 +75,9 @@ def _embed(args):
     from ..embedding import distributed_state, embed, load_encoder
     from ..feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 
+    state = distributed_state()
+    device = state.device if state is not None and args.device != "cpu" else args.device
+    encoder = load_encoder(args.model, device=device, dtype=args.dtype)  # first: a wrong model path fails at once
     if args.dataset == "example":
         from ..example_data import load_example_dataset
 
@@ -97,9 +100,6 @@ def _embed(args):
             else:
                 dataset = concatenate_datasets([dataset[name] for name in dataset])
     extractor = BrainJepaFeatureExtractor.from_pretrained(args.feature_extractor or args.model)
-    state = distributed_state()
-    device = state.device if state is not None and args.device != "cpu" else args.device
-    encoder = load_encoder(args.model, device=device, dtype=args.dtype)
     stats = {}
     path = embed(encoder, dataset, args.output, feature_extractor=extractor, pooling=args.pooling,
                  batch_size=args.batch_size, chunk_size=args.chunk_size, fmri_column=args.fmri_column,
