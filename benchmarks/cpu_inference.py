@@ -25,7 +25,6 @@ import platform
 import sys
 import time
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 

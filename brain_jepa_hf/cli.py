@@ -37,8 +37,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# What a user's mistake or the machine raises (bad argument, absent or existing path, full disk):
+# one line, no traceback, unless `--debug` (anywhere on the command line) asks for the traceback.
+USER_ERRORS = (ValueError, OSError)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [arg for arg in argv if arg != "--debug"]
+    command = argv[0] if argv and not argv[0].startswith("-") else None
+    try:
+        return _dispatch(argv)
+    except USER_ERRORS as err:
+        if debug:
+            raise
+        _close_progress_bars()
+        print(f"brain-jepa {command}: error: {err}", file=sys.stderr)
+        return 1
+
+
+def _close_progress_bars() -> None:
+    """End any progress bar the failed command left open, so the error starts on its own line."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
+def _dispatch(argv: list[str]) -> int:
     if argv and not argv[0].startswith("-"):
         name = argv[0].replace("-", "_")
         if name in COMMANDS:

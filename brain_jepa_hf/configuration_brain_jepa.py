@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from transformers import PreTrainedConfig
+from transformers.activations import ACT2FN
 
 # Sizes of the paper's encoders. The predictor keeps its pretraining defaults (width 384, depth 6)
 # and the encoder's head count.
@@ -150,12 +152,30 @@ class BrainJepaConfig(PreTrainedConfig):
         if self.pooling != "mean":
             raise ValueError(f"pooling: expected 'mean', got {self.pooling!r}")
         self._check_atlas()
-        if not self.mlp_ratio > 0:
-            raise ValueError(f"mlp_ratio: expected a positive number, got {self.mlp_ratio!r}")
-        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate"):
+
+        def number(name):
             value = getattr(self, name)
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f"{name}: expected a probability in [0, 1), got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{name}: expected a finite number, got {value!r} ({type(value).__name__})")
+            return value
+
+        for name in ("mlp_ratio", "layer_norm_eps", "initializer_range", "classifier_init_range"):
+            if number(name) <= 0:
+                raise ValueError(f"{name}: expected a positive number, got {getattr(self, name)!r}")
+        narrowest = min(self.hidden_size, self.predictor_hidden_size)
+        if int(narrowest * self.mlp_ratio) < 1:
+            raise ValueError(
+                f"mlp_ratio: expected at least {1 / narrowest:.4g} so that the MLP of the {narrowest}-wide blocks has "
+                f"a hidden unit, got {self.mlp_ratio!r} (MLP width {int(narrowest * self.mlp_ratio)})"
+            )
+        for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate"):
+            if not 0.0 <= number(name) < 1.0:
+                raise ValueError(f"{name}: expected a probability in [0, 1), got {getattr(self, name)!r}")
+        if not isinstance(self.hidden_act, str) or self.hidden_act not in ACT2FN:
+            raise ValueError(
+                f"hidden_act: expected a transformers activation name such as 'gelu' (the original's), "
+                f"got {self.hidden_act!r}"
+            )
 
     def _check_atlas(self) -> None:
         atlas = self.atlas

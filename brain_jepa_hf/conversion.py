@@ -122,12 +122,17 @@ def _shape(state_dict: dict, key: str, name: str) -> tuple[int, ...]:
     return tuple(state_dict[key].shape)
 
 
+def _table_tolerance(table: torch.Tensor) -> float:
+    """TIME_TABLE_ATOL, or the rounding of a table saved in half precision (values in [-1, 1])."""
+    return max(TIME_TABLE_ATOL, torch.finfo(table.dtype).eps) if table.is_floating_point() else TIME_TABLE_ATOL
+
+
 def infer_time_patches(time_table: torch.Tensor, name: str) -> int:
     """Tp from the saved time table: rows r*Tp + t repeat with period Tp; row 0 is sin(0)=0, cos(0)=1."""
     if time_table.dim() != 2:
         raise ValueError(f"checkpoint[{name!r}]: expected a 2-D (R*Tp, width/2) time table, got {tuple(time_table.shape)}")
     first = time_table[0]
-    repeats = torch.isclose(time_table, first[None], atol=TIME_TABLE_ATOL).all(dim=1).nonzero().flatten().tolist()
+    repeats = torch.isclose(time_table, first[None], atol=_table_tolerance(time_table)).all(dim=1).nonzero().flatten().tolist()
     period = repeats[1] if len(repeats) > 1 else time_table.shape[0]
     if time_table.shape[0] % period:
         raise ValueError(
@@ -179,16 +184,36 @@ def infer_config(checkpoint: OriginalCheckpoint, source: str = "target_encoder",
     return BrainJepaConfig(**kwargs)
 
 
+# The paper's encoders, whose head counts are known; a checkpoint's weights do not record heads.
+PAPER_SIZES = ("vit-small", "vit-base", "vit-large")
+
+
 def _default_heads(hidden: int, depth: int) -> int:
-    for preset in BRAIN_JEPA_PRESETS.values():
+    for name in PAPER_SIZES:
+        preset = BRAIN_JEPA_PRESETS[name]
         if preset["hidden_size"] == hidden and preset["num_hidden_layers"] == depth:
             return preset["num_attention_heads"]
-    if hidden % 64 == 0:
-        return hidden // 64  # every paper size uses 64-wide heads
-    raise ValueError(
-        f"num_attention_heads: cannot be inferred for hidden_size={hidden}, depth={depth} (not a paper size "
-        "and not a multiple of 64); pass it explicitly"
+    sizes = ", ".join(
+        f"{name} {BRAIN_JEPA_PRESETS[name]['hidden_size']}x{BRAIN_JEPA_PRESETS[name]['num_hidden_layers']}"
+        for name in PAPER_SIZES
     )
+    raise ValueError(
+        f"num_attention_heads: required for hidden_size={hidden}, depth={depth}, not a paper size ({sizes}), "
+        "since the weights do not record the head count; pass num_attention_heads (--num-attention-heads) "
+        "as the model was trained"
+    )
+
+
+def check_finite_weights(parts: list[tuple[dict, str]]) -> None:
+    """Every floating tensor of each (state dict, name) part is finite; else one error naming them."""
+    bad = [f"{name}:{key}" for state_dict, name in parts for key, tensor in state_dict.items()
+           if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if bad:
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ValueError(
+            f"checkpoint: expected finite weights, got NaN/Inf in {len(bad)} tensor(s) ({shown}); the training run "
+            "diverged or the file is damaged: convert an earlier checkpoint"
+        )
 
 
 def map_state_dict(original: dict[str, torch.Tensor], key_map, ignore: tuple[str, ...], name: str,
@@ -236,10 +261,11 @@ def verify_time_table(saved: torch.Tensor, positions: torch.nn.Module, gradient:
     if tuple(saved.shape) != tuple(ours.shape):
         raise ValueError(f"checkpoint[{name!r}]: expected a time table of shape {tuple(ours.shape)}, got {tuple(saved.shape)}")
     error = float((saved.float() - ours).abs().max())
-    if error > TIME_TABLE_ATOL:
+    tolerance = _table_tolerance(saved)
+    if error > tolerance:
         raise ValueError(
             f"checkpoint[{name!r}]: the saved time table differs from our sine-cosine time positions by up to "
-            f"{error:.3g} (tolerance {TIME_TABLE_ATOL}); the checkpoint's token layout is not ROI-major r*Tp+t"
+            f"{error:.3g} (tolerance {tolerance:.3g}); the checkpoint's token layout is not ROI-major r*Tp+t"
         )
     return error
 
@@ -278,6 +304,7 @@ def build_converted_model(checkpoint: OriginalCheckpoint, gradient_csv: str | Pa
     else:
         model = BrainJepaModel(config)
         parts = [(checkpoint.state_dict(source), ENCODER_KEY_MAP, encoder_ignore, source, "")]
+    check_finite_weights([(state_dict, name) for state_dict, _, _, name, _ in parts])
     for state_dict, key_map, ignore, name, prefix in parts:
         part_mapped, part_unmatched = map_state_dict(state_dict, key_map, ignore, name, prefix)
         mapped.update(part_mapped)

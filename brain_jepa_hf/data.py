@@ -44,8 +44,8 @@ def read_series(path: str | os.PathLike, time_axis: int = -1) -> np.ndarray:
     if suffix == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
-        except ValueError as err:
-            raise ValueError(f"series file {path}: expected a numeric .npy array ({err})") from None
+        except (ValueError, EOFError, OSError) as err:
+            raise ValueError(f"series file {path}: expected a complete numeric .npy array ({err})") from None
     elif suffix in (".csv", ".tsv"):
         array = _read_text_table(path, "\t" if suffix == ".tsv" else ",")
     else:
@@ -57,8 +57,16 @@ def read_series(path: str | os.PathLike, time_axis: int = -1) -> np.ndarray:
     if not np.isfinite(array).all():
         row, column = np.argwhere(~np.isfinite(array))[0]
         raise ValueError(f"series file {path}: expected finite values, got NaN or Inf at row {row}, column {column}")
-    array = array if time_axis in (1, -1) else array.T
-    return np.ascontiguousarray(array, dtype=np.float32)
+    with np.errstate(over="ignore"):
+        stored = np.asarray(array, dtype=np.float32)  # the dataset's dtype
+    if not np.isfinite(stored).all():
+        row, column = np.argwhere(~np.isfinite(stored))[0]
+        raise ValueError(
+            f"series file {path}: expected values within float32 range (|x| <= 3.4e38), got {array[row, column]:.4g} at "
+            f"row {row}, column {column}; rescale the series first"
+        )
+    stored = stored if time_axis in (1, -1) else stored.T
+    return np.ascontiguousarray(stored)
 
 
 def _read_text_table(path: Path, delimiter: str) -> np.ndarray:
@@ -70,7 +78,7 @@ def _read_text_table(path: Path, delimiter: str) -> np.ndarray:
     except ValueError:
         skip = 1  # a header row
     try:
-        return np.loadtxt(path, delimiter=delimiter, skiprows=skip, dtype=np.float32, ndmin=2)
+        return np.loadtxt(path, delimiter=delimiter, skiprows=skip, dtype=np.float64, ndmin=2)
     except ValueError as err:
         raise ValueError(
             f"series file {path}: expected {'one header row then ' if skip else ''}'{delimiter}'-separated numbers ({err})"
@@ -82,7 +90,10 @@ def subject_from_filename(path: str | os.PathLike, subject_regex: str | None = N
     name = Path(path).name
     if subject_regex is None:
         return name[: -len(Path(name).suffix)] if Path(name).suffix else name
-    match = re.search(subject_regex, name)
+    try:
+        match = re.search(subject_regex, name)
+    except re.error as err:
+        raise ValueError(f"subject_regex: expected a Python regular expression, got {subject_regex!r} ({err})") from None
     if match is None:
         raise ValueError(f"subject_regex: expected {subject_regex!r} to match file name {name!r}, it does not")
     return match.group(1) if match.groups() else match.group(0)
@@ -131,6 +142,31 @@ def read_labels(labels: Any, subject_column: str = SUBJECT_COLUMN, label_columns
     if reserved:
         raise ValueError(f"label_columns: {reserved} collide with the dataset's own columns {FMRI_COLUMN!r}/{SUBJECT_COLUMN!r}")
     return table.set_index(subject_column)[label_columns]
+
+
+def check_label_values(table) -> None:
+    """Labels the dataset would store wrongly: NaN/Inf (as float32 NaN) or numbers mixed with text in
+    one column (as strings). `table` holds the rows of the subjects being written."""
+    import pandas as pd
+
+    for name in table.columns:
+        column = table[name]
+        empty = column.isna()
+        if column.dtype.kind == "f":
+            empty |= ~np.isfinite(column.to_numpy(dtype=np.float64, na_value=np.nan))
+        if empty.any():
+            bad = column.index[empty].tolist()
+            raise ValueError(
+                f"labels: expected a value in column {name!r} for every subject, got {len(bad)} empty/NaN/Inf "
+                f"(subjects {bad[:5]}); fill them in or drop those subjects' files"
+            )
+        if column.dtype.kind == "O":
+            text = column.index[pd.to_numeric(column, errors="coerce").isna()].tolist()
+            if 0 < len(text) < len(column):
+                raise ValueError(
+                    f"labels: expected numbers or text in column {name!r}, got both: text {column[text[0]]!r} for "
+                    f"subject {text[0]!r} ({len(text)} such cells) among numbers; fix those cells"
+                )
 
 
 def _label_features(table) -> dict:
@@ -357,8 +393,8 @@ def build_dataset(
         num_rois: expected ROI count (checked for every file when given).
         num_timepoints: crop every series to its first `num_timepoints` volumes (they must all be
             at least that long); without it, all files must have the same length.
-        gradient: (R, G) array or gradient CSV to store as `gradient.csv` in the dataset folder
-            (pretraining picks it up from there).
+        gradient: (R, gradient_components) array or gradient CSV to store as `gradient.csv` in the
+            dataset folder (pretraining picks it up from there).
         compute_gradient: instead, compute `gradient.csv` from the group FC of the subjects being
             written (brainspace, `gradient_components` components, `gradient_sparsity`), in the same
             streaming pass.
@@ -379,6 +415,7 @@ def build_dataset(
                 f"labels: expected a row for every subject with a file, got {len(missing)} missing "
                 f"({missing[:10]}{' ...' if len(missing) > 10 else ''}) in column {subject_column!r}"
             )
+        check_label_values(table.loc[[subject for subject, _ in files]])
         label_features = _label_features(table)
     if num_timepoints is not None and (isinstance(num_timepoints, bool) or int(num_timepoints) < 1):
         raise ValueError(f"num_timepoints: expected a positive integer, got {num_timepoints!r}")
@@ -402,6 +439,14 @@ def build_dataset(
                     else np.asarray(gradient, dtype=np.float64))
         if gradient.ndim != 2 or gradient.shape[0] != rois:
             raise ValueError(f"gradient: expected shape ({rois}, gradient_dim), one row per ROI, got {gradient.shape}")
+        if gradient.shape[1] != gradient_components:
+            raise ValueError(
+                f"gradient: expected {gradient_components} columns (gradient_components, the model's gradient_dim), "
+                f"got {gradient.shape[1]}; pass gradient_components={gradient.shape[1]} (--gradient-components) if "
+                "the model is built for that many"
+            )
+        if not np.isfinite(gradient).all():
+            raise ValueError("gradient: expected finite values, got NaN or Inf")
     group = GroupConnectivity() if compute_gradient else None
 
     def add_gradient(folder: Path) -> None:

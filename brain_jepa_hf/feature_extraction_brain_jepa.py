@@ -231,6 +231,19 @@ class BrainJepaFeatureExtractor(FeatureExtractionMixin):
         )
 
     @staticmethod
+    def _check_scaled(frames: torch.Tensor, batch) -> None:
+        """The frames are float32: values beyond its range (or whose scaling overflows) become Inf/NaN."""
+        finite = torch.isfinite(frames).flatten(1).all(1)
+        if bool(finite.all()):
+            return
+        sample = int((~finite).nonzero()[0])
+        peak = float(np.abs(np.asarray(batch[sample], dtype=np.float64)).max())
+        raise ValueError(
+            f"series[{sample}]: expected values that stay finite in float32 once scaled, got |x| up to {peak:.4g} "
+            "(overflow); rescale the series (e.g. to percent signal change or z-scores) first"
+        )
+
+    @staticmethod
     def _check_finite(batch: np.ndarray, offset: int = 0) -> None:
         if np.isfinite(batch.sum()) or np.isfinite(batch).all():  # fast path first: a finite sum
             return
@@ -307,9 +320,9 @@ class BrainJepaFeatureExtractor(FeatureExtractionMixin):
             else f"sampling_rate*num_frames={clip} volumes"
         )
         where = f" at target_tr={self.target_tr}" if self.target_tr is not None else ""
+        other = "short_series='pad'" if self.short_series == "stretch" else "short_series='stretch' or 'pad'"
         raise ValueError(
-            f"{name}: expected {needed}{where}, got {num_times}; use short_series='stretch' or 'pad', "
-            "or a smaller sampling_rate/num_frames"
+            f"{name}: expected {needed}{where}, got {num_times}; use {other}, or a smaller sampling_rate/num_frames"
         )
 
     def _scale(self, frames: torch.Tensor, valid: np.ndarray | None, offset: int) -> torch.Tensor:
@@ -389,7 +402,9 @@ class BrainJepaFeatureExtractor(FeatureExtractionMixin):
             frames, valid = self._select_rectangular(batch, rng)
         else:
             frames, valid = self._select_ragged(batch, rng)
-        frames = self._scale(frames, valid, 0).numpy()
+        frames = self._scale(frames, valid, 0)
+        self._check_scaled(frames, batch)
+        frames = frames.numpy()
         data = {"fmri_values": frames[:, None]}
         if self.gradient is not None:
             data["gradient"] = self._checked_gradient(self.gradient)

@@ -163,6 +163,10 @@ class FinetuningArguments(TrainingArguments):
             world_size = int(os.environ.get("WORLD_SIZE", "1"))
             total_batch = self.per_device_train_batch_size * self.gradient_accumulation_steps * world_size
             self.learning_rate = self.base_learning_rate * total_batch / 256
+        for name in ("base_learning_rate", "learning_rate"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise ValueError(f"{name}: expected a positive number, got {value!r}")
         if self.lr_scheduler_type == "cosine_with_min_lr" and not self.lr_scheduler_kwargs:
             self.lr_scheduler_kwargs = {"min_lr": self.min_learning_rate}
         if isinstance(self.seeds, bool) or not isinstance(self.seeds, int) or self.seeds < 1:
@@ -423,10 +427,10 @@ def _split_dataset(dataset, data_args: DataArguments, roles: list[str]) -> dict:
         if count < 1 or count >= len(remaining):
             result[role] = dataset.select([])
             continue
-        rest, held = train_test_split(
-            remaining, test_size=count, random_state=data_args.split_seed,
-            stratify=None if stratify is None else stratify[remaining],
-        )
+        strata = None if stratify is None else stratify[remaining]
+        if strata is not None and min(count, len(remaining) - count) < len(np.unique(strata)):
+            strata = None  # too few samples to hold every class on both sides: a plain random split
+        rest, held = train_test_split(remaining, test_size=count, random_state=data_args.split_seed, stratify=strata)
         result[role] = dataset.select(np.sort(held))
         remaining, remaining_fraction = np.sort(rest), remaining_fraction - fractions[role]
     result["train"] = dataset.select(remaining)

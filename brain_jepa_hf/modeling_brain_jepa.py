@@ -5,6 +5,8 @@ saved next to the weights runs as Hub remote code."""
 from __future__ import annotations
 
 import functools
+import os
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,10 +20,11 @@ from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput
+from transformers.utils import ModelOutput, logging
 
 from .configuration_brain_jepa import BrainJepaConfig
 
+logger = logging.get_logger(__name__)
 
 # The Auto classes each model class is registered for (brain_jepa_hf/__init__.py).
 BRAIN_JEPA_AUTO_CLASSES = {
@@ -49,17 +52,41 @@ def _check_finite(name: str, tensor: torch.Tensor) -> None:
 
 
 def cast_checked(name: str, tensor: torch.Tensor, dtype: torch.dtype, device=None) -> torch.Tensor:
-    """`tensor` (already checked finite) in the model's `dtype` on `device`. A finite value can still
-    overflow to Inf in a narrower dtype (float64 -> float32, or float32 -> bfloat16 within 0.4% of
-    float32's maximum); that is an error too, so the check holds for what the model actually sees."""
+    """`tensor` in the weights' dtype; a finite value beyond that dtype's range (1e39 in float64 for
+    a float32 model, 7e4 for a float16 one) would become Inf there, and every output NaN."""
     cast = tensor.to(device=device, dtype=dtype)
-    if cast is not tensor and cast.dtype != tensor.dtype and _checking_values() and not torch.isfinite(cast).all():
-        bad = int((~torch.isfinite(cast)).sum())
+    if cast.dtype != tensor.dtype and _checking_values() and not torch.isfinite(cast).all():
         raise ValueError(
-            f"{name}: expected values within the range of the model's dtype {dtype} (|x| <= {torch.finfo(dtype).max:.3g}), "
-            f"got {bad} entries that overflow when cast from {tensor.dtype}"
+            f"{name}: expected values within the range of the model's dtype {dtype} (|x| <= "
+            f"{torch.finfo(dtype).max:.4g}), got |x| up to {float(tensor.abs().max()):.4g}; rescale the input "
+            "(e.g. z-score it) or use a float32 model"
         )
     return cast
+
+
+def _check_model_location(name_or_path, kwargs: dict) -> None:
+    """Fail at once, naming the path, for a local folder that is absent or holds no config.json
+    (instead of Hub retries or an unrelated loading error)."""
+    if name_or_path is None or kwargs.get("config") is not None and not isinstance(kwargs["config"], str):
+        return
+    path = os.path.expanduser(str(name_or_path))
+    if kwargs.get("subfolder"):
+        path = os.path.join(path, kwargs["subfolder"])
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            probe = " (it holds a linear probe: probe_config.json)" if os.path.isfile(os.path.join(path, "probe_config.json")) else ""
+            raise ValueError(
+                f"pretrained_model_name_or_path: expected a saved model folder with config.json, got {path} without "
+                f"one{probe}; pass the folder that `convert`, `pretrain` or `finetune` wrote"
+            )
+        return
+    text = str(name_or_path)
+    parent = os.path.dirname(path)
+    looks_local = text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1 or bool(parent) and os.path.isdir(parent)
+    if looks_local and not os.path.exists(path):
+        raise ValueError(
+            f"pretrained_model_name_or_path: no such folder {text!r} (a Hub id looks like 'user/model'); check the path"
+        )
 
 
 def check_fmri_values(fmri_values, config: BrainJepaConfig) -> None:
@@ -452,7 +479,7 @@ def run_layers(layers: nn.ModuleList, hidden_states: torch.Tensor, output_hidden
         hidden_states, weights = layer(hidden_states)
         if output_hidden_states:
             all_hidden += (hidden_states,)
-        if output_attentions:
+        if output_attentions and weights is not None:
             all_attentions += (weights,)
     return hidden_states, all_hidden, all_attentions
 
@@ -493,6 +520,37 @@ class BrainJepaPreTrainedModel(PreTrainedModel):
         elif isinstance(module, BrainJepaPredictor):
             init.trunc_normal_(module.mask_token, std=std)
 
+    # Weights a checkpoint of this class may lack: a new task head starts fresh from its init.
+    _fresh_on_load: tuple[str, ...] = ()
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """As in transformers, but strict: weights the checkpoint lacks (other than a fresh task head)
+        or carries beyond what this class uses raise a ValueError naming them, instead of leaving
+        random weights. With `output_loading_info=True`, or weights given as `state_dict` without a
+        folder, the caller gets the report and decides."""
+        _check_model_location(pretrained_model_name_or_path, kwargs)
+        wants_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
+        if wants_info or pretrained_model_name_or_path is None:
+            return (model, info) if wants_info else model
+        fresh = re.compile("|".join(cls._fresh_on_load)) if cls._fresh_on_load else None
+        missing = sorted(k for k in info["missing_keys"] if fresh is None or not fresh.match(k))
+        unexpected = sorted(info["unexpected_keys"])
+        if missing or unexpected:
+
+            def listed(keys):
+                return ", ".join(keys[:5]) + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+
+            found = [f"{len(missing)} missing ({listed(missing)})"] if missing else []
+            found += [f"{len(unexpected)} unexpected ({listed(unexpected)})"] if unexpected else []
+            raise ValueError(
+                f"pretrained_model_name_or_path: expected the weights of a {cls.__name__} in "
+                f"{pretrained_model_name_or_path}, got {' and '.join(found)} keys; the weights file does not "
+                "match its config (renamed or lost layers?): re-save or re-convert it"
+            )
+        return model
+
     def save_pretrained(self, save_directory, *args, **kwargs):
         """As in transformers, and when the class is registered for an Auto class, `auto_map` lists
         every Brain-JEPA Auto class, so e.g. a pretraining folder also loads with AutoModel (its
@@ -524,13 +582,15 @@ class BrainJepaPreTrainedModel(PreTrainedModel):
 class BrainJepaModel(BrainJepaPreTrainedModel):
     """The Brain-JEPA encoder: patch embedding + gradient positions -> pre-norm ViT -> LayerNorm."""
 
-    # Loading a pretraining folder keeps its target encoder; the rest is expected to be left out.
-    _keys_to_ignore_on_load_unexpected = [r"context_encoder\.", r"predictor\."]
+    # Loading a pretraining folder keeps its target encoder, a classification folder its encoder; the
+    # rest is expected to be left out.
+    _keys_to_ignore_on_load_unexpected = [r"context_encoder\.", r"predictor\.", r"fc_norm\.", r"classifier\."]
 
     def __init__(self, config: BrainJepaConfig):
         super().__init__(config)
         self.embeddings = BrainJepaEmbeddings(config)
-        rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers).tolist()
+        # On the CPU even under a `torch.device("meta")` context: the rates are plain numbers.
+        rates = torch.linspace(0, config.drop_path_rate, config.num_hidden_layers, device="cpu").tolist()
         self.layers = nn.ModuleList(
             BrainJepaLayer(config, config.hidden_size, config.num_attention_heads, rate) for rate in rates
         )
@@ -548,7 +608,6 @@ class BrainJepaModel(BrainJepaPreTrainedModel):
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> BaseModelOutputWithPooling | tuple:
         r"""
         fmri_values (`torch.FloatTensor` of shape `(batch, 1, rois, frames)`):
@@ -562,9 +621,11 @@ class BrainJepaModel(BrainJepaPreTrainedModel):
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
         return_dict = return_dict if return_dict is not None else self.config.return_dict
         if output_attentions and self.config._attn_implementation not in ("eager", None):
-            raise ValueError(
-                f"output_attentions: needs attn_implementation='eager', got {self.config._attn_implementation!r}; "
-                "load with attn_implementation='eager' or call model.set_attn_implementation('eager')"
+            # As transformers' sdpa/flash interfaces do: warn, and return no attention weights.
+            logger.warning_once(
+                f"output_attentions: attn_implementation={self.config._attn_implementation!r} computes no attention "
+                "weights, so none are returned; load with attn_implementation='eager' or call "
+                "model.set_attn_implementation('eager') to get them"
             )
         check_fmri_values(fmri_values, self.config)
         batch, _, num_rois, frames = fmri_values.shape
@@ -579,6 +640,12 @@ class BrainJepaModel(BrainJepaPreTrainedModel):
             self.layers, hidden_states, output_hidden_states, output_attentions
         )
         sequence_output = self.layernorm(hidden_states)
+        if _checking_values() and not torch.isfinite(sequence_output).all():
+            raise ValueError(
+                f"fmri_values: finite inputs gave non-finite outputs: the model's {sequence_output.dtype} activations "
+                f"overflowed (input |x| up to {float(fmri_values.abs().max()):.4g}); rescale the input (e.g. z-score "
+                "it) or use a float32 model"
+            )
         pooled_output = sequence_output.mean(dim=1)
         if not return_dict:
             return tuple(v for v in (sequence_output, pooled_output, all_hidden, all_attentions) if v is not None)
@@ -642,6 +709,11 @@ class BrainJepaForPreTrainingOutput(ModelOutput):
     target_pooled_output (`torch.FloatTensor` of shape `(batch, hidden_size)`):
         Mean over all tokens of the target encoder's output (what a linear probe of this model sees),
         for monitoring how much the features depend on the sample.
+    hidden_states (`tuple(torch.FloatTensor)`, *optional*, returned when `output_hidden_states=True`):
+        Context encoder: its input embeddings and each block's output, each `(batch, num_context, hidden_size)`.
+    attentions (`tuple(torch.FloatTensor)`, *optional*, returned when `output_attentions=True`):
+        Context encoder: each block's attention weights `(batch, heads, num_context, num_context)`
+        (eager attention only, as in transformers).
     """
 
     loss: torch.FloatTensor | None = None
@@ -649,6 +721,8 @@ class BrainJepaForPreTrainingOutput(ModelOutput):
     targets: torch.FloatTensor | None = None
     context_hidden_states: torch.FloatTensor | None = None
     target_pooled_output: torch.FloatTensor | None = None
+    hidden_states: tuple[torch.FloatTensor, ...] | None = None
+    attentions: tuple[torch.FloatTensor, ...] | None = None
 
 
 class BrainJepaForPreTraining(BrainJepaPreTrainedModel):
@@ -694,8 +768,9 @@ class BrainJepaForPreTraining(BrainJepaPreTrainedModel):
         context_indices: torch.Tensor,
         target_indices: torch.Tensor,
         gradient: torch.Tensor | None = None,
+        output_hidden_states: bool | None = None,
+        output_attentions: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> BrainJepaForPreTrainingOutput | tuple:
         r"""
         context_indices (`torch.LongTensor` of shape `(batch, num_context)`):
@@ -726,15 +801,21 @@ class BrainJepaForPreTraining(BrainJepaPreTrainedModel):
             target_outputs = self.brain_jepa(fmri_values, gradient=gradient)
             target_features = F.layer_norm(target_outputs.last_hidden_state, (target_outputs.last_hidden_state.shape[-1],))
             targets = gather_tokens(target_features, target_indices)
-        context = self.context_encoder(fmri_values, gradient=gradient, context_indices=context_indices).last_hidden_state
+        context_outputs = self.context_encoder(
+            fmri_values, gradient=gradient, context_indices=context_indices,
+            output_hidden_states=output_hidden_states, output_attentions=output_attentions, return_dict=True,
+        )
+        context = context_outputs.last_hidden_state
         predictions = self.predictor(context, context_indices, target_indices, gradient, num_rois, num_time_patches)
         loss = F.smooth_l1_loss(predictions.float(), targets.float(), beta=1.0)
 
         if not return_dict:
-            return (loss, predictions, targets, context, target_outputs.pooler_output)
+            rest = tuple(v for v in (context_outputs.hidden_states, context_outputs.attentions) if v is not None)
+            return (loss, predictions, targets, context, target_outputs.pooler_output) + rest
         return BrainJepaForPreTrainingOutput(
             loss=loss, predictions=predictions, targets=targets, context_hidden_states=context,
             target_pooled_output=target_outputs.pooler_output,
+            hidden_states=context_outputs.hidden_states, attentions=context_outputs.attentions,
         )
 
 
@@ -745,6 +826,9 @@ class BrainJepaClassifier(nn.Linear):
 class BrainJepaForSequenceClassification(BrainJepaPreTrainedModel):
     """Encoder -> mean over tokens -> LayerNorm (fc_norm) -> Linear head, for regression,
     single-label or multi-label classification (`config.problem_type`)."""
+
+    # Loading an encoder or pretraining folder starts a new head.
+    _fresh_on_load = (r"fc_norm\.", r"classifier\.")
 
     def __init__(self, config: BrainJepaConfig):
         super().__init__(config)
@@ -764,6 +848,15 @@ class BrainJepaForSequenceClassification(BrainJepaPreTrainedModel):
         return "multi_label_classification"
 
     def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if not isinstance(labels, torch.Tensor):
+            raise ValueError(f"labels: expected a torch.Tensor, got {type(labels).__name__}; pass torch.tensor(labels)")
+        if self.num_labels < 1:
+            raise ValueError(
+                "labels: the model has no task head (num_labels=0), so there is no loss to compute; set num_labels "
+                "to the number of classes (1 for regression)"
+            )
+        if labels.is_floating_point():
+            _check_finite("labels", labels)
         problem_type = self._problem_type(labels)
         batch = logits.shape[0]
         if problem_type == "regression":
@@ -786,7 +879,18 @@ class BrainJepaForSequenceClassification(BrainJepaPreTrainedModel):
             return F.cross_entropy(logits.float(), labels)
         if problem_type == "multi_label_classification":
             if tuple(labels.shape) != tuple(logits.shape):
-                raise ValueError(f"labels: expected shape {tuple(logits.shape)} of 0/1 targets, got {tuple(labels.shape)}")
+                inferred = "" if self.config.problem_type else (
+                    f" (floating-point labels with num_labels={self.num_labels} are taken as multi-label; for class "
+                    "ids pass integer labels or set problem_type='single_label_classification')"
+                )
+                raise ValueError(
+                    f"labels: expected shape {tuple(logits.shape)} of 0/1 targets, got {tuple(labels.shape)}{inferred}"
+                )
+            if _checking_values() and not bool(((labels == 0) | (labels == 1)).all()):
+                raise ValueError(
+                    "labels: expected 0/1 targets for multi-label classification, got values such as "
+                    f"{float(labels[(labels != 0) & (labels != 1)][0]):g}"
+                )
             return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
         raise ValueError(
             "problem_type: expected 'regression', 'single_label_classification' or 'multi_label_classification', "
@@ -798,12 +902,14 @@ class BrainJepaForSequenceClassification(BrainJepaPreTrainedModel):
         fmri_values: torch.Tensor,
         gradient: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
+        context_indices: torch.Tensor | None = None,
         output_hidden_states: bool | None = None,
         output_attentions: bool | None = None,
         return_dict: bool | None = None,
-        **kwargs,
     ) -> SequenceClassifierOutput | tuple:
         r"""
+        context_indices (`torch.LongTensor` of shape `(batch, num_context)`, *optional*):
+            ROI-major token indices the encoder keeps (and the head pools over); all tokens if None.
         labels (`torch.Tensor` of shape `(batch,)` or `(batch, num_labels)`, *optional*):
             Regression targets, class ids, or multi-label 0/1 targets, by `config.problem_type`.
         """
@@ -811,6 +917,7 @@ class BrainJepaForSequenceClassification(BrainJepaPreTrainedModel):
         outputs = self.brain_jepa(
             fmri_values,
             gradient=gradient,
+            context_indices=context_indices,
             output_hidden_states=output_hidden_states,
             output_attentions=output_attentions,
             return_dict=True,

@@ -34,14 +34,14 @@ def read_series_file(path: str | os.PathLike) -> np.ndarray:
     if suffix == ".npy":
         try:
             array = np.load(path, allow_pickle=False)
-        except ValueError as err:
+        except (ValueError, EOFError, OSError) as err:
             raise ValueError(f"inputs: {path} is not a numeric .npy array ({err})") from None
     else:
         delimiter = {".csv": ",", ".tsv": "\t"}.get(suffix)
         array = None
         for skip in (0, 1):  # a header line is tolerated, anything else non-numeric is an error
             try:
-                array = np.loadtxt(path, delimiter=delimiter, ndmin=2, dtype=np.float32, skiprows=skip)
+                array = np.loadtxt(path, delimiter=delimiter, ndmin=2, dtype=np.float64, skiprows=skip)
                 break
             except ValueError as err:
                 message = str(err)

@@ -4,9 +4,11 @@ atomic checkpoints and exact resume. Runs as `brain-jepa pretrain` or under `acc
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -101,6 +103,13 @@ class PretrainingArguments:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+        for name in ("learning_rate", "start_lr", "final_lr", "weight_decay", "final_weight_decay"):
+            value = getattr(self, name)
+            positive = name == "learning_rate"
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or (
+                value <= 0 if positive else value < 0
+            ):
+                raise ValueError(f"{name}: expected a {'positive' if positive else 'non-negative'} number, got {value!r}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps: expected a positive integer or None, got {self.max_steps!r}")
         if not 0 <= self.warmup_epochs <= self.num_epochs:
@@ -127,6 +136,14 @@ class PretrainingArguments:
                 raise ValueError(f"model_overrides: expected a JSON object, got {self.model_overrides!r} ({error})") from None
         if not isinstance(overrides, dict):
             raise ValueError(f"model_overrides: expected a mapping of BrainJepaConfig fields, got {overrides!r}")
+        from .configuration_brain_jepa import BrainJepaConfig
+
+        known = set(BrainJepaConfig.from_preset("tiny").to_dict())
+        for key in overrides:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), sorted(known), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                raise ValueError(f"model_overrides: expected BrainJepaConfig fields, got unknown key {key!r}{hint}")
         return overrides
 
     def model_config(self, num_rois: int | None = None):
@@ -441,7 +458,16 @@ def pretrain(args: PretrainingArguments) -> Path:
             shutil.rmtree(temporary, ignore_errors=True)
             temporary.mkdir(parents=True)
         accelerator.wait_for_everyone()
-        accelerator.save_state(str(temporary))
+        try:
+            accelerator.save_state(str(temporary))
+        except (RuntimeError, OSError) as err:  # a full disk surfaces as e.g. "basic_ios::clear: iostream error"
+            shutil.rmtree(temporary, ignore_errors=True)
+            free = shutil.disk_usage(root).free / 2**20
+            raise OSError(
+                f"output_dir: could not write the step-{global_step} checkpoint under {root} ({err}); {free:.0f} MiB "
+                "free there: free some space or choose another output_dir, then resume with "
+                "--resume_from_checkpoint latest"
+            ) from err
         collator_states = gather_object([collator.state_dict()])
         if accelerator.is_main_process:
             feature_extractor.save_pretrained(temporary)

@@ -53,7 +53,7 @@ class BrainJepaLinearProbe(nn.Module):
                 "problem_type": self.problem_type, "encoder": self.encoder.config.to_dict()}
 
     def forward(self, fmri_values: torch.Tensor, gradient: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, **kwargs) -> SequenceClassifierOutput:
+                labels: torch.Tensor | None = None) -> SequenceClassifierOutput:
         with torch.no_grad():
             features = self.encoder(fmri_values, gradient=gradient).pooler_output
         logits = self.classifier(self.norm(features))

@@ -34,3 +34,9 @@ def disjoint_indices(batch: int, num_tokens: int, num_context: int, num_targets:
 @pytest.fixture
 def tiny_config():
     return make_config()
+
+
+def pytest_configure(config):
+    # Markers of transformers' common tests (tests/test_transformers_common.py).
+    for marker in ("accelerate_tests", "flash_attn_test", "flash_attn_3_test", "flash_attn_4_test", "torch_compile_test"):
+        config.addinivalue_line("markers", f"{marker}: marker of transformers' common model tests")

@@ -66,7 +66,7 @@ def test_nifti_to_dataset_pipeline(tmp_path, capsys):
         tmp_path / "participants.tsv", sep="\t", index=False)
     assert main(["build-dataset", str(tmp_path / "rois"), "--labels", str(tmp_path / "participants.tsv"),
                  "--subject-column", "participant_id", "--output-dir", str(tmp_path / "dataset"),
-                 "--num-rois", "6", "--gradient", str(tmp_path / "gradient.csv")]) == 0
+                 "--num-rois", "6", "--gradient", str(tmp_path / "gradient.csv"), "--gradient-components", "3"]) == 0
     assert "wrote 3 subjects (6 ROIs x 60 volumes)" in capsys.readouterr().out
     dataset = load_from_disk(str(tmp_path / "dataset"))
     assert dataset.column_names == ["subject_id", "fmri", "age", "group"]

@@ -58,7 +58,8 @@ def entries(folder: Path) -> set[str]:
 def test_round_trip_with_predictor_reproduces_encoders_and_predictor(pretrained, original_files, tmp_path):
     model, fmri, _ = pretrained
     checkpoint, gradient_csv = original_files
-    out = convert_original_checkpoint(checkpoint, gradient_csv, tmp_path / "brain-jepa", with_predictor=True)
+    out = convert_original_checkpoint(checkpoint, gradient_csv, tmp_path / "brain-jepa", with_predictor=True,
+                                      num_attention_heads=4)
     converted = BrainJepaForPreTraining.from_pretrained(out).eval()
     context, targets = disjoint_indices(fmri.shape[0], model.config.num_patches, 60, 25)
     with torch.no_grad():
@@ -78,7 +79,8 @@ def test_round_trip_with_predictor_reproduces_encoders_and_predictor(pretrained,
 def test_round_trip_encoder_only_from_each_source(pretrained, original_files, tmp_path, source):
     model, fmri, gradient = pretrained
     checkpoint, gradient_csv = original_files
-    out = convert_original_checkpoint(checkpoint, gradient_csv, tmp_path / "brain-jepa", source=source)
+    out = convert_original_checkpoint(checkpoint, gradient_csv, tmp_path / "brain-jepa", source=source,
+                                      num_attention_heads=4)
     converted = BrainJepaModel.from_pretrained(out).eval()
     reference = model.brain_jepa if source == "target_encoder" else model.context_encoder
     other = model.context_encoder if source == "target_encoder" else model.brain_jepa
@@ -107,10 +109,11 @@ def test_cli_convert_and_script_help(original_files, tmp_path, capsys):
     checkpoint, gradient_csv = original_files
     out = tmp_path / "cli-out"
     code = cli_main(["convert", str(checkpoint), "--gradient-csv", str(gradient_csv), "--output-dir", str(out),
-                     "--source", "encoder", "--with-predictor"])
+                     "--source", "encoder", "--with-predictor", "--num-attention-heads", "4"])
     assert code == 0
     assert json.loads((out / "config.json").read_text())["architectures"] == ["BrainJepaForPreTraining"]
-    assert cli_main(["convert", str(checkpoint), "--gradient-csv", str(gradient_csv), "--output-dir", str(out)]) == 1
+    assert cli_main(["convert", str(checkpoint), "--gradient-csv", str(gradient_csv), "--output-dir", str(out),
+                     "--num-attention-heads", "4"]) == 1
     assert "already exists" in capsys.readouterr().err
     result = subprocess.run([sys.executable, str(REPO_ROOT / "conversion" / "convert_original_checkpoint.py"), "--help"],
                             capture_output=True, text=True, timeout=120)
@@ -121,7 +124,7 @@ def test_cli_convert_and_script_help(original_files, tmp_path, capsys):
 def _bad_conversion(tmp_path, checkpoint, gradient_csv, match, error=ValueError, **kwargs):
     before = entries(tmp_path)
     with pytest.raises(error, match=match):
-        convert_original_checkpoint(checkpoint, gradient_csv, tmp_path / "out", **kwargs)
+        convert_original_checkpoint(checkpoint, gradient_csv, tmp_path / "out", **{"num_attention_heads": 4, **kwargs})
     assert entries(tmp_path) == before, "a failed conversion left files behind"
 
 
@@ -136,7 +139,7 @@ def test_missing_unexpected_and_misshaped_keys_are_all_listed(pretrained, origin
     path = write_checkpoint(tmp_path, checkpoint)
     before = entries(tmp_path)
     with pytest.raises(ValueError) as info:
-        convert_original_checkpoint(path, gradient_csv, tmp_path / "out")
+        convert_original_checkpoint(path, gradient_csv, tmp_path / "out", num_attention_heads=4)
     message = str(info.value)
     assert "missing keys (1): ['layers.1.mlp.fc2.bias']" in message
     assert "unexpected keys (1): ['target_encoder:blocks.0.attn.rel_pos']" in message
@@ -214,8 +217,8 @@ def test_existing_output_folder_needs_overwrite(original_files, tmp_path):
     out.mkdir()
     (out / "keep.txt").write_text("user data")
     with pytest.raises(FileExistsError, match=r"output_dir: .*out already exists; pass overwrite=True"):
-        convert_original_checkpoint(checkpoint, gradient_csv, out)
+        convert_original_checkpoint(checkpoint, gradient_csv, out, num_attention_heads=4)
     assert entries(out) == {"keep.txt"} and entries(tmp_path) == {"out"}
-    convert_original_checkpoint(checkpoint, gradient_csv, out, overwrite=True)
+    convert_original_checkpoint(checkpoint, gradient_csv, out, overwrite=True, num_attention_heads=4)
     assert "keep.txt" not in entries(out) and "model.safetensors" in entries(out)
     assert entries(tmp_path) == {"out"}, "temporary folders were left beside the output"

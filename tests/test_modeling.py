@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForSequenceClassification
 
-from brain_jepa_hf import BrainJepaConfig, BrainJepaForSequenceClassification, BrainJepaModel
+from brain_jepa_hf import BrainJepaConfig, BrainJepaForPreTraining, BrainJepaForSequenceClassification, BrainJepaModel
 from conftest import make_config, make_inputs
 
 ATOL = 1e-5
@@ -194,8 +194,43 @@ def test_hidden_states_and_attentions_follow_transformers_conventions(tiny_confi
     torch.testing.assert_close(model.layernorm(out.hidden_states[-1]), out.last_hidden_state)
     as_tuple = model(fmri, gradient=gradient, return_dict=False)
     torch.testing.assert_close(as_tuple[0], out.last_hidden_state)
-    with pytest.raises(ValueError, match="output_attentions: needs attn_implementation='eager', got 'sdpa'"):
-        model_with(tiny_config, "sdpa")(fmri, gradient=gradient, output_attentions=True)
+
+
+def test_sdpa_returns_no_attention_weights_and_warns_as_transformers_does(tiny_config, caplog):
+    fmri, gradient = make_inputs(tiny_config)
+    eager = model_with(tiny_config, "eager")(fmri, gradient=gradient, output_hidden_states=True)
+    with caplog.at_level("WARNING"):
+        out = model_with(tiny_config, "sdpa")(fmri, gradient=gradient, output_attentions=True, output_hidden_states=True)
+    assert out.attentions == ()
+    assert "attn_implementation='eager'" in caplog.text
+    torch.testing.assert_close(out.last_hidden_state, eager.last_hidden_state, atol=1e-5, rtol=1e-4)
+    assert len(out.hidden_states) == tiny_config.num_hidden_layers + 1
+
+
+def test_models_build_on_the_meta_device():
+    config = make_config(drop_path_rate=0.2)
+    with torch.device("meta"):
+        model = BrainJepaForPreTraining(config)
+    rates = [layer.drop_path.drop_prob for layer in model.context_encoder.layers]
+    assert rates == torch.linspace(0, 0.2, config.num_hidden_layers).tolist()
+
+
+@pytest.mark.parametrize("model_class", [BrainJepaModel, BrainJepaForSequenceClassification])
+def test_unknown_keyword_arguments_are_refused(tiny_config, model_class):
+    fmri, gradient = make_inputs(tiny_config)
+    with pytest.raises(TypeError, match="context_indice"):
+        model_class(tiny_config)(fmri, gradient=gradient, context_indice=None)
+
+
+def test_classification_pools_over_the_given_context_tokens():
+    torch.manual_seed(0)
+    classifier = BrainJepaForSequenceClassification(make_config(num_labels=2)).eval()
+    fmri, gradient = make_inputs(classifier.config)
+    keep = torch.arange(0, classifier.config.num_patches, 2).expand(fmri.shape[0], -1)
+    subset = classifier(fmri, gradient=gradient, context_indices=keep).logits
+    encoded = classifier.brain_jepa(fmri, gradient=gradient, context_indices=keep).pooler_output
+    torch.testing.assert_close(subset, classifier.classifier(classifier.fc_norm(encoded)))
+    assert not torch.allclose(subset, classifier(fmri, gradient=gradient).logits)
 
 
 def test_drop_path_is_stochastic_in_training_only():
@@ -352,3 +387,17 @@ def test_bad_context_indices(tiny_config, indices, message):
     fmri, gradient = make_inputs(tiny_config)
     with pytest.raises(ValueError, match=message):
         model(fmri, gradient=gradient, context_indices=indices)
+
+
+def test_trainer_divides_the_loss_over_gradient_accumulation_steps(tmp_path, tiny_config):
+    """A forward taking **kwargs tells Trainer it normalises by `num_items_in_batch` itself; ours take
+    none, so Trainer averages the loss over accumulation steps."""
+    from transformers import Trainer, TrainingArguments
+
+    from brain_jepa_hf.probing import BrainJepaLinearProbe
+
+    args = TrainingArguments(output_dir=str(tmp_path), gradient_accumulation_steps=2, report_to=[], use_cpu=True)
+    classifier = BrainJepaForSequenceClassification(make_config(num_labels=2))
+    probe = BrainJepaLinearProbe(BrainJepaModel(tiny_config), num_labels=2, problem_type="single_label_classification")
+    for model in (classifier, probe):
+        assert Trainer(model=model, args=args).model_accepts_loss_kwargs is False

@@ -49,6 +49,23 @@ def test_loss_is_smooth_l1_against_layernormed_target_features(tiny_config):
     assert not torch.allclose(shuffled, out.predictions)
 
 
+def test_hidden_states_and_attentions_are_the_context_encoders(tiny_config):
+    model = pretraining_model(tiny_config, attn="eager").eval()
+    fmri, gradient = make_inputs(tiny_config)
+    context, targets = disjoint_indices(3, tiny_config.num_patches, 40, 25)
+    out = model(fmri, context, targets, gradient=gradient, output_hidden_states=True, output_attentions=True)
+    encoder = model.context_encoder(
+        fmri, gradient=gradient, context_indices=context, output_hidden_states=True, output_attentions=True
+    )
+    assert len(out.hidden_states) == tiny_config.num_hidden_layers + 1
+    for ours, expected in zip(out.hidden_states + out.attentions, encoder.hidden_states + encoder.attentions):
+        torch.testing.assert_close(ours, expected)
+    plain = model(fmri, context, targets, gradient=gradient, return_dict=False)
+    assert len(plain) == 5 and model(fmri, context, targets, gradient=gradient).hidden_states is None
+    with pytest.raises(TypeError, match="output_hidden_state"):
+        model(fmri, context, targets, gradient=gradient, output_hidden_state=True)
+
+
 def test_backward_reaches_context_encoder_and_predictor_only(tiny_config):
     model = pretraining_model(tiny_config).train()
     fmri, gradient = make_inputs(tiny_config)

@@ -4,7 +4,6 @@ as figures, tables and a report (brain_jepa_hf.analysis_report)."""
 from __future__ import annotations
 
 import argparse
-import sys
 
 EXAMPLES = """\
 examples:
@@ -50,26 +49,19 @@ def register(subparsers) -> None:
     parser.add_argument("--fmri_column", default="fmri")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output_dir")
-    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
+    """Errors (ValueError, OSError) become one line in `brain_jepa_hf.cli.main`; `--debug` shows the traceback."""
     from ..analysis_report import analyze_model
 
-    try:
-        result = analyze_model(
-            args.model, args.dataset, args.output_dir, label_column=args.label_column, atlas=args.atlas,
-            level=args.level, layers=args.layers, max_subjects=args.max_subjects, batch_size=args.batch_size,
-            permutations=args.permutations, seed=args.seed, device=args.device, attribution=args.attribution,
-            attribution_method=args.attribution_method, attribution_steps=args.attribution_steps,
-            fmri_column=args.fmri_column, split=args.split, overwrite=args.overwrite,
-        )
-    except (ValueError, FileNotFoundError, FileExistsError, OSError) as err:
-        if args.debug:
-            raise
-        message = str(err).splitlines()[0] if str(err) else type(err).__name__
-        print(f"brain-jepa analyze: error: {message}", file=sys.stderr)
-        return 1
+    result = analyze_model(
+        args.model, args.dataset, args.output_dir, label_column=args.label_column, atlas=args.atlas,
+        level=args.level, layers=args.layers, max_subjects=args.max_subjects, batch_size=args.batch_size,
+        permutations=args.permutations, seed=args.seed, device=args.device, attribution=args.attribution,
+        attribution_method=args.attribution_method, attribution_steps=args.attribution_steps,
+        fmri_column=args.fmri_column, split=args.split, overwrite=args.overwrite,
+    )
     print(f"wrote {result.report} ({len(result.figures)} figures, {len(result.tables)} tables)")
     return 0

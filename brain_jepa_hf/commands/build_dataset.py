@@ -53,7 +53,7 @@ def register(subparsers) -> None:
     gradient.add_argument("--compute-gradient", action="store_true",
                           help="compute gradient.csv from the subjects' group FC (brainspace, 30 components)")
     parser.add_argument("--gradient-components", type=int, default=30,
-                        help="with --compute-gradient: number of gradients (default 30)")
+                        help="gradients computed (--compute-gradient) or expected in --gradient (default 30)")
     parser.add_argument("--gradient-sparsity", type=float, default=0.9,
                         help="with --compute-gradient: fraction of each affinity row zeroed (default 0.9)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")

@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
     parser.add_argument("--repo-id", help="Hub id the model card's quick start loads (default: the folder)")
     parser.add_argument("--num-attention-heads", type=int,
-                        help="heads per layer, for sizes other than the paper's ViT-S/B/L (inferred otherwise)")
+                        help="heads per layer: required unless the checkpoint is a paper size (ViT-S/B/L)")
     parser.add_argument("--sampling-rate", type=int, default=3, help="feature extractor clip stride (default 3)")
     parser.add_argument("--scaling", choices=("zscore", "robust", "none"), default="zscore",
                         help="feature extractor scaling (default zscore: robust needs UK Biobank statistics)")

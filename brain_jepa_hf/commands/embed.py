@@ -76,12 +76,12 @@ def _embed(args):
     from ..embedding import distributed_state, embed, load_encoder
     from ..feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 
+    state = distributed_state()
+    device = state.device if state is not None and args.device != "cpu" else args.device
+    encoder = load_encoder(args.model, device=device, dtype=args.dtype)  # first: a wrong model path fails at once
     dataset = open_dataset(args.dataset, split=args.split, example_subjects=args.example_subjects,
                            fmri_column=args.fmri_column)
     extractor = BrainJepaFeatureExtractor.from_pretrained(args.feature_extractor or args.model)
-    state = distributed_state()
-    device = state.device if state is not None and args.device != "cpu" else args.device
-    encoder = load_encoder(args.model, device=device, dtype=args.dtype)
     stats = {}
     path = embed(encoder, dataset, args.output, feature_extractor=extractor, pooling=args.pooling,
                  batch_size=args.batch_size, chunk_size=args.chunk_size, fmri_column=args.fmri_column,
