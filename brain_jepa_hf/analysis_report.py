@@ -504,6 +504,11 @@ def _attention_sections(context: _Context) -> None:
 
     # contrasts between classes
     label = context.label
+    if label is not None and not label.categorical:
+        context.contrast_lines.append(
+            f"{label.column!r} is continuous: no per-class bars and no contrast (bin it into classes first, e.g. with "
+            "dataset.map); it colours the embedding PCA below."
+        )
     if label is not None and label.categorical and len(label.classes) >= 2 and context.permutations > 0:
         pairs = list(itertools.combinations(label.classes, 2))
         if len(pairs) > MAX_CONTRASTS:

@@ -166,6 +166,17 @@ def test_analyze_model_fine_level_with_attribution(folders, tmp_path):
     assert set(result.findings) == {path.stem for path in result.figures.values()}
 
 
+def test_a_continuous_label_colours_the_pca_only(folders, tmp_path):
+    result = analyze_model(folders["classifier"], "example", tmp_path / "age", label_column="age", layers=[-1],
+                           max_subjects=4, attribution=False, progress=False)
+    report = result.report.read_text()
+    assert "- Label: `age` (continuous)" in report and "'age' is continuous: no per-class bars and no contrast" in report
+    assert "attribution_glass_brain" not in result.figures and not any("contrast" in name for name in result.tables)
+    pca = pd.read_csv(result.tables["embeddings_pca"])
+    assert list(pca.columns) == ["subject_id", "age", "pc1", "pc2"] and pca["age"].between(45, 80).all()
+    assert "age correlates with PC1 at r = " in result.findings["embeddings_pca"]
+
+
 def test_parse_layers():
     assert parse_layers("all") is None and parse_layers(None) is None
     assert parse_layers("0,5,11") == [0, 5, 11] and parse_layers("-1") == [-1]
