@@ -196,10 +196,14 @@ def roi_pooled_attention(
         pooled = _attend_pairs(pairs, query, key, value, output, *geometry)
     else:
         threads = torch.get_num_threads()
+        # Grad and inference modes are per thread: the workers take the caller's (e.g. the demo's
+        # inference_mode, whose tensors may only be written inside it).
+        inference, grad = torch.is_inference_mode_enabled(), torch.is_grad_enabled()
 
         def work(first: int) -> torch.Tensor:
             torch.set_num_threads(1)
-            return _attend_pairs(pairs[first::workers], query, key, value, output, *geometry)
+            with torch.inference_mode(inference), torch.set_grad_enabled(grad):
+                return _attend_pairs(pairs[first::workers], query, key, value, output, *geometry)
 
         try:
             with ThreadPoolExecutor(workers) as pool:

@@ -71,6 +71,17 @@ def test_chunked_and_unchunked_agree_and_layers_select():
     torch.testing.assert_close(chosen, whole[[2, 0]], atol=1e-6, rtol=0)
 
 
+def test_worker_threads_follow_the_callers_inference_mode():
+    # The demo runs the model under torch.inference_mode; the workers must write its output tensor there too.
+    generator = torch.Generator().manual_seed(1)
+    query, key, value = (torch.randn(1, 2, 5 * 3, 4, generator=generator) for _ in range(3))
+    expected, expected_pooled = roi_pooled_attention(query, key, value, 0.5, num_rois=5, num_workers=1)
+    with torch.inference_mode():
+        output, pooled = roi_pooled_attention(query, key, value, 0.5, num_rois=5, num_workers=2)
+    torch.testing.assert_close(output, expected, atol=1e-6, rtol=0)
+    torch.testing.assert_close(pooled, expected_pooled, atol=1e-6, rtol=0)
+
+
 def test_worker_threads_agree_and_thread_count_is_restored():
     generator = torch.Generator().manual_seed(0)
     query, key, value = (torch.randn(2, 3, 6 * 4, 8, generator=generator) * 3 for _ in range(3))

@@ -344,11 +344,13 @@ def original_450(tmp_path_factory):
 
 def test_converted_450_roi_model_carries_the_released_atlas(original_450, tmp_path):
     checkpoint, gradient_csv = original_450
-    out = convert_original_checkpoint(checkpoint, gradient_csv, tmp_path / "converted")
+    out = convert_original_checkpoint(checkpoint, gradient_csv, tmp_path / "converted",
+                                      num_attention_heads=make_config().num_attention_heads)
     assert atlas_for(out) == released_atlas()
     assert atlas_for(BrainJepaModel.from_pretrained(out)) == released_atlas()
     assert cli_main(["convert", str(checkpoint), "--gradient-csv", str(gradient_csv), "--output-dir",
-                     str(tmp_path / "bare"), "--atlas", "none"]) == 0
+                     str(tmp_path / "bare"), "--atlas", "none", "--num-attention-heads",
+                     str(make_config().num_attention_heads)]) == 0
     assert atlas_for(tmp_path / "bare") is None
 
 
@@ -359,7 +361,8 @@ def test_convert_with_a_user_table_and_bad_atlases(tmp_path, capsys):
     model.set_gradient(make_inputs(config)[1])
     torch.save(original_checkpoint(model), tmp_path / "jepa.pth.tar")
     np.savetxt(tmp_path / "gradient.csv", model.brain_jepa.embeddings.gradient.double().numpy(), delimiter=",")
-    args = ["convert", str(tmp_path / "jepa.pth.tar"), "--gradient-csv", str(tmp_path / "gradient.csv")]
+    args = ["convert", str(tmp_path / "jepa.pth.tar"), "--gradient-csv", str(tmp_path / "gradient.csv"),
+            "--num-attention-heads", str(config.num_attention_heads)]
     assert cli_main(args + ["--output-dir", str(tmp_path / "auto")]) == 0
     assert atlas_for(tmp_path / "auto") is None  # not 450 ROIs: no atlas assumed
     table = write_table(tmp_path / "mine.csv", user_rows(23))
