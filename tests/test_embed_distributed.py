@@ -47,7 +47,7 @@ def inputs(tmp_path_factory):
 
 def embed_command(root, output, processes: int) -> list[str]:
     arguments = ["--model", str(root / "model"), "--dataset", str(root / "cohort"), "--output", str(output),
-                 "--batch_size", "1", "--chunk_size", "1"]
+                 "--batch_size", "1", "--chunk_size", "1", "--dtype", "float32"]
     return launch_command("embed", arguments, processes)
 
 
@@ -83,7 +83,9 @@ def test_two_processes_write_the_bytes_one_process_writes(inputs, one_process, t
     result = run(embed_command(inputs, output, 2))
     assert output.read_bytes() == one_process
     assert np.load(output).shape == (SUBJECTS, 64)
-    assert result.stdout.split() == [str(output)]  # printed once, by the main process
+    lines = result.stdout.splitlines()  # printed once, by the main process: the summary, then the path
+    assert lines[-1] == str(output) and len(lines) == 2
+    assert lines[0].startswith(f"embedded {SUBJECTS} subjects on cpu in float32: ")
     assert not (tmp_path / "two.npy.partial").exists()
 
 

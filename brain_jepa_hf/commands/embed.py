@@ -61,11 +61,7 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    try:
-        path = _embed(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"brain-jepa embed: error: {err}", file=sys.stderr)
-        return 1
+    path = _embed(args)
     if path is not None:
         print(path)
     return 0
@@ -111,11 +107,10 @@ def print_summary(stats: dict, requested_dtype: str, device) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m brain_jepa_hf.commands.embed ...` (e.g. under `accelerate launch`)."""
-    parser = argparse.ArgumentParser(prog="brain-jepa embed", description=DESCRIPTION, epilog=EXAMPLES,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_arguments(parser)
-    return run(parser.parse_args(sys.argv[1:] if argv is None else argv))
+    """`python -m brain_jepa_hf.commands.embed ...` (e.g. under `accelerate launch`): as `brain-jepa embed`."""
+    from ..cli import main as cli_main
+
+    return cli_main(["embed", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
