@@ -51,6 +51,9 @@ def _check_finite(name: str, tensor: torch.Tensor) -> None:
         raise ValueError(f"{name}: expected finite values, got {bad} NaN/Inf entries in a tensor of shape {tuple(tensor.shape)}")
 
 
+_FLOAT32_HINT = " or use a float32 model"
+
+
 def cast_checked(name: str, tensor: torch.Tensor, dtype: torch.dtype, device=None) -> torch.Tensor:
     """`tensor` in the weights' dtype; a finite value beyond that dtype's range (1e39 in float64 for
     a float32 model, 7e4 for a float16 one) would become Inf there, and every output NaN."""
@@ -59,7 +62,7 @@ def cast_checked(name: str, tensor: torch.Tensor, dtype: torch.dtype, device=Non
         raise ValueError(
             f"{name}: expected values within the range of the model's dtype {dtype} (|x| <= "
             f"{torch.finfo(dtype).max:.4g}), got |x| up to {float(tensor.abs().max()):.4g}; rescale the input "
-            "(e.g. z-score it) or use a float32 model"
+            f"(e.g. z-score it){_FLOAT32_HINT if dtype != torch.float32 else ''}"
         )
     return cast
 
@@ -644,7 +647,7 @@ class BrainJepaModel(BrainJepaPreTrainedModel):
             raise ValueError(
                 f"fmri_values: finite inputs gave non-finite outputs: the model's {sequence_output.dtype} activations "
                 f"overflowed (input |x| up to {float(fmri_values.abs().max()):.4g}); rescale the input (e.g. z-score "
-                "it) or use a float32 model"
+                f"it){_FLOAT32_HINT if sequence_output.dtype != torch.float32 else ''}"
             )
         pooled_output = sequence_output.mean(dim=1)
         if not return_dict:

@@ -161,10 +161,11 @@ def test_probe_dtype_reaches_the_encoder(tmp_path, folder, data_dir, capsys, cho
     assert f"embeddings in {choice}" in capsys.readouterr().err
 
 
-def test_probe_torch_engine_rejects_dtype(tmp_path, folder, data_dir):
-    with pytest.raises(ValueError, match="dtype: the torch engine runs through the Trainer.*got --dtype bfloat16"):
-        main(["probe", "--engine", "torch", "--model_name_or_path", str(folder), "--dataset", str(data_dir),
-              "--label_column", "age", "--output_dir", str(tmp_path / "out"), "--dtype", "bfloat16"])
+def test_probe_torch_engine_rejects_dtype(tmp_path, folder, data_dir, capsys):
+    assert main(["probe", "--engine", "torch", "--model_name_or_path", str(folder), "--dataset", str(data_dir),
+                 "--label_column", "age", "--output_dir", str(tmp_path / "out"), "--dtype", "bfloat16"]) == 1
+    assert re.fullmatch(r"brain-jepa probe: error: dtype: the torch engine runs through the Trainer.*got --dtype "
+                        r"bfloat16.*", capsys.readouterr().err.strip().splitlines()[-1])
 
 
 # ------------------------------------------------------------------------------ pipelines
@@ -213,14 +214,19 @@ def test_finite_check_applies_to_the_values_the_model_sees():
     near_max = fmri.clone()
     near_max[0, 0, 0, :2] = 3.4e38  # finite in float32, Inf once rounded to bfloat16
     with torch.no_grad():
-        model(near_max, gradient=gradient)  # float32 model: fine
+        # float32 model: the input fits, but the activations overflow; said so, with no float32 advice
+        with pytest.raises(ValueError, match=r"fmri_values: finite inputs gave non-finite outputs: the model's "
+                                             r"torch.float32 activations overflowed \(input \|x\| up to 3.4e\+38\); "
+                                             r"rescale the input \(e.g. z-score it\)$"):
+            model(near_max, gradient=gradient)
         with pytest.raises(ValueError, match=r"fmri_values: expected values within the range of the model's dtype "
-                                             r"torch.float32 .*got 1 entries that overflow when cast from torch.float64"):
+                                             r"torch.float32 .*got \|x\| up to 1e\+300; rescale the input \(e.g. "
+                                             r"z-score it\)$"):
             model(fmri.double().index_put_((torch.tensor(0), torch.tensor(0), torch.tensor(1), torch.tensor(0)),
                                            torch.tensor(1e300, dtype=torch.float64)), gradient=gradient)
         model.to(torch.bfloat16)
         with pytest.raises(ValueError, match=r"fmri_values: expected values within the range of the model's dtype "
-                                             r"torch.bfloat16 .*got 2 entries that overflow when cast from torch.float32"):
+                                             r"torch.bfloat16 .*got \|x\| up to 3.4e\+38; .* or use a float32 model$"):
             model(near_max, gradient=gradient)
         big_gradient = gradient.clone()
         big_gradient[3, 1] = 3.4e38
