@@ -123,8 +123,8 @@ def _model_config(model, attribution):
     return config, has_head, folder
 
 
-def _load_models(model, with_head: bool, device):
-    """(encoder, classifier or None) on `device`, in eval mode."""
+def _load_models(model, with_head: bool, device, dtype):
+    """(encoder, classifier or None) on `device` in `dtype`, in eval mode."""
     import torch
 
     from .modeling_brain_jepa import BrainJepaForSequenceClassification, BrainJepaModel
@@ -137,9 +137,9 @@ def _load_models(model, with_head: bool, device):
         encoder = classifier.brain_jepa
     else:
         classifier, encoder = None, BrainJepaModel.from_pretrained(str(model))
-    encoder = encoder.to(device).eval()
+    encoder = encoder.to(device, dtype).eval()
     if classifier is not None:
-        classifier = classifier.to(device).eval()
+        classifier = classifier.to(device, dtype).eval()
     return encoder, classifier
 
 
@@ -280,7 +280,7 @@ def analyze_model(
     max_subjects: int | None = None, batch_size: int = 4, permutations: int = 5000, seed: int = 0,
     device: str = "cpu", attribution: bool | None = None, attribution_method: str = "integrated_gradients",
     attribution_steps: int = 32, feature_extractor=None, fmri_column: str = "fmri", split: str | None = None,
-    overwrite: bool = False, progress: bool = True,
+    overwrite: bool = False, progress: bool = True, dtype: str = "float32",
 ) -> AnalysisResult:
     """
     Analyse `model` (folder, Hub id or model instance) on `dataset` ("example", a save_to_disk /
@@ -293,7 +293,8 @@ def analyze_model(
     `label_column`: a categorical label gives per-class figures and, for each pair of classes, a
     permutation test per network (`permutations` label shuffles; 0 skips it); a continuous one only
     colours the embedding PCA. `attribution`: None = when the model has a classification head,
-    True = required (error without a head), False = never.
+    True = required (error without a head), False = never. `dtype`: the model's precision ("float32",
+    the default, so that figures do not depend on the machine; "bfloat16"; "auto", see `resolve_dtype`).
     """
     from .analysis import ATTRIBUTION_METHODS as ATTRIBUTION_TEXT
     from .analysis import cohort_attention
@@ -313,6 +314,9 @@ def analyze_model(
     if max_subjects is not None and (isinstance(max_subjects, bool) or not isinstance(max_subjects, int) or max_subjects < 1):
         raise ValueError(f"max_subjects: expected a positive integer or None, got {max_subjects!r}")
     layers = parse_layers(layers)
+    from .modeling_brain_jepa import resolve_dtype
+
+    dtype = resolve_dtype(dtype, device)
     output_dir = _check_output_dir(output_dir, overwrite)
 
     config, has_head, folder = _model_config(model, attribution)
@@ -354,7 +358,7 @@ def analyze_model(
         feature_extractor = BrainJepaFeatureExtractor.from_pretrained(str(model))
     subset = dataset.select(range(count))
     networks = atlas.network_labels(level)
-    encoder, classifier = _load_models(model, has_head and attribution is not False, device)
+    encoder, classifier = _load_models(model, has_head and attribution is not False, device, dtype)
 
     cohort = cohort_attention(
         encoder, subset, feature_extractor, networks, layers=layers,
@@ -384,7 +388,8 @@ def analyze_model(
             frame.to_csv(staging / "tables" / f"{key}.csv", index=index)
             result.tables[key] = output_dir / "tables" / f"{key}.csv"
 
-        context = _Context(atlas, level, cohort, label, count, permutations, seed, figure, table, sections)
+        context = _Context(atlas, level, cohort, label, count, permutations, seed, figure, table, sections,
+                           dtype=encoder.dtype)
         _attention_sections(context)
         _gradient_section(context, encoder, config, feature_extractor)
         _embedding_section(context, embeddings, subset)
@@ -445,6 +450,7 @@ class _Context:
     sections: list
     contrast_lines: list = field(default_factory=list)
     network_order: list = field(default_factory=list)
+    dtype: object = None  # the model's precision
 
 
 def _class_groups(context: _Context, values: np.ndarray) -> tuple[dict, dict]:
@@ -727,6 +733,7 @@ def _report_text(context: _Context, model, dataset_name, config, warnings, has_a
         f"- Dataset: `{dataset_name}`, {context.count} subjects analysed",
         f"- Atlas: `{atlas.name}` at the {context.level} level ({len(cohort.networks)} networks: {', '.join(context.network_order)})",
         f"- Layers analysed: {', '.join(str(layer) for layer in cohort.layers)} (figures average them; per-layer values in the tables)",
+        f"- Precision: {str(context.dtype).removeprefix('torch.')}",
     ]
     if context.label is not None:
         kind = f"categorical, classes {', '.join(context.label.names[v] for v in context.label.classes)}" if context.label.categorical else "continuous"

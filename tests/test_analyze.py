@@ -177,6 +177,26 @@ def test_a_continuous_label_colours_the_pca_only(folders, tmp_path):
     assert "age correlates with PC1 at r = " in result.findings["embeddings_pca"]
 
 
+@pytest.mark.parametrize("choice, expected", [("bfloat16", torch.bfloat16), (None, torch.float32)])
+def test_dtype_reaches_the_model(folders, tmp_path, capsys, choice, expected):
+    seen = set()
+
+    def hook(module, args, output):
+        if type(module).__name__ == "BrainJepaModel":
+            seen.add((next(module.parameters()).dtype, output.last_hidden_state.dtype))
+
+    out = tmp_path / "out"
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        assert main(["analyze", "--model", str(folders["classifier"]), "--dataset", "example", "--max_subjects", "2",
+                     "--layers", "-1", "--no-attribution", "--output_dir", str(out)]
+                    + (["--dtype", choice] if choice else [])) == 0
+    finally:
+        handle.remove()
+    assert seen == {(expected, expected)}  # float32 by default: figures do not depend on the machine
+    assert f"- Precision: {str(expected).removeprefix('torch.')}" in (out / "report.md").read_text()
+
+
 def test_parse_layers():
     assert parse_layers("all") is None and parse_layers(None) is None
     assert parse_layers("0,5,11") == [0, 5, 11] and parse_layers("-1") == [-1]

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from . import add_dtype_argument
+
 EXAMPLES = """\
 examples:
   # a model pretrained on the embedded example cohort, contrast by sex, 40 subjects
@@ -48,6 +50,7 @@ def register(subparsers) -> None:
     parser.add_argument("--attribution_steps", type=int, default=32, help="integrated-gradients path steps")
     parser.add_argument("--fmri_column", default="fmri")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    add_dtype_argument(parser, default="float32")
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output_dir")
     parser.set_defaults(func=run)
 
@@ -61,7 +64,7 @@ def run(args) -> int:
         level=args.level, layers=args.layers, max_subjects=args.max_subjects, batch_size=args.batch_size,
         permutations=args.permutations, seed=args.seed, device=args.device, attribution=args.attribution,
         attribution_method=args.attribution_method, attribution_steps=args.attribution_steps,
-        fmri_column=args.fmri_column, split=args.split, overwrite=args.overwrite,
+        fmri_column=args.fmri_column, split=args.split, overwrite=args.overwrite, dtype=args.dtype,
     )
     print(f"wrote {result.report} ({len(result.figures)} figures, {len(result.tables)} tables)")
     return 0
