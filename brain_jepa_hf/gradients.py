@@ -135,7 +135,7 @@ def compute_gradients(
         )
     if reference is not None:
         gradients = align_gradients(gradients, reference)
-    return gradients
+    return np.ascontiguousarray(gradients)  # brainspace returns a reversed (negative-stride) view
 
 
 def gradients_from_timeseries(series: Iterable[Any], time_axis: int = -1, **kwargs) -> np.ndarray:
@@ -153,7 +153,7 @@ def align_gradients(gradients: Any, reference: Any) -> np.ndarray:
         raise ValueError(
             f"reference: expected the shape of gradients {gradients.shape}, got shape {reference.shape}"
         )
-    return procrustes(gradients, reference)
+    return np.ascontiguousarray(procrustes(gradients, reference))
 
 
 def gradient_agreement(gradients: Any, reference: Any, num: int = 3) -> np.ndarray:

@@ -48,6 +48,15 @@ def test_alignment_undoes_rotation_and_reflection(group_gradients):
     np.testing.assert_allclose(align_gradients(flipped, main), main, atol=1e-8)
 
 
+def test_gradients_are_contiguous_arrays_torch_accepts(group_gradients):
+    import torch
+
+    main, holdout = group_gradients
+    for result in (main, align_gradients(holdout, main)):
+        assert result.flags.c_contiguous and all(stride > 0 for stride in result.strides)
+        assert torch.equal(torch.tensor(result), torch.from_numpy(result.copy()))
+
+
 def test_compute_gradients_with_reference_and_determinism(group_gradients):
     main, _ = group_gradients
     fc = load_brainspace_group_fc("holdout")
