@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from .atomic_io import remove_stale
+from .series_fit import check_series_fit, series_lengths
 
 POOLINGS = ("mean", "tokens")
 FORMATS = {".npy": "npy", ".parquet": "parquet"}
@@ -195,6 +196,7 @@ def embed(
         feature_extractor = BrainJepaFeatureExtractor.from_pretrained(str(model))
     encoder = load_encoder(model)
     _check_model_fits(encoder, feature_extractor, dataset, fmri_column)
+    check_series_fit(series_lengths(dataset, fmri_column), feature_extractor, fmri_column, cli=False)
     if id_column is not None and id_column not in dataset.column_names:
         id_column = None
 

@@ -19,6 +19,7 @@ import yaml
 
 from .atomic_io import exchange_paths, follow_umask
 from .collapse_monitor import CollapseMonitor, feature_statistics, sample_spread
+from .series_fit import check_series_fit, series_lengths
 
 logger = logging.getLogger("brain_jepa_hf.pretraining")
 
@@ -69,7 +70,13 @@ class PretrainingArguments:
     )
     num_frames: int = field(default=160, metadata={"help": "Frames per sample."})
     patch_size: int = field(default=16, metadata={"help": "Frames per token."})
-    sampling_rate: int = field(default=3, metadata={"help": "Clip stride: clips span sampling_rate*num_frames volumes."})
+    sampling_rate: int = field(default=3, metadata={"help": "Clip stride: clips span sampling_rate*num_frames volumes "
+                                                            "(3 in the paper at TR 0.735 s; about 1 for TR 2 s)."})
+    short_series: str = field(
+        default="error",
+        metadata={"help": "Series shorter than sampling_rate*num_frames volumes: error, stretch (frames spread over "
+                          "the whole series) or pad (missing frames filled)."},
+    )
     scaling: str = field(default="robust", metadata={"help": "robust (fitted on the data), zscore or none."})
     position_embedding_type: str = field(default="gradient", metadata={"help": "gradient or sincos (ablation)."})
     attn_implementation: str = field(default="sdpa", metadata={"help": "eager, sdpa or flash_attention_2."})
@@ -127,6 +134,8 @@ class PretrainingArguments:
             raise ValueError(f"max_steps: expected a positive integer or None, got {self.max_steps!r}")
         if not 0 <= self.warmup_epochs <= self.num_epochs:
             raise ValueError(f"warmup_epochs: expected a value in [0, num_epochs={self.num_epochs}], got {self.warmup_epochs}")
+        if self.short_series not in ("error", "stretch", "pad"):
+            raise ValueError(f"short_series: expected 'error', 'stretch' or 'pad', got {self.short_series!r}")
         if self.mask not in ("spatiotemporal", "multiblock"):
             raise ValueError(f"mask: expected 'spatiotemporal' or 'multiblock', got {self.mask!r}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
@@ -489,6 +498,10 @@ def pretrain(args: PretrainingArguments) -> Path:
                 f"gradient: expected shape ({config.num_rois}, {config.gradient_dim}) for this dataset and model, got {gradient.shape}"
             )
 
+    clip_rule = BrainJepaFeatureExtractor(num_rois=config.num_rois, num_frames=args.num_frames, scaling="none",
+                                          sampling_rate=args.sampling_rate, short_series=args.short_series)
+    check_series_fit(series_lengths(dataset, args.fmri_column), clip_rule, args.fmri_column)  # before any output
+
     settings = run_settings(args, config, dataset, gradient, accelerator.num_processes)
     fingerprint = settings_fingerprint(settings)
     replace_output = check_output_folder(args, settings)
@@ -510,7 +523,7 @@ def pretrain(args: PretrainingArguments) -> Path:
     else:
         feature_extractor = BrainJepaFeatureExtractor(
             num_rois=config.num_rois, num_frames=args.num_frames, sampling_rate=args.sampling_rate,
-            scaling=args.scaling, gradient=gradient,
+            scaling=args.scaling, gradient=gradient, short_series=args.short_series,
         )
         if args.scaling == "robust":
             fmri = dataset.with_format("numpy", columns=[args.fmri_column])
