@@ -104,7 +104,7 @@ class PretrainingArguments:
     resume_from_checkpoint: str | None = field(
         default=None,
         metadata={"help": "A checkpoint folder, or 'latest' for the newest in OUTPUT_DIR/checkpoints of this same "
-                          "run (same settings, see RUN_SETTINGS_FILE)."},
+                          "run (same settings, as recorded in OUTPUT_DIR/run_settings.json)."},
     )
     overwrite_output_dir: bool = field(
         default=False,
