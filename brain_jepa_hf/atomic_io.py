@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import glob
 import os
 import shutil
 import sys
@@ -56,6 +57,14 @@ def remove_stale(paths) -> list[Path]:
             continue
         removed.append(path)
     return removed
+
+
+def staged_file(path: str | Path) -> tuple[int, str]:
+    """(handle, name) of a temporary file beside `path` to write and then `os.replace` onto it; the
+    temporary files a killed earlier write to the same path left are removed first."""
+    path = Path(path)
+    remove_stale(path.parent.glob(f".{glob.escape(path.name)}.tmp-*"))
+    return tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
 
 
 def stale_staging(output_dir: str | Path) -> list[Path]:

@@ -9,13 +9,12 @@ layout (R rows x n_components columns, comma-separated, no header).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
-from .atomic_io import usual_mode
+from .atomic_io import staged_file, usual_mode
 
 DEFAULT_NUM_COMPONENTS = 30
 
@@ -170,7 +169,7 @@ def save_gradient_csv(path: str | os.PathLike, gradients: Any) -> Path:
         raise ValueError(f"gradients: expected a finite 2-D (R, K) array, got shape {gradients.shape}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    handle, temp = staged_file(path)
     try:
         with os.fdopen(handle, "w") as stream:
             np.savetxt(stream, gradients, delimiter=",", fmt="%.10g")

@@ -67,6 +67,7 @@ def test_compute_gradients_with_reference_and_determinism(group_gradients):
 
 def test_csv_round_trip_in_original_layout(tmp_path, group_gradients):
     main, _ = group_gradients
+    (tmp_path / ".gradients.csv.tmp-killed").write_text("0.1,0.")  # what a kill mid-write leaves
     path = save_gradient_csv(tmp_path / "gradients.csv", main)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~current_umask()  # not the 0600 of a temporary file
     lines = path.read_text().splitlines()
