@@ -159,6 +159,10 @@ def test_prepared_folder_config_lists_every_auto_class(local_model):
     auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
     assert set(auto_map) == {"AutoConfig", "AutoModel", "AutoModelForPreTraining", "AutoModelForSequenceClassification"}
     assert not list(folder.parent.glob(".brain-jepa-base.tmp-*")), "staging folder left behind"
+    from brain_jepa_hf.atomic_io import usual_mode
+
+    for path in folder.iterdir():  # model.safetensors too (transformers writes it 0600)
+        assert path.stat().st_mode & 0o777 == usual_mode(directory=path.is_dir()), path.name
 
 
 def test_pushing_a_pretraining_output_uploads_only_the_model_files(hub, tmp_path):
