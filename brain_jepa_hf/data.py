@@ -20,6 +20,7 @@ import numpy as np
 from .atomic_io import atomic_output_dir
 
 SERIES_SUFFIXES = (".npy", ".csv", ".tsv")
+RELEASED_NUM_ROIS = 450  # the released model's atlas (Tian S3 + Schaefer-400)
 FMRI_COLUMN = "fmri"
 SUBJECT_COLUMN = "subject_id"
 DEFAULT_SHARD_BYTES = 500 * 1024**2
@@ -57,6 +58,7 @@ def read_series(path: str | os.PathLike, time_axis: int = -1) -> np.ndarray:
     if not np.isfinite(array).all():
         row, column = np.argwhere(~np.isfinite(array))[0]
         raise ValueError(f"series file {path}: expected finite values, got NaN or Inf at row {row}, column {column}")
+    _refuse_index_or_header(path, array)
     with np.errstate(over="ignore"):
         stored = np.asarray(array, dtype=np.float32)  # the dataset's dtype
     if not np.isfinite(stored).all():
@@ -67,6 +69,35 @@ def read_series(path: str | os.PathLike, time_axis: int = -1) -> np.ndarray:
         )
     stored = stored if time_axis in (1, -1) else stored.T
     return np.ascontiguousarray(stored)
+
+
+def _is_counter(values: np.ndarray) -> int | None:
+    """The start (0 or 1) when `values` are exactly start, start+1, ...; else None."""
+    if values.size < 3:
+        return None
+    for start in (0, 1):
+        if np.array_equal(values, np.arange(start, start + values.size)):
+            return start
+    return None
+
+
+def _refuse_index_or_header(path: Path, array: np.ndarray) -> None:
+    """A first column or row counting 0, 1, 2, ... is a row index or numbered header (pandas `to_csv`
+    writes both by default), not a series: kept, it would add a ROI or a volume silently."""
+    start = _is_counter(array[:, 0]) if array.shape[1] > 1 else None
+    if start is not None:
+        raise ValueError(
+            f"series file {path}: its first column counts {start}, {start + 1}, ..., {start + array.shape[0] - 1}: "
+            "a row index, not data (it would become an extra ROI or volume); save the file without it "
+            "(pandas: DataFrame.to_csv(..., index=False))"
+        )
+    start = _is_counter(array[0, :]) if array.shape[0] > 1 else None
+    if start is not None:
+        raise ValueError(
+            f"series file {path}: its first row counts {start}, {start + 1}, ..., {start + array.shape[1] - 1}: "
+            "numbered column headers, not data (they would become an extra ROI or volume); save the file "
+            "without them (pandas: DataFrame.to_csv(..., header=False)) or with ROI names as the header"
+        )
 
 
 def _read_text_table(path: Path, delimiter: str) -> np.ndarray:
@@ -428,6 +459,13 @@ def build_dataset(
             + (f"; the other axis has {num_rois} entries: pass time_axis={0 if time_axis in (1, -1) else -1}"
                if first.shape[1] == num_rois else "")
         )
+    if num_rois is None and rois != RELEASED_NUM_ROIS and first.shape[1] == RELEASED_NUM_ROIS:
+        raise ValueError(
+            f"series file {files[0][1]}: time_axis={time_axis} reads {rois} ROIs x {first.shape[1]} volumes, but the "
+            f"other axis has {RELEASED_NUM_ROIS} entries, the released model's ROI count; pass "
+            f"time_axis={0 if time_axis in (1, -1) else -1} (--time-axis) if the file is transposed, or "
+            f"num_rois={rois} (--num-rois {rois}) if it really has {rois} ROIs"
+        )
     length = num_timepoints or first.shape[1]
     features = fmri_features(rois, length, label_features)
     from .gradients import GroupConnectivity, compute_gradients, load_gradient_csv, save_gradient_csv
@@ -461,7 +499,14 @@ def build_dataset(
         for subject, path in tqdm(files, desc="build dataset", unit="subject", disable=not progress):
             series = first if path == files[0][1] else read_series(path, time_axis)
             if series.shape[0] != rois:
-                raise ValueError(f"series file {path}: expected {rois} ROIs like {files[0][1].name}, got shape {series.shape}")
+                hint = (f"; one of the two files is transposed (time_axis={time_axis} reads rows as "
+                        f"{'ROIs' if time_axis in (1, -1) else 'volumes'}): save them alike, and pass "
+                        f"num_rois=<R> (--num-rois) so every file is checked against the atlas")
+                raise ValueError(
+                    f"series file {path}: expected {rois} ROIs like the first file {files[0][1].name} (shape "
+                    f"{first.shape}), got shape {series.shape}" + (hint if series.shape[1] == rois else
+                                                                   "; pass num_rois=<R> (--num-rois) to check every file")
+                )
             if num_timepoints is None and series.shape[1] != length:
                 raise ValueError(
                     f"series file {path}: expected {length} time points like {files[0][1].name}, got {series.shape[1]}; "

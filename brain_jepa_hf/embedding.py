@@ -13,6 +13,7 @@ progress bar and writes the target, so the output is the same file one process w
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -23,6 +24,9 @@ from typing import Iterator
 
 import numpy as np
 import torch
+
+from .atomic_io import remove_stale
+from .series_fit import check_series_fit, series_lengths
 
 POOLINGS = ("mean", "tokens")
 FORMATS = {".npy": "npy", ".parquet": "parquet"}
@@ -189,7 +193,8 @@ def embed(
     output = Path(output)
     if output.suffix not in FORMATS:
         raise ValueError(f"output: expected a file name ending in {sorted(FORMATS)}, got {str(output)!r}")
-    if output.exists() and not overwrite:
+    partial = output.with_name(output.name + ".partial")
+    if output.exists() and not overwrite and not partial.exists():
         raise FileExistsError(f"output: {output} already exists; pass overwrite=True (--overwrite) to replace it")
     if pooling not in POOLINGS:
         raise ValueError(f"pooling: expected one of {POOLINGS}, got {pooling!r}")
@@ -204,10 +209,10 @@ def embed(
         feature_extractor = BrainJepaFeatureExtractor.from_pretrained(str(model))
     encoder = load_encoder(model, dtype=dtype)
     _check_model_fits(encoder, feature_extractor, dataset, fmri_column)
+    check_series_fit(series_lengths(dataset, fmri_column), feature_extractor, fmri_column, cli=False)
     if id_column is not None and id_column not in dataset.column_names:
         id_column = None
 
-    partial = output.with_name(output.name + ".partial")
     meta = {
         "model": model_fingerprint(encoder),
         "feature_extractor": hashlib.sha1(feature_extractor.to_json_string().encode()).hexdigest()[:16],
@@ -217,8 +222,25 @@ def embed(
     meta_path = partial / "meta.json"
     state = distributed_state() if state is None else state
     rank, world, is_main = (0, 1, True) if state is None else (state.process_index, state.num_processes, state.is_main_process)
+    starts = list(range(0, len(dataset), chunk_size))
+
+    def chunk_path(start: int) -> Path:
+        return partial / f"chunk-{start:010d}.npy"
+
     if partial.exists():
         previous = json.loads(meta_path.read_text()) if meta_path.is_file() else None
+        if output.exists() and not overwrite:
+            if previous != meta or not _output_holds_chunks(output, [chunk_path(start) for start in starts]):
+                raise FileExistsError(f"output: {output} already exists; pass overwrite=True (--overwrite) to replace it")
+            # A kill fell between writing the output and removing the chunks: the output is complete.
+            if world > 1:
+                state.wait_for_everyone()
+            if is_main:
+                remove_stale(output.parent.glob(f".{glob.escape(output.name)}.tmp-*"))
+                shutil.rmtree(partial, ignore_errors=True)
+            if world > 1:
+                state.wait_for_everyone()
+            return output
         if previous != meta:
             if not overwrite:
                 raise ValueError(
@@ -230,15 +252,13 @@ def embed(
     if world > 1:
         state.wait_for_everyone()  # every process has read the old meta.json before it is replaced
     if is_main:
+        # Half-written files of a killed run: the output's and the chunks' temporary files.
+        remove_stale(output.parent.glob(f".{glob.escape(output.name)}.tmp-*"))
+        remove_stale(partial.glob(".chunk-*.tmp-*"))
         partial.mkdir(parents=True, exist_ok=True)
         meta_path.write_text(json.dumps(meta, indent=2))
     if world > 1:
         state.wait_for_everyone()
-
-    starts = list(range(0, len(dataset), chunk_size))
-
-    def chunk_path(start: int) -> Path:
-        return partial / f"chunk-{start:010d}.npy"
 
     def rows_on_disk() -> int:
         return sum(min(chunk_size, len(dataset) - s) for s in starts if chunk_path(s).is_file())
@@ -294,6 +314,18 @@ def embed(
     if world > 1:
         state.wait_for_everyone()  # the target exists when any process returns
     return output
+
+
+def _output_holds_chunks(output: Path, chunks: list[Path]) -> bool:
+    """Whether `output` is exactly the concatenation of the finished `chunks`."""
+    if not all(chunk.is_file() for chunk in chunks):
+        return False
+    try:
+        written = read_embeddings(output)
+    except Exception:  # an unreadable file is not the finished output
+        return False
+    expected = np.concatenate([np.load(chunk) for chunk in chunks])
+    return written.shape == expected.shape and np.array_equal(written, expected)
 
 
 def _save_parquet(path: Path, embeddings: np.ndarray, ids, id_column: str | None, pooling: str) -> None:

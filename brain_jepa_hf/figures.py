@@ -19,7 +19,6 @@ import json
 import os
 import re
 import sys
-import tempfile
 import zlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -229,7 +228,7 @@ def plot_carpet(series, networks=None, tr=None, title=None, standardize: bool = 
 def save_figure(figure: Figure, path, dpi: int = 120, max_colors: int | None = 256) -> Path:
     """Write `figure` as a PNG at `path` (written beside it and renamed into place) and close it.
     `max_colors` (<= 256) makes a small palette PNG (see `_palette_image`); None keeps full RGB."""
-    from .atomic_io import usual_mode
+    from .atomic_io import staged_file, usual_mode
 
     path = Path(path)
     if max_colors is not None and not 2 <= int(max_colors) <= 256:
@@ -246,7 +245,7 @@ def save_figure(figure: Figure, path, dpi: int = 120, max_colors: int | None = 2
     finally:
         _close(figure)
     image = _palette_image(rendered, max_colors, exact)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    handle, temporary = staged_file(path)
     try:
         with os.fdopen(handle, "wb") as stream:
             image.save(stream, format="png", optimize=True)

@@ -105,7 +105,14 @@ class DataArguments:
     scaling: str | None = field(
         default=None, metadata={"help": "Override the extractor's scaling: robust (refitted on train), zscore (paper downstream), none."}
     )
-    sampling_rate: int | None = field(default=None, metadata={"help": "Override the extractor's clip stride."})
+    sampling_rate: int | None = field(
+        default=None, metadata={"help": "Override the extractor's clip stride (clips span sampling_rate*num_frames volumes)."}
+    )
+    short_series: str | None = field(
+        default=None,
+        metadata={"help": "Override the extractor's rule for series shorter than the clip: error, stretch (frames "
+                          "spread over the whole series) or pad (missing frames filled)."},
+    )
     num_frames: int | None = field(default=None, metadata={"help": "Frames per sample of a --preset model (default 160)."})
     gradient: str | None = field(
         default=None, metadata={"help": "Gradient CSV (R x gradient_dim) for a model that holds none (preset / random init)."}
@@ -571,6 +578,8 @@ def check_data_matches_model(splits: dict, config, feature_extractor, fmri_colum
             f"num_frames: the feature extractor produces {feature_extractor.num_frames} frames per sample but the "
             f"checkpoint {source!r} was built for num_frames={config.num_frames}"
         )
+    from .series_fit import check_series_fit, series_lengths
+
     for role, split in splits.items():
         rois, length = series_shape(split, fmri_column)
         if rois != config.num_rois:
@@ -578,12 +587,7 @@ def check_data_matches_model(splits: dict, config, feature_extractor, fmri_colum
                 f"{fmri_column}: the {role} split has {rois} ROIs per series but the checkpoint {source!r} expects "
                 f"num_rois={config.num_rois}; use a dataset parcellated with the checkpoint's atlas"
             )
-        if length < feature_extractor.clip_length and feature_extractor.short_series == "error":
-            raise ValueError(
-                f"{fmri_column}: the {role} split has series of {length} time points but the feature extractor needs "
-                f"sampling_rate*num_frames={feature_extractor.clip_length}; lower --sampling_rate or use a "
-                "feature extractor with short_series='stretch' or 'pad'"
-            )
+        check_series_fit(series_lengths(split, fmri_column), feature_extractor, fmri_column, where=f" of the {role} split")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -627,8 +631,9 @@ def load_feature_extractor(model_args: ModelArguments, data_args: DataArguments,
             num_rois=config.num_rois, num_frames=config.num_frames, scaling=data_args.scaling or "zscore",
             sampling_rate=data_args.sampling_rate or 3,
         )
-    if data_args.sampling_rate is not None:
-        extractor.sampling_rate = int(data_args.sampling_rate)
+    from .series_fit import set_series_options
+
+    set_series_options(extractor, sampling_rate=data_args.sampling_rate, short_series=data_args.short_series)
     if data_args.scaling is not None and data_args.scaling != extractor.scaling:
         extractor.scaling = data_args.scaling
         extractor.robust_median = extractor.robust_iqr = None

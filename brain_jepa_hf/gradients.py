@@ -9,13 +9,12 @@ layout (R rows x n_components columns, comma-separated, no header).
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 import numpy as np
 
-from .atomic_io import usual_mode
+from .atomic_io import staged_file, usual_mode
 
 DEFAULT_NUM_COMPONENTS = 30
 
@@ -135,7 +134,7 @@ def compute_gradients(
         )
     if reference is not None:
         gradients = align_gradients(gradients, reference)
-    return gradients
+    return np.ascontiguousarray(gradients)  # brainspace returns a reversed (negative-stride) view
 
 
 def gradients_from_timeseries(series: Iterable[Any], time_axis: int = -1, **kwargs) -> np.ndarray:
@@ -153,7 +152,7 @@ def align_gradients(gradients: Any, reference: Any) -> np.ndarray:
         raise ValueError(
             f"reference: expected the shape of gradients {gradients.shape}, got shape {reference.shape}"
         )
-    return procrustes(gradients, reference)
+    return np.ascontiguousarray(procrustes(gradients, reference))
 
 
 def gradient_agreement(gradients: Any, reference: Any, num: int = 3) -> np.ndarray:
@@ -170,7 +169,7 @@ def save_gradient_csv(path: str | os.PathLike, gradients: Any) -> Path:
         raise ValueError(f"gradients: expected a finite 2-D (R, K) array, got shape {gradients.shape}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    handle, temp = staged_file(path)
     try:
         with os.fdopen(handle, "w") as stream:
             np.savetxt(stream, gradients, delimiter=",", fmt="%.10g")

@@ -162,6 +162,38 @@ def _point_card_at(folder: Path, repo_id: str) -> bytes | None:
     return updated.encode() if updated != text else None
 
 
+# What a training run leaves in its output folder that is not part of the model: checkpoints with
+# optimizer and RNG states, run bookkeeping, and hidden staging folders of an interrupted write.
+SKIPPED_FOLDERS = {"checkpoints", "__pycache__"}
+SKIPPED_FOLDER_PATTERNS = ("step-*", "checkpoint-*", "*.partial")
+KEPT_HIDDEN_FOLDERS = {".eval_results"}  # the Hub reads evaluation results from here
+SKIPPED_FILE_PATTERNS = (
+    "optimizer.bin", "optimizer.pt", "scheduler.bin", "scheduler.pt", "scaler.pt", "random_states_*.pkl",
+    "rng_state*.pth", "training_args.bin", "trainer_state.json", "pretraining_log.jsonl", "pretraining_args.yaml",
+    "pretraining_summary.json", "run_settings.json", "*.tmp", "*.tmp-*",
+)
+
+
+def hub_upload_files(folder: str | Path) -> list[Path]:
+    """The files of `folder` a Hub repository of the model gets: every path component is checked, so
+    nothing under checkpoints/, hidden (staging) folders or training-state files is uploaded."""
+    import fnmatch
+
+    folder = Path(folder)
+    kept = []
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file() or path.is_symlink():
+            continue
+        *parents, name = path.relative_to(folder).parts
+        if any(part in SKIPPED_FOLDERS or (part.startswith(".") and part not in KEPT_HIDDEN_FOLDERS)
+               or any(fnmatch.fnmatch(part, pattern) for pattern in SKIPPED_FOLDER_PATTERNS) for part in parents):
+            continue
+        if name.startswith(".") or any(fnmatch.fnmatch(name, pattern) for pattern in SKIPPED_FILE_PATTERNS):
+            continue
+        kept.append(path)
+    return kept
+
+
 def push_folder_to_hub(folder: str | Path, repo_id: str, token: str | None = None, private: bool | None = None,
                        commit_message: str = "Upload Brain-JEPA model", revision: str | None = None):
     """Create `repo_id` if needed and upload a checked Hub-ready folder in one commit; returns the CommitInfo."""
@@ -176,8 +208,7 @@ def push_folder_to_hub(folder: str | Path, repo_id: str, token: str | None = Non
     operations = [
         CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(),
                            path_or_fileobj=card if (card is not None and path.name == "README.md") else str(path))
-        for path in sorted(folder.rglob("*"))
-        if path.is_file() and "__pycache__" not in path.parts and not path.name.startswith(".")
+        for path in hub_upload_files(folder)
     ]
     return api.create_commit(repo_id, operations=operations, commit_message=commit_message, revision=revision)
 
@@ -193,6 +224,6 @@ def push_to_hub(model, repo_id: str, feature_extractor=None, card_preset: str | 
 
 
 __all__ = [
-    "atomic_output_dir", "check_hub_folder", "check_output_dir", "prepare_hub_folder", "preset_for",
+    "atomic_output_dir", "check_hub_folder", "check_output_dir", "hub_upload_files", "prepare_hub_folder", "preset_for",
     "push_folder_to_hub", "push_to_hub", "remote_code_problems",
 ]

@@ -19,7 +19,9 @@ import numpy as np
 import torch
 import yaml
 
+from .atomic_io import exchange_paths, follow_umask
 from .collapse_monitor import CollapseMonitor, feature_statistics, sample_spread
+from .series_fit import check_series_fit, series_lengths
 
 logger = logging.getLogger("brain_jepa_hf.pretraining")
 
@@ -27,6 +29,20 @@ PRESET_DIR = Path(__file__).parent / "presets"
 CHECKPOINT_PREFIX = "step-"
 STATE_FILE = "trainer_state.json"
 LOG_FILE = "pretraining_log.jsonl"  # one JSON record per logging step
+RUN_SETTINGS_FILE = "run_settings.json"  # the settings that decide the result, and their fingerprint
+FINAL_STAGING = ".final.tmp"
+# Arguments that do not change the trained weights, so a resume may change them: where things go and
+# how often they are logged or saved, how many checkpoints are kept, monitoring thresholds, the Hub
+# upload, data-loading workers and the device/attention kernel (the same computation). Everything
+# else, the model config, the data (its fingerprint and the gradient's hash) and the number of
+# processes is part of the run's fingerprint. `max_steps` and `num_epochs` are in it: they set the
+# schedules' length, so a longer run is a different run (its learning rate differs at every step).
+NOT_FINGERPRINTED = frozenset({
+    "output_dir", "dataset", "gradient", "atlas", "model_preset", "model_overrides", "num_frames", "patch_size",
+    "position_embedding_type", "attn_implementation", "cpu", "num_workers", "logging_steps", "save_steps",
+    "save_total_limit", "resume_from_checkpoint", "overwrite_output_dir", "collapse_std_threshold",
+    "collapse_rank_fraction", "collapse_relative_fraction", "push_to_hub", "hub_model_id", "hub_private",
+})
 
 
 @dataclass
@@ -56,7 +72,13 @@ class PretrainingArguments:
     )
     num_frames: int = field(default=160, metadata={"help": "Frames per sample."})
     patch_size: int = field(default=16, metadata={"help": "Frames per token."})
-    sampling_rate: int = field(default=3, metadata={"help": "Clip stride: clips span sampling_rate*num_frames volumes."})
+    sampling_rate: int = field(default=3, metadata={"help": "Clip stride: clips span sampling_rate*num_frames volumes "
+                                                            "(3 in the paper at TR 0.735 s; about 1 for TR 2 s)."})
+    short_series: str = field(
+        default="error",
+        metadata={"help": "Series shorter than sampling_rate*num_frames volumes: error, stretch (frames spread over "
+                          "the whole series) or pad (missing frames filled)."},
+    )
     scaling: str = field(default="robust", metadata={"help": "robust (fitted on the data), zscore or none."})
     position_embedding_type: str = field(default="gradient", metadata={"help": "gradient or sincos (ablation)."})
     attn_implementation: str = field(default="sdpa", metadata={"help": "eager, sdpa or flash_attention_2."})
@@ -82,7 +104,14 @@ class PretrainingArguments:
     save_steps: int = 500
     save_total_limit: int = field(default=2, metadata={"help": "Checkpoints kept (oldest removed first)."})
     resume_from_checkpoint: str | None = field(
-        default=None, metadata={"help": "A checkpoint folder, or 'latest' for the newest in OUTPUT_DIR/checkpoints."}
+        default=None,
+        metadata={"help": "A checkpoint folder, or 'latest' for the newest in OUTPUT_DIR/checkpoints of this same "
+                          "run (same settings, as recorded in OUTPUT_DIR/run_settings.json)."},
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Replace an OUTPUT_DIR that holds a run with other settings (its files are removed); "
+                          "without it such a folder is refused."},
     )
     collapse_std_threshold: float = field(default=0.05, metadata={"help": "Warn when target features' std falls below."})
     collapse_rank_fraction: float = field(default=0.02, metadata={"help": "Warn when their effective rank < this x width."})
@@ -114,6 +143,8 @@ class PretrainingArguments:
             raise ValueError(f"max_steps: expected a positive integer or None, got {self.max_steps!r}")
         if not 0 <= self.warmup_epochs <= self.num_epochs:
             raise ValueError(f"warmup_epochs: expected a value in [0, num_epochs={self.num_epochs}], got {self.warmup_epochs}")
+        if self.short_series not in ("error", "stretch", "pad"):
+            raise ValueError(f"short_series: expected 'error', 'stretch' or 'pad', got {self.short_series!r}")
         if self.mask not in ("spatiotemporal", "multiblock"):
             raise ValueError(f"mask: expected 'spatiotemporal' or 'multiblock', got {self.mask!r}")
         if self.mixed_precision not in ("no", "bf16", "fp16"):
@@ -287,13 +318,89 @@ def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
 
 
-def resolve_checkpoint(args: PretrainingArguments) -> Path | None:
+# ----------------------------------------------------------------------------------------------
+# Run identity: an output folder (and its checkpoints) belongs to one run
+# ----------------------------------------------------------------------------------------------
+
+CONFIG_KEYS_NOT_FINGERPRINTED = ("transformers_version", "_name_or_path", "output_hidden_states", "output_attentions",
+                                 "return_dict", "atlas")
+
+
+def run_settings(args: PretrainingArguments, config, dataset, gradient, num_processes: int) -> dict:
+    """The settings that decide a run's result (see NOT_FINGERPRINTED for what is left out)."""
+    settings = {name: value for name, value in dataclasses.asdict(args).items() if name not in NOT_FINGERPRINTED}
+    model = config.to_dict()
+    settings["model_config"] = {key: model[key] for key in sorted(model) if key not in CONFIG_KEYS_NOT_FINGERPRINTED}
+    settings["data"] = None if args.dataset is None else {
+        "fingerprint": getattr(dataset, "_fingerprint", None), "num_rows": len(dataset)}
+    settings["gradient_sha256"] = None if gradient is None else hashlib.sha256(
+        np.ascontiguousarray(gradient, dtype=np.float32).tobytes()).hexdigest()
+    settings["num_processes"] = num_processes
+    return json.loads(json.dumps(settings, default=str))  # as it reads back from JSON
+
+
+def settings_fingerprint(settings: dict) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def describe_differences(stored: dict | None, current: dict) -> str:
+    if stored is None:
+        return f"it has no {RUN_SETTINGS_FILE}, so it is not a pretraining run of these settings"
+    changes = []
+    for key in sorted(set(stored) | set(current)):
+        old, new = stored.get(key), current.get(key)
+        if isinstance(old, dict) and isinstance(new, dict):
+            changes += [f"{key}.{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
+                        if old.get(k) != new.get(k)]
+        elif old != new:
+            changes.append(f"{key}: {old!r} -> {new!r}")
+    return "other settings: " + "; ".join(changes[:6]) + ("; ..." if len(changes) > 6 else "")
+
+
+def read_run_settings(folder: Path) -> dict | None:
+    path = folder / RUN_SETTINGS_FILE
+    return json.loads(path.read_text())["settings"] if path.is_file() else None
+
+
+def is_staging(path: Path) -> bool:
+    """Hidden in-progress folders and files a killed run leaves (`.final.tmp`, `.step-N.tmp`, `..final.tmp.tmp-*`)."""
+    return path.name.startswith(".") and ".tmp" in path.name
+
+
+def check_output_folder(args: PretrainingArguments, settings: dict) -> bool:
+    """Whether OUTPUT_DIR holds another run that must be removed (`overwrite_output_dir`); raises when it
+    holds another run and replacing it was not asked for."""
+    output_dir = Path(args.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise FileExistsError(f"output_dir: {output_dir} exists and is not a folder")
+    content = [p for p in output_dir.iterdir() if not is_staging(p)] if output_dir.is_dir() else []
+    stored = read_run_settings(output_dir) if output_dir.is_dir() else None
+    if not content or stored == settings:
+        return False
+    if args.overwrite_output_dir:
+        return True
+    raise FileExistsError(
+        f"output_dir: {output_dir} holds another pretraining run ({describe_differences(stored, settings)}); "
+        "pass --overwrite_output_dir to replace it, or choose another --output_dir"
+    )
+
+
+def checkpoint_fingerprint(checkpoint: Path) -> str | None:
+    return json.loads((checkpoint / STATE_FILE).read_text()).get("run_fingerprint")
+
+
+def resolve_checkpoint(args: PretrainingArguments, settings: dict | None = None) -> Path | None:
+    """The checkpoint to resume from: `latest` is the newest checkpoint of this same run (same `settings`)
+    in OUTPUT_DIR; a named checkpoint must come from a run with the same settings."""
     if args.resume_from_checkpoint is None:
         return None
+    fingerprint = None if settings is None else settings_fingerprint(settings)
     if args.resume_from_checkpoint == "latest":
-        checkpoints = list_checkpoints(args.output_dir)
+        checkpoints = [p for p in list_checkpoints(args.output_dir)
+                       if fingerprint is None or checkpoint_fingerprint(p) == fingerprint]
         if not checkpoints:
-            logger.warning("resume_from_checkpoint=latest: no checkpoint in %s yet, starting from scratch", args.output_dir)
+            logger.warning("resume_from_checkpoint=latest: no checkpoint of this run in %s yet, starting from scratch",
+                           args.output_dir)
             return None
         return checkpoints[-1]
     path = Path(args.resume_from_checkpoint)
@@ -301,7 +408,28 @@ def resolve_checkpoint(args: PretrainingArguments) -> Path | None:
         raise FileNotFoundError(
             f"resume_from_checkpoint: expected a checkpoint folder containing {STATE_FILE}, got {str(path)!r}"
         )
+    if fingerprint is not None and checkpoint_fingerprint(path) != fingerprint:
+        raise ValueError(
+            f"resume_from_checkpoint: {path} was saved by another run ({describe_differences(read_run_settings(path), settings)}); "
+            "resume with that run's settings, or start without --resume_from_checkpoint"
+        )
     return path
+
+
+def remove_stale_staging(output_dir: Path) -> list[Path]:
+    """Remove what a killed run left half-written: `.final.tmp` (and its own staging) and checkpoint `.tmp` folders."""
+    from .atomic_io import remove_stale
+
+    stale = [p for p in output_dir.iterdir() if is_staging(p)] if output_dir.is_dir() else []
+    checkpoints = output_dir / "checkpoints"
+    stale += [p for p in checkpoints.iterdir() if is_staging(p)] if checkpoints.is_dir() else []
+    return remove_stale(stale)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    temporary = path.with_name(f".{path.name}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -348,7 +476,8 @@ def pretrain(args: PretrainingArguments) -> Path:
 
     args.validate()
     output_dir = Path(args.output_dir)
-    checkpoint = resolve_checkpoint(args)
+    if args.resume_from_checkpoint not in (None, "latest"):
+        resolve_checkpoint(args)  # a missing checkpoint folder is reported before the data is read
 
     accelerator = Accelerator(
         gradient_accumulation_steps=args.gradient_accumulation_steps,
@@ -386,12 +515,32 @@ def pretrain(args: PretrainingArguments) -> Path:
                 f"gradient: expected shape ({config.num_rois}, {config.gradient_dim}) for this dataset and model, got {gradient.shape}"
             )
 
+    clip_rule = BrainJepaFeatureExtractor(num_rois=config.num_rois, num_frames=args.num_frames, scaling="none",
+                                          sampling_rate=args.sampling_rate, short_series=args.short_series)
+    check_series_fit(series_lengths(dataset, args.fmri_column), clip_rule, args.fmri_column)  # before any output
+
+    settings = run_settings(args, config, dataset, gradient, accelerator.num_processes)
+    fingerprint = settings_fingerprint(settings)
+    replace_output = check_output_folder(args, settings)
+    checkpoint = None if replace_output else resolve_checkpoint(args, settings)
+    accelerator.wait_for_everyone()  # every process has read the folder before it changes
+    if accelerator.is_main_process:
+        if replace_output:
+            logger.warning("overwrite_output_dir: removing the other run in %s", output_dir)
+            shutil.rmtree(output_dir)
+        for path in remove_stale_staging(output_dir):
+            logger.info("removed %s, left by an interrupted run", path)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(output_dir / RUN_SETTINGS_FILE,
+                          json.dumps({"fingerprint": fingerprint, "settings": settings}, indent=2))
+    accelerator.wait_for_everyone()
+
     if checkpoint is not None and (checkpoint / "preprocessor_config.json").exists():
         feature_extractor = BrainJepaFeatureExtractor.from_pretrained(checkpoint)
     else:
         feature_extractor = BrainJepaFeatureExtractor(
             num_rois=config.num_rois, num_frames=args.num_frames, sampling_rate=args.sampling_rate,
-            scaling=args.scaling, gradient=gradient,
+            scaling=args.scaling, gradient=gradient, short_series=args.short_series,
         )
         if args.scaling == "robust":
             fmri = dataset.with_format("numpy", columns=[args.fmri_column])
@@ -449,6 +598,11 @@ def pretrain(args: PretrainingArguments) -> Path:
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / "pretraining_args.yaml").write_text(yaml.safe_dump(dataclasses.asdict(args), sort_keys=False))
+        log_path = output_dir / LOG_FILE
+        if log_path.is_file():  # records after the starting step are logged again by this run
+            kept = [line for line in log_path.read_text().splitlines() if line.strip()
+                    and json.loads(line)["step"] <= global_step]
+            write_text_atomic(log_path, "".join(line + "\n" for line in kept))
 
     def save_checkpoint() -> None:
         root = output_dir / "checkpoints"
@@ -474,12 +628,20 @@ def pretrain(args: PretrainingArguments) -> Path:
             unwrapped.config.save_pretrained(temporary)  # so that from_pretrained can load the checkpoint
             state = {"global_step": global_step, "epoch": epoch, "micro_step_in_epoch": micro_in_epoch,
                      "collator": collator_states, "total_steps": total_steps,
-                     "collapse_monitor": monitor.state_dict()}
+                     "collapse_monitor": monitor.state_dict(), "run_fingerprint": fingerprint}
             (temporary / STATE_FILE).write_text(json.dumps(state, indent=2))
+            shutil.copy2(output_dir / RUN_SETTINGS_FILE, temporary / RUN_SETTINGS_FILE)
+            follow_umask(temporary)
             _fsync_tree(temporary)
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(temporary, final)
-            for old in list_checkpoints(output_dir)[: -args.save_total_limit]:
+            if final.exists():  # the same step of this run saved before: swap, never leave neither
+                if not exchange_paths(temporary, final):
+                    shutil.rmtree(final)
+                    os.replace(temporary, final)
+                shutil.rmtree(temporary, ignore_errors=True)
+            else:
+                os.replace(temporary, final)
+            own = [p for p in list_checkpoints(output_dir) if checkpoint_fingerprint(p) == fingerprint]
+            for old in own[: -args.save_total_limit]:  # never another run's checkpoint
                 shutil.rmtree(old, ignore_errors=True)
         accelerator.wait_for_everyone()
 
@@ -543,8 +705,8 @@ def pretrain(args: PretrainingArguments) -> Path:
                                          tok_s=f"{record['tokens_per_s']:.0f}", std=f"{std:.3f}", erank=f"{rank:.1f}")
                 window, window_start, window_tokens = [], time.perf_counter(), 0
 
-            if global_step % args.save_steps == 0 and global_step < total_steps:
-                save_checkpoint()
+            if global_step % args.save_steps == 0 or global_step == total_steps:
+                save_checkpoint()  # also at the last step, so the finished run can be resumed or extended
             if global_step >= total_steps:
                 done = True
                 break
@@ -577,9 +739,10 @@ def save_final_model(model, feature_extractor, output_dir: Path) -> None:
     file there."""
     from .hub import prepare_hub_folder
 
-    temporary = output_dir / ".final.tmp"
+    temporary = output_dir / FINAL_STAGING
     shutil.rmtree(temporary, ignore_errors=True)
     prepare_hub_folder(model, temporary, feature_extractor=feature_extractor, repo_id=str(output_dir.resolve()))
+    follow_umask(temporary)
     _fsync_tree(temporary)
     for path in temporary.iterdir():
         os.replace(path, output_dir / path.name)

@@ -93,7 +93,7 @@ def test_failed_build_dataset_exits_1_and_leaves_nothing(tmp_path, capsys):
     assert "brain-jepa build-dataset: error: labels: expected a row for every subject with a file, got 2 missing" in err
     np.save(tmp_path / "rois" / "sub-9.npy", np.zeros((5, 20), np.float32))  # wrong ROI count, last file
     assert main(["build-dataset", str(tmp_path / "rois"), "--output-dir", str(tmp_path / "out")]) == 1
-    assert "sub-9.npy: expected 6 ROIs like sub-0.npy, got shape (5, 20)" in capsys.readouterr().err
+    assert "sub-9.npy: expected 6 ROIs like the first file sub-0.npy (shape (6, 20)), got shape (5, 20)" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["labels.csv", "rois"]
 
 

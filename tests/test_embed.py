@@ -60,6 +60,46 @@ def test_interrupted_run_resumes_from_finished_chunks(tmp_path, folder):
         embed(folder, data, target, progress=False)
 
 
+def test_kill_after_the_final_write_or_mid_write_then_rerun_finishes_cleanly(tmp_path, folder, monkeypatch):
+    """A kill between writing the output and removing `.partial`, or while a file is half-written, leaves
+    state a rerun of the same call finishes from, with the bytes of an uninterrupted run and no debris."""
+    import shutil
+
+    import brain_jepa_hf.embedding as embedding
+
+    data = small_dataset(num_subjects=9)
+    reference = embed(folder, data, tmp_path / "reference" / "emb.npy", chunk_size=4, progress=False)
+    target = tmp_path / "run" / "emb.npy"
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt("killed right after the output was renamed into place")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(embedding.shutil, "rmtree", killed)
+        with pytest.raises(KeyboardInterrupt):
+            embed(folder, data, target, chunk_size=4, progress=False)
+    partial = target.with_name("emb.npy.partial")
+    assert target.exists() and partial.exists()
+    (target.parent / ".emb.npy.tmp-999999").write_bytes(b"half a file")  # a kill inside np.save
+    (partial / ".chunk-0000000004.npy.tmp-999999").write_bytes(b"half a chunk")
+    assert embed(folder, data, target, chunk_size=4, progress=False) == target
+    assert target.read_bytes() == reference.read_bytes()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["emb.npy"]
+    # An output that is not what the chunks hold is never taken for a finished run.
+    shutil.copytree(tmp_path / "reference", tmp_path / "other")
+    embed(folder, data, tmp_path / "other" / "emb.npy", chunk_size=4, max_chunks=1, progress=False, overwrite=True)
+    with pytest.raises(FileExistsError, match="output: .*emb.npy already exists; pass overwrite=True"):
+        embed(folder, data, tmp_path / "other" / "emb.npy", chunk_size=4, progress=False)
+
+    # A kill in the middle of the chunks: the rerun removes the half-written chunk and finishes.
+    resumed = tmp_path / "resumed" / "emb.npy"
+    assert embed(folder, data, resumed, chunk_size=4, max_chunks=1, progress=False) is None
+    (resumed.with_name("emb.npy.partial") / ".chunk-0000000004.npy.tmp-999999").write_bytes(b"half")
+    embed(folder, data, resumed, chunk_size=4, progress=False)
+    assert resumed.read_bytes() == reference.read_bytes()
+    assert sorted(p.name for p in resumed.parent.iterdir()) == ["emb.npy"]
+
+
 def test_embed_errors_name_the_problem(tmp_path, folder):
     with pytest.raises(ValueError, match=r"output: expected a file name ending in \['.npy', '.parquet'\], got .*emb.csv"):
         embed(folder, small_dataset(), tmp_path / "emb.csv")

@@ -109,6 +109,7 @@ def test_sigkill_mid_way_then_rerun_completes_with_identical_bytes(inputs, one_p
     run(embed_command(inputs, output, 2))
     assert output.read_bytes() == one_process
     assert not partial.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["killed.npy"]  # no staging debris left
 
 
 def test_two_process_sklearn_probe_shares_the_embedding_and_matches_one_process(inputs, tmp_path):

@@ -48,6 +48,15 @@ def test_alignment_undoes_rotation_and_reflection(group_gradients):
     np.testing.assert_allclose(align_gradients(flipped, main), main, atol=1e-8)
 
 
+def test_gradients_are_contiguous_arrays_torch_accepts(group_gradients):
+    import torch
+
+    main, holdout = group_gradients
+    for result in (main, align_gradients(holdout, main)):
+        assert result.flags.c_contiguous and all(stride > 0 for stride in result.strides)
+        assert torch.equal(torch.tensor(result), torch.from_numpy(result.copy()))
+
+
 def test_compute_gradients_with_reference_and_determinism(group_gradients):
     main, _ = group_gradients
     fc = load_brainspace_group_fc("holdout")
@@ -58,6 +67,7 @@ def test_compute_gradients_with_reference_and_determinism(group_gradients):
 
 def test_csv_round_trip_in_original_layout(tmp_path, group_gradients):
     main, _ = group_gradients
+    (tmp_path / ".gradients.csv.tmp-killed").write_text("0.1,0.")  # what a kill mid-write leaves
     path = save_gradient_csv(tmp_path / "gradients.csv", main)
     assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~current_umask()  # not the 0600 of a temporary file
     lines = path.read_text().splitlines()

@@ -159,3 +159,35 @@ def test_prepared_folder_config_lists_every_auto_class(local_model):
     auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
     assert set(auto_map) == {"AutoConfig", "AutoModel", "AutoModelForPreTraining", "AutoModelForSequenceClassification"}
     assert not list(folder.parent.glob(".brain-jepa-base.tmp-*")), "staging folder left behind"
+    from brain_jepa_hf.atomic_io import usual_mode
+
+    for path in folder.iterdir():  # model.safetensors too (transformers writes it 0600)
+        assert path.stat().st_mode & 0o777 == usual_mode(directory=path.is_dir()), path.name
+
+
+def test_pushing_a_pretraining_output_uploads_only_the_model_files(hub, tmp_path):
+    """A pretraining folder holds checkpoints (optimizer, RNG states), run bookkeeping and, after a kill,
+    hidden staging folders: none of it reaches the Hub, whatever the depth."""
+    from brain_jepa_hf.hub import hub_upload_files
+    from test_pretraining import run_pretrain
+
+    out = tmp_path / "run"
+    run_pretrain(out, "--max_steps", "2", "--save_steps", "1")
+    checkpoint = out / "checkpoints" / "step-00000002"
+    assert (checkpoint / "optimizer.bin").is_file() and list(checkpoint.glob("random_states_*.pkl"))
+    for debris in (out / ".final.tmp" / "model.safetensors", out / "..final.tmp.tmp-x1" / "config.json",
+                   out / "checkpoints" / ".step-00000003.tmp" / "optimizer.bin", out / "nested" / ".staging" / "a.py",
+                   out / "nested" / "checkpoints" / "model.safetensors", out / "step-00000001" / "random_states_0.pkl"):
+        debris.parent.mkdir(parents=True, exist_ok=True)
+        debris.write_bytes(b"not a model file")
+    expected = {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "configuration_brain_jepa.py",
+                "modeling_brain_jepa.py", "feature_extraction_brain_jepa.py", "pipeline_brain_jepa.py"}
+    assert {p.relative_to(out).as_posix() for p in hub_upload_files(out)} == expected
+    push = f"""
+from brain_jepa_hf.hub import push_folder_to_hub
+push_folder_to_hub({str(out)!r}, "tester/pretrained-run")
+"""
+    run_python(push, hub_env(hub, tmp_path / "home"))
+    stored = hub.files("tester/pretrained-run")
+    assert set(stored) - {".gitattributes"} == expected  # .gitattributes: made by the Hub on creation
+    assert stored["model.safetensors"] == (out / "model.safetensors").read_bytes()

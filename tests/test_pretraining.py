@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ import torch
 from safetensors.torch import load_file
 
 from brain_jepa_hf import BrainJepaForPreTraining, BrainJepaModel
+from brain_jepa_hf.atomic_io import usual_mode
 from brain_jepa_hf.commands.pretrain import parse_arguments
 from brain_jepa_hf.pretraining import PretrainingArguments, list_checkpoints
 from brain_jepa_hf.schedules import PretrainingSchedules
@@ -98,9 +100,15 @@ def test_loss_falls_and_the_output_folder_is_a_loadable_model(tmp_path):
 
 def test_a_checkpoint_loads_with_from_pretrained_as_the_target_encoder_at_that_step(tmp_path):
     out = tmp_path / "run"
-    run_pretrain(out, "--max_steps", "4", "--save_steps", "2")
-    (checkpoint,) = list_checkpoints(out)
-    assert checkpoint.name == "step-00000002"
+    run_pretrain(out, "--max_steps", "5", "--save_steps", "2", "--save_total_limit", "3")
+    checkpoint, _, last = list_checkpoints(out)
+    assert [p.name for p in list_checkpoints(out)] == ["step-00000002", "step-00000004", "step-00000005"]
+    # The last step is always saved; its target encoder is the final model.
+    at_last, final = load_file(last / "model.safetensors"), load_file(out / "model.safetensors")
+    assert final.keys() <= at_last.keys() and all(torch.equal(at_last[name], final[name]) for name in final)
+    # Every output, weights included, has the permissions a plain open() gives under the umask.
+    for path in [*out.rglob("*.safetensors"), *out.rglob("*.json"), *out.rglob("*.bin")]:
+        assert stat.S_IMODE(path.stat().st_mode) == usual_mode(directory=False), path
     stored = load_file(checkpoint / "model.safetensors")
     at_checkpoint = BrainJepaModel.from_pretrained(checkpoint).state_dict()
     final = BrainJepaModel.from_pretrained(out).state_dict()
@@ -123,9 +131,12 @@ def test_sigkill_and_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     process.send_signal(signal.SIGKILL)
     assert process.wait() == -signal.SIGKILL
     assert not (interrupted / "model.safetensors").exists()
-    # What a kill in the middle of a save leaves behind is never taken for a checkpoint.
-    (interrupted / "checkpoints" / ".step-00000009.tmp").mkdir(exist_ok=True)
-    (interrupted / "checkpoints" / ".step-00000009.tmp" / "model.safetensors").write_bytes(b"partial")
+    # What a kill in the middle of a save leaves behind is never taken for a checkpoint, and is removed.
+    debris = [interrupted / "checkpoints" / ".step-00000009.tmp" / "model.safetensors",
+              interrupted / ".final.tmp" / "model.safetensors", interrupted / "..final.tmp.tmp-k1" / "config.json"]
+    for path in debris:
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"partial")
     last_good = list_checkpoints(interrupted)[-1]
     assert int(last_good.name.split("-")[1]) >= 6
 
@@ -134,9 +145,34 @@ def test_sigkill_and_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     assert expected.keys() == resumed.keys()
     for name in expected:
         assert torch.equal(expected[name], resumed[name]), f"{name} differs after resume"
-    losses = {r["step"]: r["loss"] for r in read_log(reference)}
-    for record in read_log(interrupted):
-        assert record["loss"] == losses[record["step"]], f"step {record['step']} loss differs"
+    # The log holds each step once, with the uninterrupted run's losses.
+    assert [(r["step"], r["loss"]) for r in read_log(interrupted)] == [(r["step"], r["loss"]) for r in read_log(reference)]
+    assert [p.name for p in list_checkpoints(interrupted)] == [p.name for p in list_checkpoints(reference)]
+    assert sorted(p.relative_to(interrupted).as_posix() for p in interrupted.rglob("*") if p.name.startswith(".")) == []
+    files = sorted(p.relative_to(reference).as_posix() for p in reference.rglob("*"))
+    assert sorted(p.relative_to(interrupted).as_posix() for p in interrupted.rglob("*")) == files
+
+
+def test_a_reused_output_folder_is_replaced_only_when_asked_and_other_runs_checkpoints_are_never_used(tmp_path):
+    out, steps = tmp_path / "run", ["--max_steps", "4", "--save_steps", "2"]
+    run_pretrain(out, *steps)  # run A
+    foreign = tmp_path / "a-step-4"
+    shutil.copytree(out / "checkpoints" / "step-00000004", foreign)
+    run_pretrain(out, *steps, "--learning_rate", "0.002", "--overwrite_output_dir")  # run B replaces A
+    assert json.loads((out / "run_settings.json").read_text())["settings"]["learning_rate"] == 0.002
+    b_final = (out / "model.safetensors").read_bytes()
+    b_log = read_log(out)
+    assert [r["step"] for r in b_log] == [1, 2, 3, 4]
+
+    # A checkpoint of run A lands among B's, newer by its step: B resumes from its own step 2 and
+    # save_total_limit=1 removes B's older checkpoints only.
+    shutil.rmtree(out / "checkpoints" / "step-00000004")
+    shutil.copytree(foreign, out / "checkpoints" / "step-00000003")
+    run_pretrain(out, *steps, "--learning_rate", "0.002", "--resume_from_checkpoint", "latest", "--save_total_limit", "1")
+    assert [p.name for p in list_checkpoints(out)] == ["step-00000003", "step-00000004"]
+    assert (out / "checkpoints" / "step-00000003" / "optimizer.bin").read_bytes() == (foreign / "optimizer.bin").read_bytes()
+    assert (out / "model.safetensors").read_bytes() == b_final
+    assert [(r["step"], r["loss"]) for r in read_log(out)] == [(r["step"], r["loss"]) for r in b_log]
 
 
 @pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate CLI not on PATH")

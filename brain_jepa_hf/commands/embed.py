@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from . import add_dtype_argument, describe_precision
+from ..series_fit import SAMPLING_RATE_HELP, SHORT_SERIES_CHOICES, SHORT_SERIES_HELP
 
 EXAMPLES = """\
 examples:
@@ -21,6 +22,9 @@ examples:
   # all GPUs of a machine: the chunks are shared out, the output is the file one process writes
   accelerate launch --num_processes 4 -m brain_jepa_hf.commands.embed --model your-name/brain-jepa-base \
       --dataset data/ukb --device cuda --output ukb.npy
+
+  # a 300-volume scan at TR 2 s (the default clip is 3 x 160 = 480 volumes)
+  brain-jepa embed --model runs/pretrain-tiny --dataset data/tr2 --sampling_rate 1 --output tr2.npy
 
   # interrupted? run the same command again: finished chunks in OUTPUT.partial/ are kept
 
@@ -54,6 +58,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--fmri_column", default="fmri")
     parser.add_argument("--id_column", default="subject_id")
     parser.add_argument("--feature_extractor", default=None, help="default: the model's preprocessor_config.json")
+    parser.add_argument("--sampling_rate", type=int, default=None,
+                        help="override the feature extractor's clip stride. " + SAMPLING_RATE_HELP)
+    parser.add_argument("--short_series", choices=SHORT_SERIES_CHOICES, default=None,
+                        help="override the feature extractor's rule. " + SHORT_SERIES_HELP)
     parser.add_argument("--example_subjects", type=int, default=200)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (under accelerate launch: each process's GPU)")
     add_dtype_argument(parser, default="auto")
@@ -71,6 +79,7 @@ def _embed(args):
     from ..data import open_dataset
     from ..embedding import distributed_state, embed, load_encoder
     from ..feature_extraction_brain_jepa import BrainJepaFeatureExtractor
+    from ..series_fit import check_series_fit, series_lengths, set_series_options
 
     state = distributed_state()
     device = state.device if state is not None and args.device != "cpu" else args.device
@@ -78,6 +87,8 @@ def _embed(args):
     dataset = open_dataset(args.dataset, split=args.split, example_subjects=args.example_subjects,
                            fmri_column=args.fmri_column)
     extractor = BrainJepaFeatureExtractor.from_pretrained(args.feature_extractor or args.model)
+    set_series_options(extractor, sampling_rate=args.sampling_rate, short_series=args.short_series)
+    check_series_fit(series_lengths(dataset, args.fmri_column), extractor, args.fmri_column)  # before the bar
     stats = {}
     path = embed(encoder, dataset, args.output, feature_extractor=extractor, pooling=args.pooling,
                  batch_size=args.batch_size, chunk_size=args.chunk_size, fmri_column=args.fmri_column,

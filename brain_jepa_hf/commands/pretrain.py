@@ -67,7 +67,11 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_arguments(list(sys.argv[1:] if argv is None else argv))
-    output = pretrain(args)
+    try:
+        output = pretrain(args)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        print(f"brain-jepa pretrain: error: {err}", file=sys.stderr)
+        return 1
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"pretrained model saved to {output}")
     return 0
