@@ -18,6 +18,8 @@ The output folder appears whole or not at all (built in a staging folder, rename
 
 from __future__ import annotations
 
+import copy
+
 import itertools
 import math
 import os
@@ -280,7 +282,8 @@ def analyze_model(
     max_subjects: int | None = None, batch_size: int = 4, permutations: int = 5000, seed: int = 0,
     device: str = "cpu", attribution: bool | None = None, attribution_method: str = "integrated_gradients",
     attribution_steps: int = 32, feature_extractor=None, fmri_column: str = "fmri", split: str | None = None,
-    overwrite: bool = False, progress: bool = True, dtype: str = "float32",
+    overwrite: bool = False, progress: bool = True, dtype: str = "float32", sampling_rate: int | None = None,
+    short_series: str | None = None,
 ) -> AnalysisResult:
     """
     Analyse `model` (folder, Hub id or model instance) on `dataset` ("example", a save_to_disk /
@@ -295,6 +298,7 @@ def analyze_model(
     colours the embedding PCA. `attribution`: None = when the model has a classification head,
     True = required (error without a head), False = never. `dtype`: the model's precision ("float32",
     the default, so that figures do not depend on the machine; "bfloat16"; "auto", see `resolve_dtype`).
+    `sampling_rate` / `short_series` override the feature extractor's clip stride and short-series rule.
     """
     from .analysis import ATTRIBUTION_METHODS as ATTRIBUTION_TEXT
     from .analysis import cohort_attention
@@ -302,6 +306,7 @@ def analyze_model(
     from .data import open_dataset
     from .embedding import compute_embeddings
     from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
+    from .series_fit import check_series_fit, series_lengths, set_series_options
 
     if level not in LEVELS:
         raise ValueError(f"level: expected one of {LEVELS}, got {level!r}")
@@ -356,7 +361,11 @@ def analyze_model(
         if folder is None and not isinstance(model, str):
             raise ValueError("feature_extractor: expected one for a model instance (a folder or Hub id brings its own)")
         feature_extractor = BrainJepaFeatureExtractor.from_pretrained(str(model))
+    elif sampling_rate is not None or short_series is not None:
+        feature_extractor = copy.deepcopy(feature_extractor)  # the caller's stays as it was
+    set_series_options(feature_extractor, sampling_rate=sampling_rate, short_series=short_series)
     subset = dataset.select(range(count))
+    check_series_fit(series_lengths(subset, fmri_column), feature_extractor, fmri_column)  # before any model work
     networks = atlas.network_labels(level)
     encoder, classifier = _load_models(model, has_head and attribution is not False, device, dtype)
 
@@ -712,7 +721,7 @@ def _attribution_section(context: _Context, attributions: dict, description: str
         line += f" Completeness check ({steps} steps): median |sum - (f(x) - f(baseline))| = {100 * relative:.1f}% of |f(x) - f(baseline)|."
     context.sections.append(("Attribution per ROI", "attribution_glass_brain", "glass brain of attribution per ROI", line))
     context.sections.append(("Attribution per network", "attribution_by_network", "bar chart of attribution per network",
-                             f"Networks ranked by mean |attribution| per ROI: "
+                             "Networks ranked by mean |attribution| per ROI: "
                              + ", ".join(order[k] for k in np.argsort(-overall)[:3]) + f" lead. Method: {description}."))
 
 

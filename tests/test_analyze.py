@@ -197,6 +197,22 @@ def test_dtype_reaches_the_model(folders, tmp_path, capsys, choice, expected):
     assert f"- Precision: {str(expected).removeprefix('torch.')}" in (out / "report.md").read_text()
 
 
+def test_short_series_fail_before_any_work_and_the_options_fix_them(folders, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    data = dataset_from_arrays([f"s{i}" for i in range(2)], rng.standard_normal((2, 450, 60)).astype(np.float32),
+                               features=fmri_features(450, 60))
+    data.save_to_disk(str(tmp_path / "short"))
+    common = ["analyze", "--model", str(folders["classifier"]), "--dataset", str(tmp_path / "short"), "--layers", "-1",
+              "--no-attribution", "--permutations", "0"]
+    assert main(common + ["--sampling_rate", "3", "--output_dir", str(tmp_path / "refused")]) == 1
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("brain-jepa analyze: error: fmri: 2 of 2 series have fewer than the 96 volumes") and (
+        "--sampling_rate 1" in line and "--short_series pad" in line), line
+    assert not (tmp_path / "refused").exists()
+    assert main(common + ["--sampling_rate", "3", "--short_series", "stretch", "--output_dir", str(tmp_path / "fits")]) == 0
+    assert (tmp_path / "fits" / "report.md").is_file()
+
+
 def test_parse_layers():
     assert parse_layers("all") is None and parse_layers(None) is None
     assert parse_layers("0,5,11") == [0, 5, 11] and parse_layers("-1") == [-1]

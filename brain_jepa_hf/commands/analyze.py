@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..series_fit import SAMPLING_RATE_HELP, SHORT_SERIES_CHOICES, SHORT_SERIES_HELP
 from . import add_dtype_argument
 
 EXAMPLES = """\
@@ -51,6 +52,10 @@ def register(subparsers) -> None:
     parser.add_argument("--fmri_column", default="fmri")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     add_dtype_argument(parser, default="float32")
+    parser.add_argument("--sampling_rate", type=int, default=None,
+                        help="override the feature extractor's clip stride. " + SAMPLING_RATE_HELP)
+    parser.add_argument("--short_series", choices=SHORT_SERIES_CHOICES, default=None,
+                        help="override the feature extractor's rule. " + SHORT_SERIES_HELP)
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output_dir")
     parser.set_defaults(func=run)
 
@@ -65,6 +70,7 @@ def run(args) -> int:
         permutations=args.permutations, seed=args.seed, device=args.device, attribution=args.attribution,
         attribution_method=args.attribution_method, attribution_steps=args.attribution_steps,
         fmri_column=args.fmri_column, split=args.split, overwrite=args.overwrite, dtype=args.dtype,
+        sampling_rate=args.sampling_rate, short_series=args.short_series,
     )
     print(f"wrote {result.report} ({len(result.figures)} figures, {len(result.tables)} tables)")
     return 0
