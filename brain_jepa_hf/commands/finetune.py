@@ -57,5 +57,7 @@ def register(subparsers) -> None:
                           description=DESCRIPTION, epilog=EXAMPLES)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # e.g. `accelerate launch -m brain_jepa_hf.commands.finetune`: one-line errors, --debug
+    from brain_jepa_hf.cli import main as cli_main
+
+    sys.exit(cli_main(["finetune", *sys.argv[1:]]))

@@ -67,11 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = parse_arguments(list(sys.argv[1:] if argv is None else argv))
-    try:
-        output = pretrain(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
-        print(f"brain-jepa pretrain: error: {err}", file=sys.stderr)
-        return 1
+    output = pretrain(args)  # errors become one line in brain_jepa_hf.cli.main (--debug: the traceback)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"pretrained model saved to {output}")
     return 0
@@ -82,5 +78,7 @@ def register(subparsers) -> None:
     parser.set_defaults(func=lambda args: main(args.rest), rest=[])
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # e.g. `accelerate launch -m brain_jepa_hf.commands.pretrain`: one-line errors, --debug
+    from brain_jepa_hf.cli import main as cli_main
+
+    sys.exit(cli_main(["pretrain", *sys.argv[1:]]))
