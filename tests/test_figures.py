@@ -273,6 +273,10 @@ def test_training_log_resumed_runs_collapse_warnings_and_a_cut_last_line(pretrai
 def test_training_log_errors(tmp_path, capsys):
     from brain_jepa_hf.cli import main
 
+    with pytest.raises(SystemExit) as exited:
+        main(["plot-training", "--help"])
+    assert exited.value.code == 0 and "brain-jepa plot-training runs/example" in capsys.readouterr().out
+
     with pytest.raises(FileNotFoundError, match=r"run_dir_or_log: no pretraining_log.jsonl in .* \(is it a `brain-jepa pretrain` output folder\?\)"):
         figures.plot_training_curves(tmp_path)
     log = tmp_path / "pretraining_log.jsonl"
