@@ -189,15 +189,9 @@ def _load_arrow_shards(folder: Path):
 def load_dataset_folder(folder: str | os.PathLike, fmri_column: str = "fmri"):
     """A dataset folder in either layout (this package's `save_to_disk` / build-dataset folder, or a
     Brainmarks folder) as a Dataset / DatasetDict in this package's layout (`fmri_column` (R, T))."""
-    from datasets import DatasetDict, load_from_disk
+    from datasets import DatasetDict
 
-    folder = Path(folder)
-    if not folder.exists():
-        raise FileNotFoundError(f"dataset: no such folder {str(folder)!r}")
-    if (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file():
-        dataset = load_from_disk(str(folder))
-    else:
-        dataset = load_brainmarks_dataset(folder)
+    dataset = load_brainmarks_dataset(folder)  # any save_to_disk folder, or Brainmarks' bare *.arrow shards
     if not is_brainmarks_layout(dataset):
         return dataset
     if isinstance(dataset, DatasetDict):
