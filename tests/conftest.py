@@ -7,28 +7,34 @@ import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from brain_jepa_hf import BrainJepaConfig  # noqa: E402
+import numpy as np  # noqa: E402
+from helpers import make_config, make_inputs  # noqa: E402
+from original_layout import original_checkpoint  # noqa: E402
+
+from brain_jepa_hf import BrainJepaForPreTraining  # noqa: E402
 
 
-def make_config(num_rois: int = 23, num_frames: int = 40, patch_size: int = 8, **overrides) -> BrainJepaConfig:
-    """A tiny config with R and Tp deliberately unlike the paper's 450 and 10."""
-    return BrainJepaConfig.from_preset(
-        "tiny", num_rois=num_rois, num_frames=num_frames, patch_size=patch_size, gradient_dim=6, **overrides
-    )
+@pytest.fixture(scope="module")
+def pretrained():
+    """A tiny pretraining model whose context and target encoders differ, its inputs and gradient."""
+    config = make_config()
+    torch.manual_seed(0)
+    model = BrainJepaForPreTraining(config).eval()
+    with torch.no_grad():
+        for param in model.context_encoder.parameters():
+            param.add_(0.05 * torch.randn_like(param))
+    fmri, gradient = make_inputs(config)
+    model.set_gradient(gradient)
+    return model, fmri, gradient
 
 
-def make_inputs(config: BrainJepaConfig, batch: int = 3, seed: int = 0):
-    generator = torch.Generator().manual_seed(seed)
-    fmri = torch.randn(batch, 1, config.num_rois, config.num_frames, generator=generator)
-    gradient = torch.randn(config.num_rois, config.gradient_dim, generator=generator)
-    return fmri, gradient
-
-
-def disjoint_indices(batch: int, num_tokens: int, num_context: int, num_targets: int, seed: int = 0):
-    """Random per-sample context and target index sets that never overlap."""
-    generator = torch.Generator().manual_seed(seed)
-    order = torch.stack([torch.randperm(num_tokens, generator=generator) for _ in range(batch)])
-    return order[:, :num_context], order[:, num_context : num_context + num_targets]
+@pytest.fixture(scope="module")
+def original_files(pretrained, tmp_path_factory):
+    model, _, gradient = pretrained
+    folder = tmp_path_factory.mktemp("original")
+    torch.save(original_checkpoint(model), folder / "jepa-ep300.pth.tar")
+    np.savetxt(folder / "gradient_mapping.csv", gradient.double().numpy(), delimiter=",")
+    return folder / "jepa-ep300.pth.tar", folder / "gradient_mapping.csv"
 
 
 @pytest.fixture

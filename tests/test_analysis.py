@@ -4,10 +4,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from helpers import make_config, make_inputs
 
-from brain_jepa_hf import BrainJepaConfig, BrainJepaFeatureExtractor, BrainJepaForSequenceClassification, BrainJepaModel
+from brain_jepa_hf import (
+    BrainJepaConfig,
+    BrainJepaFeatureExtractor,
+    BrainJepaForSequenceClassification,
+    BrainJepaModel,
+)
 from brain_jepa_hf.analysis import (
     ATTRIBUTION_METHODS,
+    ROI_POOLED_ATTENTION,
+    _pooled_attention_forward,
     attention_received,
     benjamini_hochberg,
     cohort_attention,
@@ -19,8 +27,6 @@ from brain_jepa_hf.analysis import (
     roi_attribution,
     roi_pooled_attention,
 )
-from brain_jepa_hf.analysis import ROI_POOLED_ATTENTION, _pooled_attention_forward
-from conftest import make_config, make_inputs
 
 
 def naive_pooled(attentions, num_rois: int) -> torch.Tensor:

@@ -18,7 +18,10 @@ from brain_jepa_hf.cli import main
 from brain_jepa_hf.data import dataset_from_arrays, fmri_features
 from brain_jepa_hf.example_data import example_gradient
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
-from brain_jepa_hf.modeling_brain_jepa import BrainJepaForPreTraining, BrainJepaForSequenceClassification
+from brain_jepa_hf.modeling_brain_jepa import (
+    BrainJepaForPreTraining,
+    BrainJepaForSequenceClassification,
+)
 
 ROI_COLUMNS = ["index", "roi", "hemisphere", "network", "coarse_network", "x", "y", "z"]
 COARSE = ["Subcortical", "Vis", "SomMot", "DorsAttn", "SalVentAttn", "Limbic", "Cont", "Default"]

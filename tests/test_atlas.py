@@ -15,8 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import make_config, make_inputs
+from original_layout import original_checkpoint
 
-from brain_jepa_hf import BrainJepaForPreTraining, BrainJepaForSequenceClassification, BrainJepaModel
+from brain_jepa_hf import (
+    BrainJepaForPreTraining,
+    BrainJepaForSequenceClassification,
+    BrainJepaModel,
+)
 from brain_jepa_hf.atlas import (
     Atlas,
     atlas_for,
@@ -26,8 +32,6 @@ from brain_jepa_hf.atlas import (
 )
 from brain_jepa_hf.cli import main as cli_main
 from brain_jepa_hf.conversion import convert_original_checkpoint
-from conftest import make_config, make_inputs
-from original_layout import original_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_TABLE = REPO_ROOT / "brain_jepa_hf" / "atlas_data" / "released_450.csv"
@@ -400,7 +404,11 @@ def test_pretraining_and_finetuning_arguments_set_an_atlas(tmp_path):
 
 def test_runs_on_the_embedded_example_store_its_atlas_by_default(tmp_path):
     from brain_jepa_hf.atlas import example_atlas
-    from brain_jepa_hf.finetuning import DataArguments, ModelArguments, resolve_example_atlas
+    from brain_jepa_hf.finetuning import (
+        DataArguments,
+        ModelArguments,
+        resolve_example_atlas,
+    )
     from brain_jepa_hf.pretraining import PretrainingArguments
 
     args = PretrainingArguments(output_dir=str(tmp_path), model_preset="tiny")

@@ -9,13 +9,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import make_config
+from helpers import make_config, save_pretrained_folder, small_dataset
 from safetensors.torch import load_file, save_file
-from test_conversion import original_files, pretrained  # noqa: F401 - fixtures
-from test_finetuning import save_pretrained_folder, small_dataset
 from transformers import AutoModel, AutoModelForSequenceClassification, pipeline
 
-from brain_jepa_hf import BrainJepaForPreTraining, BrainJepaForSequenceClassification, BrainJepaModel
+from brain_jepa_hf import (
+    BrainJepaForPreTraining,
+    BrainJepaForSequenceClassification,
+    BrainJepaModel,
+)
 from brain_jepa_hf.embedding import embed
 from brain_jepa_hf.finetuning import parse_arguments, run_finetuning
 from brain_jepa_hf.pipelines import FEATURE_EXTRACTION_TASK, register_pipelines

@@ -14,13 +14,21 @@ import yaml
 
 from brain_jepa_hf import BrainJepaConfig, BrainJepaModel
 from brain_jepa_hf.brainmarks_data import (
-    from_brainmarks, is_brainmarks_layout, load_dataset_folder, normalise_per_roi, save_brainmarks_dataset,
+    from_brainmarks,
+    is_brainmarks_layout,
+    load_dataset_folder,
+    normalise_per_roi,
+    save_brainmarks_dataset,
     to_brainmarks,
 )
 from brain_jepa_hf.cli import main
 from brain_jepa_hf.embedding import embed
 from brain_jepa_hf.eval_results import read_eval_results, read_eval_results_file
-from brain_jepa_hf.example_data import EXAMPLE_TR, example_gradient, load_example_dataset
+from brain_jepa_hf.example_data import (
+    EXAMPLE_TR,
+    example_gradient,
+    load_example_dataset,
+)
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 from brain_jepa_hf.finetuning import DataArguments, load_splits
 from brain_jepa_hf.probing import run_sklearn_probe

@@ -7,7 +7,11 @@ import pytest
 from datasets import load_from_disk
 
 from brain_jepa_hf.cli import main
-from brain_jepa_hf.gradients import compute_gradients, functional_connectivity, load_gradient_csv
+from brain_jepa_hf.gradients import (
+    compute_gradients,
+    functional_connectivity,
+    load_gradient_csv,
+)
 
 SHAPE, T = (8, 6, 2), 60
 

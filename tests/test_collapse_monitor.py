@@ -10,7 +10,11 @@ import sys
 import pytest
 import torch
 
-from brain_jepa_hf.collapse_monitor import CollapseMonitor, feature_statistics, sample_spread
+from brain_jepa_hf.collapse_monitor import (
+    CollapseMonitor,
+    feature_statistics,
+    sample_spread,
+)
 
 
 def test_statistics_tell_spread_features_from_collapsed_ones():

@@ -12,37 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import disjoint_indices
+from original_layout import original_checkpoint
 
 from brain_jepa_hf import BrainJepaForPreTraining, BrainJepaModel
 from brain_jepa_hf.cli import main as cli_main
 from brain_jepa_hf.conversion import convert_original_checkpoint
-from conftest import disjoint_indices, make_config, make_inputs
-from original_layout import original_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def pretrained():
-    """A tiny pretraining model whose context and target encoders differ, its inputs and gradient."""
-    config = make_config()
-    torch.manual_seed(0)
-    model = BrainJepaForPreTraining(config).eval()
-    with torch.no_grad():
-        for param in model.context_encoder.parameters():
-            param.add_(0.05 * torch.randn_like(param))
-    fmri, gradient = make_inputs(config)
-    model.set_gradient(gradient)
-    return model, fmri, gradient
-
-
-@pytest.fixture(scope="module")
-def original_files(pretrained, tmp_path_factory):
-    model, _, gradient = pretrained
-    folder = tmp_path_factory.mktemp("original")
-    torch.save(original_checkpoint(model), folder / "jepa-ep300.pth.tar")
-    np.savetxt(folder / "gradient_mapping.csv", gradient.double().numpy(), delimiter=",")
-    return folder / "jepa-ep300.pth.tar", folder / "gradient_mapping.csv"
 
 
 def write_checkpoint(tmp_path, checkpoint) -> Path:

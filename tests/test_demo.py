@@ -24,6 +24,8 @@ import yaml
 gradio_client = pytest.importorskip("gradio_client", reason="the demo tests need the dev extra (gradio_client)")
 pytest.importorskip("gradio", reason="the demo tests need the demo extra (gradio)")
 
+from helpers import make_config  # noqa: E402
+from hub_server import LoopbackHub  # noqa: E402
 from huggingface_hub import SpaceCard  # noqa: E402
 from packaging.requirements import Requirement  # noqa: E402
 from transformers import pipeline  # noqa: E402
@@ -31,15 +33,18 @@ from transformers import pipeline  # noqa: E402
 from brain_jepa_hf import BrainJepaModel  # noqa: E402
 from brain_jepa_hf.cli import main as cli_main  # noqa: E402
 from brain_jepa_hf.demo import TIME_AXES, DemoModel  # noqa: E402
-from brain_jepa_hf.example_data import EXAMPLE_TR, example_gradient, iter_example_subjects, load_example_dataset  # noqa: E402
+from brain_jepa_hf.example_data import (  # noqa: E402
+    EXAMPLE_TR,
+    example_gradient,
+    iter_example_subjects,
+    load_example_dataset,
+)
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor  # noqa: E402
 from brain_jepa_hf.finetuning import parse_arguments, run_finetuning  # noqa: E402
 from brain_jepa_hf.gradients import save_gradient_csv  # noqa: E402
 from brain_jepa_hf.hub import prepare_hub_folder  # noqa: E402
 from brain_jepa_hf.pipelines import CLASSIFICATION_TASK, FEATURE_EXTRACTION_TASK  # noqa: E402
 from brain_jepa_hf.space import app_imports, check_space_folder, create_space, space_url  # noqa: E402
-from conftest import make_config  # noqa: E402
-from hub_server import LoopbackHub  # noqa: E402
 
 ROIS_BY_ROW = next(k for k, v in TIME_AXES.items() if v == -1)
 TIME_BY_ROW = next(k for k, v in TIME_AXES.items() if v == 0)

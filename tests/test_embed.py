@@ -4,8 +4,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import make_config
-from test_finetuning import save_pretrained_folder, small_dataset
+from helpers import make_config, save_pretrained_folder, small_dataset
 
 from brain_jepa_hf import BrainJepaModel
 from brain_jepa_hf.cli import main

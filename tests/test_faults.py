@@ -12,10 +12,8 @@ import time
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import make_config
 from datasets import load_from_disk
-from test_finetuning import save_pretrained_folder, small_dataset
-from test_pretraining import FAST
+from helpers import PRETRAIN_FAST, make_config, save_pretrained_folder, small_dataset
 
 from brain_jepa_hf.atomic_io import atomic_output_dir, exchange_paths
 from brain_jepa_hf.cli import main
@@ -51,7 +49,7 @@ RUN_A = ["--max_steps", "2", "--save_steps", "1", "--example_subjects", "8"]
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("pretrain") / "run-a"
-    result = brain_jepa("pretrain", *FAST, *RUN_A, "--output_dir", out)
+    result = brain_jepa("pretrain", *PRETRAIN_FAST, *RUN_A, "--output_dir", out)
     assert result.returncode == 0, result.stderr[-3000:]
     return out
 
@@ -70,7 +68,7 @@ def test_a_folder_of_another_run_is_refused(finished_run, tmp_path, extra, messa
     out = tmp_path / "reused"
     shutil.copytree(finished_run, out)
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    line = one_line_error(brain_jepa("pretrain", *FAST, *RUN_A, "--output_dir", out, *extra), "pretrain")
+    line = one_line_error(brain_jepa("pretrain", *PRETRAIN_FAST, *RUN_A, "--output_dir", out, *extra), "pretrain")
     assert f"output_dir: {out} holds another pretraining run" in line
     assert "pass --overwrite_output_dir to replace it, or choose another --output_dir" in line
     assert __import__("re").search(message, line), line
@@ -81,14 +79,14 @@ def test_a_folder_that_is_not_a_run_is_refused(tmp_path):
     other = tmp_path / "notes"
     other.mkdir()
     (other / "notes.txt").write_text("mine")
-    line = one_line_error(brain_jepa("pretrain", *FAST, *RUN_A, "--output_dir", other), "pretrain")
+    line = one_line_error(brain_jepa("pretrain", *PRETRAIN_FAST, *RUN_A, "--output_dir", other), "pretrain")
     assert "holds another pretraining run (it has no run_settings.json" in line and "--overwrite_output_dir" in line
     assert (other / "notes.txt").read_text() == "mine"
 
 
 def test_a_checkpoint_of_another_run_is_refused(finished_run, tmp_path):
     checkpoint = finished_run / "checkpoints" / "step-00000001"
-    line = one_line_error(brain_jepa("pretrain", *FAST, *RUN_A, "--learning_rate", "0.002", "--output_dir",
+    line = one_line_error(brain_jepa("pretrain", *PRETRAIN_FAST, *RUN_A, "--learning_rate", "0.002", "--output_dir",
                                      tmp_path / "fresh", "--resume_from_checkpoint", checkpoint), "pretrain")
     assert f"resume_from_checkpoint: {checkpoint} was saved by another run (other settings: learning_rate: 0.0001 -> 0.002)" in line
     assert "resume with that run's settings" in line
@@ -98,7 +96,7 @@ def test_settings_that_do_not_change_the_result_may_change_on_resume(finished_ru
     out = tmp_path / "resumed"
     shutil.copytree(finished_run, out)
     (out / "checkpoints" / "step-00000002").rename(out / "checkpoints" / ".step-00000002.tmp")  # as if killed
-    result = brain_jepa("pretrain", *FAST, *RUN_A, "--output_dir", out, "--resume_from_checkpoint", "latest",
+    result = brain_jepa("pretrain", *PRETRAIN_FAST, *RUN_A, "--output_dir", out, "--resume_from_checkpoint", "latest",
                         "--logging_steps", "2", "--save_total_limit", "5", "--collapse_std_threshold", "0.01")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "resumed from" in result.stderr and "step-00000001" in result.stderr
@@ -137,7 +135,11 @@ def test_embed_short_series_fail_before_any_work_naming_the_options(short_inputs
 
 
 def test_probe_and_finetune_short_series_name_the_options(short_inputs, tmp_path):
-    from brain_jepa_hf.finetuning import DataArguments, build_argument_parser, parse_arguments
+    from brain_jepa_hf.finetuning import (
+        DataArguments,
+        build_argument_parser,
+        parse_arguments,
+    )
     from brain_jepa_hf.probing import run_sklearn_probe
 
     data = dict(dataset=str(short_inputs / "data"), label_column="age")
@@ -166,14 +168,14 @@ def short_cohort(tmp_path_factory):
 
 
 def test_pretrain_short_series_fail_before_any_output_naming_the_options(short_cohort, tmp_path):
-    line = one_line_error(brain_jepa("pretrain", *FAST, "--dataset", short_cohort, "--output_dir", tmp_path / "run"), "pretrain")
+    line = one_line_error(brain_jepa("pretrain", *PRETRAIN_FAST, "--dataset", short_cohort, "--output_dir", tmp_path / "run"), "pretrain")
     assert "fmri: 8 of 8 series have fewer than the 240 volumes the feature extractor needs (sampling_rate=3 x num_frames=80" in line
     assert "pass --short_series stretch" in line and "--sampling_rate 1 (a clip of 80 volumes)" in line
     assert not (tmp_path / "run").exists()
 
 
 def test_pretrain_short_series_stretch(short_cohort, tmp_path):
-    result = brain_jepa("pretrain", *FAST, "--dataset", short_cohort, "--output_dir", tmp_path / "run", "--max_steps", "1",
+    result = brain_jepa("pretrain", *PRETRAIN_FAST, "--dataset", short_cohort, "--output_dir", tmp_path / "run", "--max_steps", "1",
                         "--short_series", "stretch")
     assert result.returncode == 0, result.stderr[-3000:]
     assert json.loads((tmp_path / "run" / "preprocessor_config.json").read_text())["short_series"] == "stretch"

@@ -12,7 +12,10 @@ import pytest
 import torch
 from transformers import AutoFeatureExtractor
 
-from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor, register_feature_extractor
+from brain_jepa_hf.feature_extraction_brain_jepa import (
+    BrainJepaFeatureExtractor,
+    register_feature_extractor,
+)
 
 R, F, RATE = 12, 16, 3  # small shapes: clip = 48 volumes
 CLIP = F * RATE

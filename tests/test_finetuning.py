@@ -2,55 +2,29 @@
 writes results + a model card, and bad input fails before any training."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import make_config
+from helpers import FINETUNE_FAST, make_config, save_pretrained_folder, small_dataset
 from huggingface_hub import ModelCard
 from scipy.stats import pearsonr
 from transformers import AutoModelForSequenceClassification, pipeline
 
 from brain_jepa_hf import BrainJepaForPreTraining, BrainJepaForSequenceClassification
-from brain_jepa_hf.data import dataset_from_arrays
 from brain_jepa_hf.example_data import example_gradient, load_example_dataset
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
-from brain_jepa_hf.gradients import save_gradient_csv
-from brain_jepa_hf.pipelines import CLASSIFICATION_TASK
 from brain_jepa_hf.finetuning import (
     BrainJepaTrainer,
     DataArguments,
-    load_splits,
     FinetuningArguments,
     layer_decay_parameter_groups,
+    load_splits,
     parse_arguments,
     run_finetuning,
 )
-
-FAST = ["--max_steps", "4", "--eval_strategy", "steps", "--save_strategy", "steps", "--eval_steps", "2",
-        "--save_steps", "2", "--logging_steps", "2", "--per_device_train_batch_size", "4", "--use_cpu"]
-
-
-def small_dataset(num_subjects=20, num_rois=23, num_timepoints=60, seed=0, age=None):
-    rng = np.random.default_rng(seed)
-    fmri = rng.standard_normal((num_subjects, num_rois, num_timepoints)).astype(np.float32)
-    labels = {"age": rng.uniform(45, 80, num_subjects) if age is None else age,
-              "sex": rng.integers(0, 2, num_subjects)}
-    return dataset_from_arrays([f"sub-{i}" for i in range(num_subjects)], fmri, labels)
-
-
-def save_pretrained_folder(folder: Path, config) -> BrainJepaForPreTraining:
-    model = BrainJepaForPreTraining(config)
-    model.set_gradient(torch.randn(config.num_rois, config.gradient_dim, generator=torch.Generator().manual_seed(0)))
-    with torch.no_grad():  # make the context encoder differ from the target encoder
-        for parameter in model.context_encoder.parameters():
-            parameter.add_(0.5)
-    model.save_pretrained(folder)
-    BrainJepaFeatureExtractor(num_rois=config.num_rois, num_frames=config.num_frames, sampling_rate=1,
-                              scaling="zscore").save_pretrained(folder)
-    return model
-
+from brain_jepa_hf.gradients import save_gradient_csv
+from brain_jepa_hf.pipelines import CLASSIFICATION_TASK
 
 # ------------------------------------------------------------------------------ layer decay
 
@@ -126,7 +100,7 @@ def test_tiny_finetune_on_example_runs_train_eval_test_and_writes_results(exampl
     gradient = save_gradient_csv(tmp_path / "gradient.csv", example_gradient())
     model_args, data_args, training_args, _ = parse_arguments(
         ["--preset", "tiny", "--num_frames", "16", "--sampling_rate", "4", "--dataset", str(example_folder),
-         "--gradient", str(gradient), "--label_column", "age", "--seeds", "2", "--output_dir", str(out)] + FAST
+         "--gradient", str(gradient), "--label_column", "age", "--seeds", "2", "--output_dir", str(out)] + FINETUNE_FAST
     )
     results = run_finetuning(model_args, data_args, training_args)
 
@@ -201,7 +175,7 @@ def _run(tmp_path, dataset_folder, model_folder, *extra):
     out = tmp_path / "out"
     model_args, data_args, training_args, _ = parse_arguments(
         ["--model_name_or_path", str(model_folder), "--dataset", str(dataset_folder), "--output_dir", str(out),
-         "--seeds", "1", *extra] + FAST
+         "--seeds", "1", *extra] + FINETUNE_FAST
     )
     try:
         return run_finetuning(model_args, data_args, training_args)
@@ -270,7 +244,7 @@ def test_model_finetuned_from_a_hub_folder_serves_its_pipelines(tmp_path):
     out = tmp_path / "ft"
     model_args, data_args, training_args, _ = parse_arguments(
         ["--model_name_or_path", str(tmp_path / "pre"), "--dataset", str(tmp_path / "data"), "--label_column", "sex",
-         "--seeds", "1", "--output_dir", str(out)] + FAST
+         "--seeds", "1", "--output_dir", str(out)] + FINETUNE_FAST
     )
     run_finetuning(model_args, data_args, training_args)
 

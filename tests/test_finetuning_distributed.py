@@ -12,6 +12,8 @@ import subprocess
 import numpy as np
 import pytest
 import torch
+from helpers import hub_env
+from hub_server import LoopbackHub
 from transformers import AutoModelForSequenceClassification
 
 from brain_jepa_hf.example_data import example_gradient, load_example_dataset
@@ -20,8 +22,6 @@ from brain_jepa_hf.finetuning import DataArguments, load_splits
 from brain_jepa_hf.gradients import save_gradient_csv
 from brain_jepa_hf.metrics import task_metrics
 from brain_jepa_hf.pretraining import has_accelerator
-from hub_server import LoopbackHub
-from test_hub import hub_env
 
 pytestmark = pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate CLI not on PATH")
 

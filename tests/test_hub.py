@@ -4,7 +4,6 @@ remote code in a fresh process where `brain_jepa_hf` cannot be imported."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,15 +11,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from helpers import hub_env, make_config, make_inputs
+from hub_server import LoopbackHub
 from huggingface_hub import ModelCard
+from package_blocker import BLOCK_PACKAGE
 
 from brain_jepa_hf import BrainJepaModel
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 from brain_jepa_hf.hub import check_hub_folder, prepare_hub_folder
 from brain_jepa_hf.model_card import quick_start_code
-from conftest import make_config, make_inputs
-from hub_server import LoopbackHub
-from package_blocker import BLOCK_PACKAGE
 
 REPO_ID = "tester/brain-jepa-base"
 SUBPROCESS_TIMEOUT_S = 240
@@ -31,15 +30,6 @@ SUBPROCESS_TIMEOUT_S = 240
 def hub():
     with LoopbackHub(user="tester") as server:
         yield server
-
-
-def hub_env(hub: LoopbackHub, home: Path, token: str | None = "hf_loopback_test_token") -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
-    env.update({"HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(home),
-                "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_XET": "1"})
-    if token:
-        env["HF_TOKEN"] = token
-    return env
 
 
 def run_python(code: str, env: dict, isolated: bool = False, cwd: Path | None = None) -> str:
@@ -168,8 +158,9 @@ def test_prepared_folder_config_lists_every_auto_class(local_model):
 def test_pushing_a_pretraining_output_uploads_only_the_model_files(hub, tmp_path):
     """A pretraining folder holds checkpoints (optimizer, RNG states), run bookkeeping and, after a kill,
     hidden staging folders: none of it reaches the Hub, whatever the depth."""
+    from helpers import run_pretrain
+
     from brain_jepa_hf.hub import hub_upload_files
-    from test_pretraining import run_pretrain
 
     out = tmp_path / "run"
     run_pretrain(out, "--max_steps", "2", "--save_steps", "1")

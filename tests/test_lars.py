@@ -7,10 +7,15 @@ import re
 
 import pytest
 import torch
-from conftest import make_config
+from helpers import make_config
 
 from brain_jepa_hf import BrainJepaForSequenceClassification, BrainJepaModel
-from brain_jepa_hf.finetuning import BrainJepaTrainer, FinetuningArguments, FmriCollator, parse_arguments
+from brain_jepa_hf.finetuning import (
+    BrainJepaTrainer,
+    FinetuningArguments,
+    FmriCollator,
+    parse_arguments,
+)
 from brain_jepa_hf.lars import Lars
 from brain_jepa_hf.probing import BrainJepaLinearProbe
 

@@ -6,13 +6,18 @@ import subprocess
 import sys
 
 import pytest
+from helpers import make_config
 from huggingface_hub import ModelCard
 
 from brain_jepa_hf import BrainJepaConfig, BrainJepaModel
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 from brain_jepa_hf.hub import prepare_hub_folder
-from brain_jepa_hf.model_card import count_encoder_parameters, quick_start_code, render_model_card, validate_model_card
-from conftest import make_config
+from brain_jepa_hf.model_card import (
+    count_encoder_parameters,
+    quick_start_code,
+    render_model_card,
+    validate_model_card,
+)
 
 # REFERENCE.md "Published results": (dataset, task, metric) -> value, mean over 5 seeds.
 PAPER = {

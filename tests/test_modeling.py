@@ -7,10 +7,15 @@ import math
 import numpy as np
 import pytest
 import torch
+from helpers import make_config, make_inputs
 from transformers import AutoModel, AutoModelForSequenceClassification
 
-from brain_jepa_hf import BrainJepaConfig, BrainJepaForPreTraining, BrainJepaForSequenceClassification, BrainJepaModel
-from conftest import make_config, make_inputs
+from brain_jepa_hf import (
+    BrainJepaConfig,
+    BrainJepaForPreTraining,
+    BrainJepaForSequenceClassification,
+    BrainJepaModel,
+)
 
 ATOL = 1e-5
 

@@ -6,13 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from helpers import make_config
 from transformers import pipeline
 
 from brain_jepa_hf import BrainJepaForSequenceClassification, BrainJepaModel
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 from brain_jepa_hf.hub import prepare_hub_folder
-from brain_jepa_hf.pipelines import CLASSIFICATION_TASK, FEATURE_EXTRACTION_TASK, register_pipelines
-from conftest import make_config
+from brain_jepa_hf.pipelines import (
+    CLASSIFICATION_TASK,
+    FEATURE_EXTRACTION_TASK,
+    register_pipelines,
+)
 
 LABELS = {0: "control", 1: "mci", 2: "dementia"}
 

@@ -12,14 +12,17 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 import torch
-from conftest import make_config, make_inputs
-from test_finetuning import save_pretrained_folder, small_dataset
+from helpers import make_config, make_inputs, save_pretrained_folder, small_dataset
 from transformers import pipeline
 
 from brain_jepa_hf import BrainJepaModel, modeling_brain_jepa
 from brain_jepa_hf.cli import main
 from brain_jepa_hf.commands import DTYPE_CHOICES
-from brain_jepa_hf.modeling_brain_jepa import INFERENCE_DTYPES, cpu_has_fast_bf16, resolve_dtype
+from brain_jepa_hf.modeling_brain_jepa import (
+    INFERENCE_DTYPES,
+    cpu_has_fast_bf16,
+    resolve_dtype,
+)
 from brain_jepa_hf.pipelines import FEATURE_EXTRACTION_TASK
 
 # bfloat16 keeps 8 significant bits: a tiny encoder's pooled output stays within this of float32.

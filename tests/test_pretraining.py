@@ -11,6 +11,7 @@ import time
 
 import pytest
 import torch
+from helpers import PRETRAIN_FAST, read_log, run_pretrain
 from safetensors.torch import load_file
 
 from brain_jepa_hf import BrainJepaForPreTraining, BrainJepaModel
@@ -18,26 +19,6 @@ from brain_jepa_hf.atomic_io import usual_mode
 from brain_jepa_hf.commands.pretrain import parse_arguments
 from brain_jepa_hf.pretraining import PretrainingArguments, list_checkpoints
 from brain_jepa_hf.schedules import PretrainingSchedules
-
-# Tiny model on the embedded example: 450 ROIs x 80 frames (Tp = 5), 4 subjects per batch.
-FAST = [
-    "--preset", "example-tiny", "--example_subjects", "12", "--per_device_batch_size", "4",
-    "--num_frames", "80", "--logging_steps", "1",
-]
-
-
-def run_pretrain(output_dir, *extra, background=False):
-    command = [sys.executable, "-m", "brain_jepa_hf", "pretrain", *FAST, "--output_dir", str(output_dir), *extra]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    if background:
-        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
-
-
-def read_log(output_dir):
-    return [json.loads(line) for line in (output_dir / "pretraining_log.jsonl").read_text().splitlines()]
 
 
 def test_schedules_follow_the_released_recipe():
@@ -181,7 +162,7 @@ def test_two_process_accelerate_launch_keeps_replicas_identical(tmp_path):
     command = [
         "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "brain_jepa_hf.commands.pretrain",
-        *FAST, "--max_steps", "3", "--output_dir", str(out),
+        *PRETRAIN_FAST, "--max_steps", "3", "--output_dir", str(out),
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
@@ -194,14 +175,14 @@ def test_two_process_accelerate_launch_keeps_replicas_identical(tmp_path):
 
 
 def test_push_to_hub_uploads_the_final_model_over_http(tmp_path):
+    from helpers import hub_env
     from hub_server import LoopbackHub
-    from test_hub import hub_env
 
     out = tmp_path / "pushed"
     with LoopbackHub(user="tester") as hub:
         env = hub_env(hub, tmp_path / "hf-home")
         env["OMP_NUM_THREADS"] = "1"
-        command = [sys.executable, "-m", "brain_jepa_hf", "pretrain", *FAST, "--max_steps", "2", "--output_dir", str(out),
+        command = [sys.executable, "-m", "brain_jepa_hf", "pretrain", *PRETRAIN_FAST, "--max_steps", "2", "--output_dir", str(out),
                    "--push_to_hub", "--hub_model_id", "tester/brain-jepa-example"]
         result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]

@@ -5,10 +5,10 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from helpers import disjoint_indices, make_config, make_inputs
 from transformers import AutoModel, AutoModelForPreTraining
 
 from brain_jepa_hf import BrainJepaForPreTraining, BrainJepaModel
-from conftest import disjoint_indices, make_config, make_inputs
 
 
 def pretraining_model(config, seed=0, attn="sdpa"):

@@ -7,16 +7,19 @@ import json
 import numpy as np
 import pytest
 import torch
-from conftest import make_config
+from helpers import FINETUNE_FAST, make_config, save_pretrained_folder, small_dataset
 from sklearn.linear_model import LogisticRegressionCV, RidgeCV
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from test_finetuning import FAST, save_pretrained_folder, small_dataset
 
 from brain_jepa_hf import BrainJepaModel
 from brain_jepa_hf.finetuning import DataArguments, parse_arguments, run_finetuning
-from brain_jepa_hf.probing import BrainJepaLinearProbe, fit_sklearn_probe, run_sklearn_probe
+from brain_jepa_hf.probing import (
+    BrainJepaLinearProbe,
+    fit_sklearn_probe,
+    run_sklearn_probe,
+)
 
 # A plain L2 model without scikit-learn >= 1.8's FutureWarnings (these options do not exist before).
 PLAIN_L2 = ({"l1_ratios": (0.0,), "use_legacy_attributes": False}
@@ -39,7 +42,7 @@ def test_torch_probe_trains_only_the_head(tmp_path):
     model_args, data_args, training_args, _ = parse_arguments(
         ["--model_name_or_path", str(tmp_path / "pre"), "--dataset", str(tmp_path / "data"), "--label_column", "sex",
          "--mode", "linear_probe", "--probe_optimizer", "lars", "--seeds", "1", "--weight_decay", "0", "--learning_rate", "0.05",
-         "--output_dir", str(out)] + FAST
+         "--output_dir", str(out)] + FINETUNE_FAST
     )
     results = run_finetuning(model_args, data_args, training_args)
     assert {"accuracy", "f1", "balanced_accuracy", "auroc"} <= set(results["test"])

@@ -9,11 +9,15 @@ import textwrap
 
 import numpy as np
 import torch
+from helpers import make_config, make_inputs
+from package_blocker import BLOCK_PACKAGE
 from transformers import AutoModel, AutoModelForSequenceClassification
 
-from brain_jepa_hf import BrainJepaForPreTraining, BrainJepaForSequenceClassification, BrainJepaModel
-from conftest import make_config, make_inputs
-from package_blocker import BLOCK_PACKAGE
+from brain_jepa_hf import (
+    BrainJepaForPreTraining,
+    BrainJepaForSequenceClassification,
+    BrainJepaModel,
+)
 
 LOAD_WITHOUT_PACKAGE = BLOCK_PACKAGE + textwrap.dedent(
     """
