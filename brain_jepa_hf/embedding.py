@@ -68,7 +68,7 @@ def distributed_state():
         return None
     from accelerate import PartialState
 
-    from .pretraining import has_accelerator
+    from .runtime import has_accelerator
 
     if has_accelerator() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true", "yes"):
         return PartialState()

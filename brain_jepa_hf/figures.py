@@ -646,7 +646,7 @@ REQUIRED_LOG_FIELDS = ("step", "loss", "lr", "target_std", "target_effective_ran
 
 def training_log_path(run_dir_or_log, name: str = "run_dir_or_log") -> Path:
     """The log file of a run folder, or the file itself; FileNotFoundError naming what is missing."""
-    from .pretraining import LOG_FILE
+    from .run_folder import LOG_FILE
 
     path = Path(run_dir_or_log)
     if path.is_dir():

@@ -745,7 +745,7 @@ def use_cpu_process_group_without_accelerator(args: TrainingArguments) -> None:
     processes join one gloo CPU group and train data-parallel, instead of each training alone."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return
-    from .pretraining import has_accelerator
+    from .runtime import has_accelerator
 
     if not has_accelerator():
         args.use_cpu = True

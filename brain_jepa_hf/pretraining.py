@@ -21,16 +21,13 @@ import yaml
 
 from .atomic_io import exchange_paths, follow_umask
 from .collapse_monitor import CollapseMonitor, feature_statistics, sample_spread
+from .run_folder import CHECKPOINT_PREFIX, FINAL_STAGING, LOG_FILE, RUN_SETTINGS_FILE, STATE_FILE
+from .runtime import has_accelerator
 from .series_fit import check_series_fit, series_lengths
 
 logger = logging.getLogger("brain_jepa_hf.pretraining")
 
 PRESET_DIR = Path(__file__).parent / "presets"
-CHECKPOINT_PREFIX = "step-"
-STATE_FILE = "trainer_state.json"
-LOG_FILE = "pretraining_log.jsonl"  # one JSON record per logging step
-RUN_SETTINGS_FILE = "run_settings.json"  # the settings that decide the result, and their fingerprint
-FINAL_STAGING = ".final.tmp"
 # Arguments that do not change the trained weights, so a resume may change them: where things go and
 # how often they are logged or saved, how many checkpoints are kept, monitoring thresholds, the Hub
 # upload, data-loading workers and the device/attention kernel (the same computation). Everything
@@ -442,11 +439,6 @@ def _fsync_tree(folder: Path) -> None:
 # ----------------------------------------------------------------------------------------------
 # The run
 # ----------------------------------------------------------------------------------------------
-
-
-def has_accelerator() -> bool:
-    xpu = getattr(torch, "xpu", None)
-    return torch.cuda.is_available() or torch.backends.mps.is_available() or bool(xpu and xpu.is_available())
 
 
 def param_groups(model, weight_decay: float) -> list[dict]:

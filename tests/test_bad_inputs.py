@@ -167,7 +167,7 @@ def _half_activations_overflow():
 
 
 def _pretraining_input_beyond_float32():
-    from conftest import disjoint_indices
+    from helpers import disjoint_indices
 
     config = make_config()
     fmri, gradient = _series(1e39, config=config)

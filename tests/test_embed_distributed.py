@@ -19,7 +19,7 @@ import torch
 from brain_jepa_hf import BrainJepaConfig, BrainJepaModel
 from brain_jepa_hf.example_data import example_gradient, load_example_dataset
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
-from brain_jepa_hf.pretraining import has_accelerator
+from brain_jepa_hf.runtime import has_accelerator
 
 pytestmark = pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate CLI not on PATH")
 

@@ -21,7 +21,7 @@ from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtracto
 from brain_jepa_hf.finetuning import DataArguments, load_splits
 from brain_jepa_hf.gradients import save_gradient_csv
 from brain_jepa_hf.metrics import task_metrics
-from brain_jepa_hf.pretraining import has_accelerator
+from brain_jepa_hf.runtime import has_accelerator
 
 pytestmark = pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate CLI not on PATH")
 
