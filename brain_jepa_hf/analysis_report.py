@@ -102,7 +102,7 @@ def _model_config(model, attribution):
 
     folder = None
     if isinstance(model, torch.nn.Module):
-        encoder = getattr(model, "brain_jepa", model)
+        encoder = getattr(model, "base_model", model)
         config = getattr(encoder, "config", None)
         if not isinstance(config, BrainJepaConfig):
             raise ValueError(f"model: expected a Brain-JEPA model, folder or Hub id, got {type(model).__name__}")
@@ -133,7 +133,7 @@ def _load_models(model, with_head: bool, device, dtype):
 
     if isinstance(model, torch.nn.Module):
         classifier = model if with_head else None
-        encoder = getattr(model, "brain_jepa", model)
+        encoder = getattr(model, "base_model", model)
     elif with_head:
         classifier = BrainJepaForSequenceClassification.from_pretrained(str(model))
         encoder = classifier.brain_jepa
