@@ -65,7 +65,7 @@ def model_config(model, attribution):
     """(config, has a classification head, folder or None) without loading weights."""
     folder = None
     if isinstance(model, torch.nn.Module):
-        encoder = getattr(model, "brain_jepa", model)
+        encoder = getattr(model, "base_model", model)
         config = getattr(encoder, "config", None)
         if not isinstance(config, BrainJepaConfig):
             raise ValueError(f"model: expected a Brain-JEPA model, folder or Hub id, got {type(model).__name__}")
@@ -92,7 +92,7 @@ def load_models(model, with_head: bool, device, dtype):
     """(encoder, classifier or None) on `device` in `dtype`, in eval mode."""
     if isinstance(model, torch.nn.Module):
         classifier = model if with_head else None
-        encoder = getattr(model, "brain_jepa", model)
+        encoder = getattr(model, "base_model", model)
     elif with_head:
         classifier = BrainJepaForSequenceClassification.from_pretrained(str(model))
         encoder = classifier.brain_jepa

@@ -43,8 +43,8 @@ _SAFE_EXP_RANGE = (-30.0, 60.0)
 
 
 def find_encoder(model) -> torch.nn.Module:
-    """The BrainJepaModel inside `model` (itself, or `.brain_jepa` of a task / pretraining model)."""
-    inner = getattr(model, "brain_jepa", None)
+    """The BrainJepaModel inside `model`: its `base_model` (itself for an encoder)."""
+    inner = getattr(model, "base_model", None)
     encoder = inner if isinstance(inner, torch.nn.Module) else model
     if not isinstance(encoder, torch.nn.Module) or not attention_modules(encoder):
         raise ValueError(

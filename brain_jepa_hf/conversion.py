@@ -373,7 +373,7 @@ def convert_original_checkpoint(
         config = model.config
         feature_extractor = BrainJepaFeatureExtractor(
             num_rois=config.num_rois, num_frames=config.num_frames, sampling_rate=sampling_rate, scaling=scaling,
-            gradient=model.get_submodule("brain_jepa" if with_predictor else "").embeddings.gradient.numpy(),
+            gradient=model.base_model.embeddings.gradient.numpy(),
         )
         path = prepare_hub_folder(model, output_dir, feature_extractor=feature_extractor,
                                   card_preset=card_preset or preset_for(config), repo_id=repo_id,

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from .atomic_io import remove_stale
 from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
-from .modeling_brain_jepa import BrainJepaForSequenceClassification, BrainJepaModel, resolve_dtype
+from .modeling_brain_jepa import BrainJepaModel, resolve_dtype
 from .runtime import has_accelerator
 from .series_fit import check_series_fit, series_lengths
 
@@ -43,10 +43,8 @@ def load_encoder(name_or_path, revision: str | None = None, device: str | torch.
     pretraining folder yields its EMA target encoder, a fine-tuned classifier its encoder; a model
     instance is used as is. `dtype` ("auto", "float32", "bfloat16", see `resolve_dtype`) casts it;
     None keeps the stored dtype."""
-    if isinstance(name_or_path, BrainJepaForSequenceClassification):
-        model = name_or_path.brain_jepa
-    elif isinstance(name_or_path, torch.nn.Module):
-        model = getattr(name_or_path, "brain_jepa", name_or_path)
+    if isinstance(name_or_path, torch.nn.Module):
+        model = getattr(name_or_path, "base_model", name_or_path)
     else:
         model = BrainJepaModel.from_pretrained(str(name_or_path), revision=revision)
     model = model.to(device)

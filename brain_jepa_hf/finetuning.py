@@ -316,7 +316,7 @@ def _optimizer_name(model_args: ModelArguments, training_args: FinetuningArgumen
 
 def _encoder_config(model):
     config = getattr(model, "config", None)
-    return config if config is not None else model.encoder.config
+    return config if config is not None else model.base_model.config
 
 
 # ----------------------------------------------------------------------------------------------
@@ -649,7 +649,7 @@ def resolve_gradient(model, feature_extractor, data_args: DataArguments) -> None
     config = model.config
     if config.position_embedding_type != "gradient":
         return
-    encoder = getattr(model, "brain_jepa", None) or getattr(model, "encoder", None) or model
+    encoder = model.base_model
     if torch.any(encoder.embeddings.gradient) and data_args.gradient is None:
         return
     gradient = None

@@ -23,14 +23,18 @@ from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .metrics import task_metrics
+from .modeling_brain_jepa import sequence_classification_loss
 
 
 class BrainJepaLinearProbe(nn.Module):
-    """Frozen encoder -> mean over tokens -> BatchNorm1d(affine=False) -> Linear."""
+    """Frozen encoder -> mean over tokens -> BatchNorm1d(affine=False) -> Linear. The encoder sits where
+    the task models keep theirs (`brain_jepa`, the base model prefix), so `probe.base_model` is it."""
+
+    base_model_prefix = "brain_jepa"
 
     def __init__(self, encoder, num_labels: int, problem_type: str):
         super().__init__()
-        self.encoder = encoder.eval().requires_grad_(False)
+        self.brain_jepa = encoder.eval().requires_grad_(False)
         self.problem_type = problem_type
         self.num_labels = num_labels
         hidden = encoder.config.hidden_size
@@ -38,34 +42,40 @@ class BrainJepaLinearProbe(nn.Module):
         self.classifier = nn.Linear(hidden, num_labels)
         nn.init.trunc_normal_(self.classifier.weight, std=0.01)
         nn.init.zeros_(self.classifier.bias)
+        self._register_load_state_dict_pre_hook(_rename_legacy_encoder_keys)
+
+    @property
+    def base_model(self):
+        return self.brain_jepa
 
     @property
     def config(self):
-        return self.encoder.config
+        return self.brain_jepa.config
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self.encoder.eval()  # frozen: no drop path / dropout in the features
+        self.brain_jepa.eval()  # frozen: no drop path / dropout in the features
         return self
 
     def describe(self) -> dict:
         return {"probe": "BatchNorm1d(affine=False) + Linear", "num_labels": self.num_labels,
-                "problem_type": self.problem_type, "encoder": self.encoder.config.to_dict()}
+                "problem_type": self.problem_type, "encoder": self.brain_jepa.config.to_dict()}
 
     def forward(self, fmri_values: torch.Tensor, gradient: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None) -> SequenceClassifierOutput:
         with torch.no_grad():
-            features = self.encoder(fmri_values, gradient=gradient).pooler_output
+            features = self.brain_jepa(fmri_values, gradient=gradient).pooler_output
         logits = self.classifier(self.norm(features))
         loss = None
         if labels is not None:
-            if self.problem_type == "regression":
-                loss = nn.functional.mse_loss(logits.float().reshape(-1), labels.float().reshape(-1))
-            elif self.problem_type == "single_label_classification":
-                loss = nn.functional.cross_entropy(logits.float(), labels.long().reshape(-1))
-            else:
-                loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+            loss = sequence_classification_loss(logits, labels, self.problem_type, self.num_labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def _rename_legacy_encoder_keys(state_dict, prefix, *args) -> None:
+    """Probes saved before the encoder was named `brain_jepa` kept it under `encoder.`: load those too."""
+    for key in [k for k in state_dict if k.startswith(f"{prefix}encoder.")]:
+        state_dict[f"{prefix}brain_jepa.{key[len(prefix) + len('encoder.'):]}"] = state_dict.pop(key)
 
 
 def _plain_l2_logistic_options() -> dict:
