@@ -13,17 +13,27 @@ Two engines:
 
 from __future__ import annotations
 
-import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from .atomic_io import atomic_output_dir
+from .downstream_arguments import ModelArguments
+from .downstream_data import (
+    check_data_matches_model,
+    check_splits_not_empty,
+    infer_label_info,
+    load_feature_extractor,
+    load_splits,
+    resolve_gradient,
+)
+from .eval_results import write_eval_results
 from .metrics import task_metrics
 from .modeling_brain_jepa import sequence_classification_loss
+from .run_results import summarise, write_results
 
 
 class BrainJepaLinearProbe(nn.Module):
@@ -132,10 +142,6 @@ def run_sklearn_probe(model_name_or_path, data_args, output_dir: str | None = No
     `output_dir` when given. `model` may be passed instead of loading `model_name_or_path`; `dtype`
     ("auto", "float32", "bfloat16") is the encoder's precision for the embeddings (None: as stored)."""
     from .embedding import compute_embeddings, distributed_state, load_encoder
-    from .finetuning import (
-        ModelArguments, check_data_matches_model, check_splits_not_empty, infer_label_info, load_feature_extractor,
-        load_splits, resolve_gradient, results_table, summarise,
-    )
 
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds: expected a positive integer, got {seeds!r}")
@@ -176,15 +182,8 @@ def run_sklearn_probe(model_name_or_path, data_args, output_dir: str | None = No
         "test": summarise(per_seed, "test"),
     }
     if output_dir is not None and (state is None or state.is_main_process):
-        from .eval_results import write_eval_results
-        from .hub import atomic_output_dir
-
         with atomic_output_dir(output_dir, overwrite=overwrite) as staging:
-            (Path(staging) / "results.json").write_text(json.dumps(results, indent=2))
-            table = results_table([(f"{data_args.label_column} (linear probe, sklearn)", info.problem_type, results["test"])])
-            (Path(staging) / "results.md").write_text(
-                f"Test results over {seeds} seed(s), mean (std); metrics in original units.\n\n{table}"
-            )
+            write_results(staging, results, f"{data_args.label_column} (linear probe, sklearn)")
             write_eval_results(staging, results, dataset_id=getattr(data_args, "eval_dataset_id", None), mode="linear_probe")
     return results
 

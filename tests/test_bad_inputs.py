@@ -18,8 +18,9 @@ from brain_jepa_hf import (
     BrainJepaForSequenceClassification,
     BrainJepaModel,
 )
+from brain_jepa_hf.downstream_arguments import parse_arguments
 from brain_jepa_hf.embedding import embed
-from brain_jepa_hf.finetuning import parse_arguments, run_finetuning
+from brain_jepa_hf.finetuning import run_finetuning
 from brain_jepa_hf.pipelines import FEATURE_EXTRACTION_TASK, register_pipelines
 from brain_jepa_hf.probing import run_sklearn_probe
 
@@ -445,7 +446,8 @@ def test_errors_name_the_argument(tmp_path, case):
 
 
 def test_a_small_classification_set_splits_without_stratifying_what_cannot_be(tmp_path):
-    from brain_jepa_hf.finetuning import DataArguments, _split_dataset
+    from brain_jepa_hf.downstream_arguments import DataArguments
+    from brain_jepa_hf.downstream_data import _split_dataset
 
     data = small_dataset(num_subjects=12)
     data_args = DataArguments(dataset="unused", label_column="sex", validation_fraction=0.1, test_fraction=0.2)

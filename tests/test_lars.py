@@ -10,12 +10,8 @@ import torch
 from helpers import make_config
 
 from brain_jepa_hf import BrainJepaForSequenceClassification, BrainJepaModel
-from brain_jepa_hf.finetuning import (
-    BrainJepaTrainer,
-    FinetuningArguments,
-    FmriCollator,
-    parse_arguments,
-)
+from brain_jepa_hf.downstream_arguments import FinetuningArguments, parse_arguments
+from brain_jepa_hf.finetuning import BrainJepaTrainer, FmriCollator
 from brain_jepa_hf.lars import Lars
 from brain_jepa_hf.probing import BrainJepaLinearProbe
 

@@ -14,7 +14,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from brain_jepa_hf import BrainJepaModel
-from brain_jepa_hf.finetuning import DataArguments, parse_arguments, run_finetuning
+from brain_jepa_hf.downstream_arguments import DataArguments, parse_arguments
+from brain_jepa_hf.finetuning import run_finetuning
 from brain_jepa_hf.probing import (
     BrainJepaLinearProbe,
     fit_sklearn_probe,
