@@ -373,8 +373,8 @@ BUILDS = {
                   r"labels: expected a value in column 'age' .* got 1 empty/NaN/Inf \(subjects \['sub-1'\]\)"),
     "text in a numeric column": ("subject_id,age\nsub-0,50\nsub-1,fifty\nsub-2,61\nsub-3,70\n", None,
                                  r"labels: expected numbers or text in column 'age', got both: text 'fifty' for subject 'sub-1'"),
-    "gradient with 29 columns": (None, 29, r"gradient: expected 30 columns \(gradient_components, the model's gradient_dim\), "
-                                           r"got 29; pass gradient_components=29 \(--gradient-components\)"),
+    "gradient with 29 columns": (None, 29, r"gradient: expected 23 rows x 30 columns \(ROIs x gradient_components, the "
+                                           r"model's gradient_dim\), got 23 x 29; pass gradient_components=29 \(--gradient-components\)"),
 }
 
 
