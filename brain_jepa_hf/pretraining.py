@@ -24,6 +24,7 @@ from .atomic_io import follow_umask, fsync_tree, write_text_atomic
 from .collapse_monitor import CollapseMonitor, feature_statistics, sample_spread
 from .example_data import example_gradient, load_example_dataset
 from .gradients import check_gradient, resolve_gradient
+from .masking import build_mask_collator
 from .pretraining_arguments import PretrainingArguments, load_yaml_arguments, preset_path
 from .pretraining_checkpoints import (
     check_output_folder,
@@ -39,6 +40,7 @@ from .pretraining_checkpoints import (
 from .run_folder import FINAL_STAGING, LOG_FILE, RUN_SETTINGS_FILE, STATE_FILE
 from .runtime import has_accelerator
 from .samples import FmriSamples
+from .schedules import PretrainingSchedules
 from .series_fit import check_series_fit, series_lengths
 
 
@@ -207,8 +209,6 @@ class PretrainingRun:
             self.feature_extractor.fit((row[args.fmri_column] for row in fmri), time_axis=-1)
 
     def _build_loader(self) -> None:
-        from .masking import build_mask_collator
-
         args, accelerator = self.args, self.accelerator
         micro_batch = args.per_device_batch_size
         if len(self.dataset) < micro_batch * accelerator.num_processes:
@@ -241,8 +241,6 @@ class PretrainingRun:
         self.unwrapped = self.accelerator.unwrap_model(self.model)
 
     def _build_schedules(self) -> None:
-        from .schedules import PretrainingSchedules
-
         args = self.args
         steps_per_epoch = max(1, len(self.loader) // args.gradient_accumulation_steps)
         self.total_steps = args.max_steps or args.num_epochs * steps_per_epoch
