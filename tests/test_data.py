@@ -19,6 +19,7 @@ from brain_jepa_hf.example_data import load_example_dataset
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 from brain_jepa_hf.samples import FmriSamples
 
+
 R, T = 10, 64
 
 
