@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .downstream_arguments import DataArguments, ModelArguments
+from .gradients import check_gradient
 
 
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
@@ -307,11 +308,7 @@ def resolve_gradient(model, feature_extractor, data_args: DataArguments) -> None
             "gradient: the model holds no atlas gradient and none was given; pass --gradient <CSV of "
             f"{config.num_rois} rows x {config.gradient_dim} columns> or start from a pretrained folder that stores one"
         )
-    gradient = np.asarray(gradient, dtype=np.float32)
-    if gradient.shape != (config.num_rois, config.gradient_dim):
-        raise ValueError(
-            f"gradient: expected shape ({config.num_rois}, {config.gradient_dim}) (num_rois, gradient_dim), got {gradient.shape}"
-        )
+    gradient = check_gradient(gradient, config.num_rois, config.gradient_dim)
     encoder.set_gradient(gradient)
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .atomic_io import remove_stale
+from .atomic_io import remove_stale, write_atomic
 from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 from .modeling_brain_jepa import BrainJepaModel, resolve_dtype
 from .runtime import has_accelerator
@@ -139,16 +139,6 @@ def _check_model_fits(model, feature_extractor, dataset, fmri_column: str) -> No
         )
 
 
-def _write_atomic(path: Path, write) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
-
-
 def _save_npy(path: Path, array: np.ndarray) -> None:
     with open(path, "wb") as handle:
         np.save(handle, array)
@@ -226,10 +216,10 @@ def embed(
     if processes.is_main:
         embeddings = np.concatenate([np.load(chunks.path(start)) for start in chunks.starts])
         if FORMATS[output.suffix] == "npy":
-            _write_atomic(output, lambda path: _save_npy(path, embeddings))
+            write_atomic(output, lambda path: _save_npy(path, embeddings))
         else:
             ids = list(dataset[id_column]) if id_column is not None else None
-            _write_atomic(output, lambda path: _save_parquet(path, embeddings, ids, id_column, pooling))
+            write_atomic(output, lambda path: _save_parquet(path, embeddings, ids, id_column, pooling))
         shutil.rmtree(partial)
     processes.wait()  # the target exists when any process returns
     return output
@@ -341,7 +331,7 @@ def _embed_chunks(encoder, dataset, feature_extractor, pooling, batch_size, fmri
             stats["rows"] += stop - start
             stats["seconds"] += time.perf_counter() - began
         chunk = np.concatenate(parts)
-        _write_atomic(chunks.path(start), lambda path: _save_npy(path, chunk))
+        write_atomic(chunks.path(start), lambda path: _save_npy(path, chunk))
         new_chunks += 1
     processes.wait()
     bar.n = chunks.rows_on_disk()

@@ -15,7 +15,6 @@ small palette PNG and closes it.
 from __future__ import annotations
 
 import io
-import os
 import re
 import sys
 import zlib
@@ -29,7 +28,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 from PIL import Image
 
-from .atomic_io import staged_file, usual_mode
+from .atomic_io import write_atomic
 
 
 # Family hues (Tol "muted", Cont in Okabe-Ito orange), near the Yeo 2011 colours.
@@ -139,16 +138,7 @@ def save_figure(figure: Figure, path, dpi: int = 120, max_colors: int | None = 2
     finally:
         _close(figure)
     image = _palette_image(rendered, max_colors, exact)
-    handle, temporary = staged_file(path)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            image.save(stream, format="png", optimize=True)
-        os.chmod(temporary, usual_mode(directory=False))
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return path
+    return write_atomic(path, lambda temporary: image.save(temporary, format="png", optimize=True))
 
 
 def _exact_colors(figure: Figure) -> np.ndarray:

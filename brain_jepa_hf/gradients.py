@@ -16,6 +16,7 @@ import numpy as np
 
 from .atomic_io import write_atomic
 
+
 DEFAULT_NUM_COMPONENTS = 30
 GRADIENT_FILE = "gradient.csv"  # the atlas gradient inside a `build-dataset` folder
 
