@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from .downstream_arguments import DataArguments, ModelArguments
-from .gradients import check_gradient
+from .example_data import example_gradient, load_example_dataset
+from .gradients import check_gradient, load_gradient_csv, resolve_gradient
 
 
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
@@ -25,8 +26,6 @@ def load_splits(data_args: DataArguments) -> dict:
     from datasets import Dataset, DatasetDict
 
     if data_args.dataset == "example":
-        from .example_data import load_example_dataset
-
         dataset = load_example_dataset(num_subjects=data_args.example_subjects, seed=data_args.example_seed)
     else:
         from .brainmarks_data import load_dataset_folder
@@ -283,7 +282,7 @@ def load_feature_extractor(model_args: ModelArguments, data_args: DataArguments,
     return extractor
 
 
-def resolve_gradient(model, feature_extractor, data_args: DataArguments) -> None:
+def give_model_gradient(model, feature_extractor, data_args: DataArguments) -> None:
     """Give a model without an atlas gradient one: `data_args.gradient` CSV, the extractor's, or the
     example's for the example dataset. A model that holds one keeps it."""
     config = model.config
@@ -292,24 +291,15 @@ def resolve_gradient(model, feature_extractor, data_args: DataArguments) -> None
     encoder = model.base_model
     if torch.any(encoder.embeddings.gradient) and data_args.gradient is None:
         return
-    gradient = None
-    if data_args.gradient is not None:
-        from .gradients import load_gradient_csv
-
-        gradient = load_gradient_csv(data_args.gradient, num_rois=config.num_rois)
-    elif getattr(feature_extractor, "gradient", None) is not None:
-        gradient = feature_extractor.gradient
-    elif data_args.dataset == "example":
-        from .example_data import example_gradient
-
-        gradient = example_gradient(config.gradient_dim)
+    example = (lambda: example_gradient(config.gradient_dim)) if data_args.dataset == "example" else None
+    given = None if data_args.gradient is None else load_gradient_csv(data_args.gradient, num_rois=config.num_rois)
+    gradient = resolve_gradient(given, feature_extractor=feature_extractor, example=example)
     if gradient is None:
         raise ValueError(
             "gradient: the model holds no atlas gradient and none was given; pass --gradient <CSV of "
             f"{config.num_rois} rows x {config.gradient_dim} columns> or start from a pretrained folder that stores one"
         )
-    gradient = check_gradient(gradient, config.num_rois, config.gradient_dim)
-    encoder.set_gradient(gradient)
+    encoder.set_gradient(check_gradient(gradient, config.num_rois, config.gradient_dim))
 
 
 def resolve_example_atlas(model, model_args: ModelArguments, data_args: DataArguments) -> None:
@@ -323,5 +313,5 @@ def resolve_example_atlas(model, model_args: ModelArguments, data_args: DataArgu
 
 __all__ = [
     "PROBLEM_TYPES", "LabelInfo", "load_splits", "infer_label_info", "check_splits_not_empty", "series_shape",
-    "check_data_matches_model", "load_config", "load_feature_extractor", "resolve_gradient", "resolve_example_atlas",
+    "check_data_matches_model", "load_config", "load_feature_extractor", "give_model_gradient", "resolve_example_atlas",
 ]

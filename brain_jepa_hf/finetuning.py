@@ -38,12 +38,12 @@ from .downstream_data import (
     LabelInfo,
     check_data_matches_model,
     check_splits_not_empty,
+    give_model_gradient,
     infer_label_info,
     load_config,
     load_feature_extractor,
     load_splits,
     resolve_example_atlas,
-    resolve_gradient,
     series_shape,
 )
 from .eval_results import write_eval_results
@@ -55,6 +55,7 @@ from .modeling_brain_jepa import BrainJepaForSequenceClassification, BrainJepaMo
 from .pipelines import save_pipelines
 from .probing import BrainJepaLinearProbe
 from .run_results import summarise, write_results
+from .samples import FmriSamples
 
 
 # ----------------------------------------------------------------------------------------------
@@ -143,37 +144,6 @@ def _encoder_config(model):
 # ----------------------------------------------------------------------------------------------
 # Samples
 # ----------------------------------------------------------------------------------------------
-
-
-class FmriSamples(torch.utils.data.Dataset):
-    """Model-ready samples of a `datasets.Dataset`: `fmri_values` (1, R, num_frames) from the feature
-    extractor (random clip when `training`, reproducible in (seed, epoch, index); centre clip
-    otherwise) and `labels` (standardised for regression)."""
-
-    def __init__(self, dataset, feature_extractor, fmri_column: str, labels: np.ndarray | None,
-                 training: bool = False, seed: int = 0):
-        self.dataset = dataset.with_format("numpy", columns=[fmri_column])
-        self.feature_extractor = feature_extractor
-        self.fmri_column = fmri_column
-        self.labels = labels
-        self.training = training
-        self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> dict:
-        series = self.dataset[int(index)][self.fmri_column]
-        rng = np.random.default_rng([self.seed, self.epoch, int(index)]) if self.training else None
-        features = self.feature_extractor(series, time_axis=-1, training=self.training, seed=rng, return_tensors="np")
-        sample = {"fmri_values": torch.from_numpy(np.ascontiguousarray(features["fmri_values"][0]))}
-        if self.labels is not None:
-            sample["labels"] = torch.as_tensor(self.labels[int(index)])
-        return sample
 
 
 class FmriCollator:
@@ -337,7 +307,7 @@ def run_seed(prepared: PreparedRun, model_args: ModelArguments, data_args: DataA
     args = _finalise_training_args(training_args, prepared.label_info.problem_type, seed, seed_dir)
     set_seed(seed)
     model = build_model(model_args, prepared.config, prepared.label_info, prepared.pretrained_gradient)
-    resolve_gradient(model, prepared.feature_extractor, data_args)
+    give_model_gradient(model, prepared.feature_extractor, data_args)
     resolve_example_atlas(model, model_args, data_args)
     extractor = prepared.feature_extractor
     datasets = {

@@ -25,10 +25,10 @@ from .downstream_arguments import ModelArguments
 from .downstream_data import (
     check_data_matches_model,
     check_splits_not_empty,
+    give_model_gradient,
     infer_label_info,
     load_feature_extractor,
     load_splits,
-    resolve_gradient,
 )
 from .eval_results import write_eval_results
 from .metrics import task_metrics
@@ -157,7 +157,7 @@ def run_sklearn_probe(model_name_or_path, data_args, output_dir: str | None = No
     model_args = ModelArguments(model_name_or_path=None if model is not None else str(model_name_or_path))
     extractor = load_feature_extractor(model_args, data_args, encoder.config, splits["train"])
     check_data_matches_model(splits, encoder.config, extractor, data_args.fmri_column, str(model_name_or_path))
-    resolve_gradient(encoder, extractor, data_args)
+    give_model_gradient(encoder, extractor, data_args)
     features = {role: compute_embeddings(encoder, split, extractor, "mean", batch_size, data_args.fmri_column, progress, state)
                 for role, split in splits.items()}
     labels = {role: np.asarray(split[data_args.label_column]) for role, split in splits.items()}
