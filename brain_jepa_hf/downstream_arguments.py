@@ -31,7 +31,9 @@ class ModelArguments:
         default=False,
         metadata={"help": "Keep the architecture (and atlas gradient) of model_name_or_path but initialise weights randomly."},
     )
-    patch_size: int = field(default=16, metadata={"help": "Frames per token for a `preset` model."})
+    patch_size: int | None = field(
+        default=None, metadata={"help": "Frames per token for a `preset` model (default: the config's, 16)."}
+    )
     drop_path_rate: float = field(default=0.1, metadata={"help": "Stochastic depth of the last block (recipe: 0.1)."})
     mode: str = field(
         default="finetune",
@@ -83,7 +85,7 @@ class DataArguments:
         metadata={"help": "Override the extractor's rule for series shorter than the clip: error, stretch (frames "
                           "spread over the whole series) or pad (missing frames filled)."},
     )
-    num_frames: int | None = field(default=None, metadata={"help": "Frames per sample of a --preset model (default 160)."})
+    num_frames: int | None = field(default=None, metadata={"help": "Frames per sample of a --preset model (default: the config's, 160)."})
     gradient: str | None = field(
         default=None, metadata={"help": "Gradient CSV (R x gradient_dim) for a model that holds none (preset / random init)."}
     )

@@ -246,15 +246,15 @@ def _has_file(name_or_path: str, filename: str, revision: str | None) -> bool:
         return False
 
 
-def load_config(model_args: ModelArguments, data_args: DataArguments, num_rois: int, num_frames: int):
+def load_config(model_args: ModelArguments, data_args: DataArguments, num_rois: int):
     from .configuration_brain_jepa import BrainJepaConfig
 
     if model_args.model_name_or_path:
         return BrainJepaConfig.from_pretrained(model_args.model_name_or_path, revision=model_args.revision)
     if not model_args.preset:
         raise ValueError("model_name_or_path: expected a pretrained folder or Hub id (or --preset for random init), got none")
-    return BrainJepaConfig.from_preset(model_args.preset, num_rois=num_rois, num_frames=num_frames,
-                                       patch_size=model_args.patch_size)
+    sizes = {"num_frames": data_args.num_frames, "patch_size": model_args.patch_size}  # None: the config's own
+    return BrainJepaConfig.from_preset(model_args.preset, num_rois=num_rois, **{k: v for k, v in sizes.items() if v})
 
 
 def load_feature_extractor(model_args: ModelArguments, data_args: DataArguments, config, train_split):

@@ -269,7 +269,7 @@ def prepare_run(model_args: ModelArguments, data_args: DataArguments) -> Prepare
     label_info = infer_label_info(splits, data_args.label_column, data_args.problem_type)
     rois, _ = series_shape(splits["train"], data_args.fmri_column)
     source = model_args.model_name_or_path or f"preset {model_args.preset}"
-    config = load_config(model_args, data_args, rois, num_frames=data_args.num_frames or 160)
+    config = load_config(model_args, data_args, rois)
     feature_extractor = load_feature_extractor(model_args, data_args, config, splits["train"])
     check_data_matches_model(splits, config, feature_extractor, data_args.fmri_column, source)
     if model_args.atlas is not None:
