@@ -82,7 +82,7 @@ def main() -> int:
     pretrained = Path(args.pretrained)
     if not (pretrained / "config.json").is_file():
         print(f"pretraining {pretrained} ({args.pretrain_steps} steps, example cohort seed 1) ...", flush=True)
-        subprocess.run([sys.executable, "-m", "brain_jepa_hf.cli", "pretrain", "--preset", "example-tiny", "--seed", "1",
+        subprocess.run([sys.executable, "-m", "brain_jepa_cli", "pretrain", "--preset", "example-tiny", "--seed", "1",
                         "--max_steps", str(args.pretrain_steps), "--output_dir", str(pretrained)], check=True)
     encoder = BrainJepaModel.from_pretrained(pretrained).eval()
     extractor = BrainJepaFeatureExtractor.from_pretrained(pretrained)

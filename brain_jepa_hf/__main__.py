@@ -1,5 +1,8 @@
+"""`python -m brain_jepa_hf ...`: the `brain-jepa` command line (brain_jepa_cli)."""
+
 import sys
 
-from .cli import main
+from brain_jepa_cli import main
+
 
 sys.exit(main())

@@ -33,6 +33,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from .atlas import resolve_atlas, set_atlas
 from .atomic_io import atomic_output_dir, check_output_dir
+from .console import show_training_progress
 from .downstream_arguments import DataArguments, FinetuningArguments, ModelArguments
 from .downstream_data import (
     LabelInfo,
@@ -325,6 +326,7 @@ def run_seed(prepared: PreparedRun, model_args: ModelArguments, data_args: DataA
         layer_decay=training_args.layer_decay if model_args.mode == "finetune" else 1.0,
         callbacks=[_EpochSetter(datasets["train"])],
     )
+    show_training_progress(trainer, f"seed {seed}")
     trainer.train()
     validation = _strip_prefix(trainer.evaluate(datasets["validation"], metric_key_prefix="eval"), "eval_")
     prediction = trainer.predict(datasets["test"], metric_key_prefix="test")  # gathered over all processes
@@ -405,8 +407,6 @@ def run_finetuning(model_args: ModelArguments, data_args: DataArguments, trainin
     results.md, the best-validation seed's model with its model card (README.md), and per-seed
     metrics under seed-<k>/. Returns the results dictionary. Under `accelerate launch` every process
     trains each seed data-parallel; only the main process writes files and pushes to the Hub."""
-    from tqdm.auto import tqdm
-
     prepared = prepare_run(model_args, data_args)  # every input error is raised here
     if training_args.push_to_hub and model_args.mode == "linear_probe":
         raise ValueError("push_to_hub: a linear probe is not a transformers model; push a fine-tuned model instead")
@@ -420,7 +420,7 @@ def run_finetuning(model_args: ModelArguments, data_args: DataArguments, trainin
     with shared_output_dir(output_dir, training_args.overwrite_output_dir, state) as staging:
         per_seed = []
         seeds = [training_args.seed + k for k in range(training_args.seeds)]
-        for seed in tqdm(seeds, desc="seeds", unit="seed", disable=len(seeds) == 1 or not state.is_main_process):
+        for seed in seeds:  # one progress bar per seed (console.TrainingProgress)
             per_seed.append(run_seed(prepared, model_args, data_args, training_args, seed, staging / f"seed-{seed}"))
         best = _best_seed(per_seed, metric, greater_is_better(metric))
         results = _results(prepared, model_args, data_args, training_args, per_seed, best, metric)

@@ -8,15 +8,6 @@ from typing import Sequence
 import numpy as np
 
 SHORT_SERIES_CHOICES = ("error", "stretch", "pad")
-SHORT_SERIES_HELP = (
-    "Series shorter than sampling_rate*num_frames volumes: error (default), stretch (the num_frames frames "
-    "spread over the whole series; needs >= num_frames volumes) or pad (every sampling_rate-th volume, "
-    "missing frames filled after scaling)."
-)
-SAMPLING_RATE_HELP = (
-    "Clip stride in volumes: a clip spans sampling_rate*num_frames volumes (3 in the paper, at TR 0.735 s; "
-    "about 1 for TR 2 s)."
-)
 
 
 def series_lengths(dataset, column: str) -> np.ndarray:

@@ -4,7 +4,7 @@
 import argparse
 import sys
 
-from brain_jepa_hf.commands.convert import EXAMPLES, add_arguments, run
+from brain_jepa_cli.convert import EXAMPLES, add_arguments, run
 
 
 def main(argv=None) -> int:

@@ -36,7 +36,7 @@ FIGURES = [
 
 
 def run(argv: list[str]) -> None:
-    from brain_jepa_hf.cli import main
+    from brain_jepa_cli import main
 
     print("$ brain-jepa " + " ".join(argv), flush=True)
     code = main(argv)

@@ -14,7 +14,7 @@ from datasets import Value
 from brain_jepa_hf import BrainJepaConfig
 from brain_jepa_hf.analysis_report import analyze_model, parse_layers
 from brain_jepa_hf.atlas import example_atlas, released_atlas, set_atlas
-from brain_jepa_hf.cli import main
+from brain_jepa_cli import main
 from brain_jepa_hf.data import dataset_from_arrays, fmri_features
 from brain_jepa_hf.example_data import example_gradient
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
@@ -31,7 +31,7 @@ FRAMES = 32  # two time patches of 16: small and fast, still more than one patch
 @pytest.fixture(scope="module")
 def pretraining_run(tmp_path_factory):
     """A real 3-step pretraining of the example-tiny preset (80 frames: 5 time patches, the masking minimum)."""
-    from brain_jepa_hf.commands.pretrain import parse_arguments
+    from brain_jepa_cli.pretrain import parse_arguments
     from brain_jepa_hf.pretraining import pretrain
 
     output_dir = tmp_path_factory.mktemp("run") / "pretrain"

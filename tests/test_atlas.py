@@ -30,7 +30,7 @@ from brain_jepa_hf.atlas import (
     released_atlas,
     set_atlas,
 )
-from brain_jepa_hf.cli import main as cli_main
+from brain_jepa_cli import main as cli_main
 from brain_jepa_hf.conversion import convert_original_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

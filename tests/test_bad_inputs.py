@@ -204,7 +204,7 @@ def test_values_beyond_the_weights_dtype_are_refused(case):
 @pytest.mark.parametrize("suffix", [".npy", ".csv"])
 @pytest.mark.parametrize("value", ["1e39", "inf", "nan"])
 def test_build_dataset_refuses_values_float32_cannot_hold(tmp_path, capsys, suffix, value):
-    from brain_jepa_hf.cli import main
+    from brain_jepa_cli import main
 
     series = np.random.default_rng(0).standard_normal((23, 60))
     series[5, 9] = float(value)
@@ -262,7 +262,7 @@ def test_convert_refuses_guessing_and_non_finite_weights(tmp_path, pretrained, o
 
 
 def test_cli_convert_without_heads_prints_one_line(original_files, tmp_path, capsys):
-    from brain_jepa_hf.cli import main
+    from brain_jepa_cli import main
 
     checkpoint, gradient_csv = original_files
     assert main(["convert", str(checkpoint), "--gradient-csv", str(gradient_csv), "--output-dir", str(tmp_path / "o")]) == 1
@@ -482,7 +482,7 @@ def test_a_half_precision_checkpoint_converts(tmp_path, pretrained, original_fil
     ids=["embed", "finetune", "pretrain"],
 )
 def test_cli_prints_one_line_and_debug_shows_the_traceback(tmp_path, monkeypatch, capsys, argv, message):
-    from brain_jepa_hf.cli import main
+    from brain_jepa_cli import main
 
     monkeypatch.chdir(tmp_path)
     assert main(argv) == 1
@@ -498,7 +498,7 @@ def test_a_checkpoint_that_cannot_be_written_says_so_in_one_line(tmp_path, monke
     which checkpoint, how much space is left and how to go on."""
     import accelerate
 
-    from brain_jepa_hf.cli import main
+    from brain_jepa_cli import main
 
     def full_disk(self, output_dir=None, **kwargs):
         raise RuntimeError("basic_ios::clear: iostream error")

@@ -21,7 +21,7 @@ from brain_jepa_hf.brainmarks_data import (
     save_brainmarks_dataset,
     to_brainmarks,
 )
-from brain_jepa_hf.cli import main
+from brain_jepa_cli import main
 from brain_jepa_hf.embedding import embed
 from brain_jepa_hf.eval_results import read_eval_results, read_eval_results_file
 from brain_jepa_hf.example_data import (

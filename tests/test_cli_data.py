@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from datasets import load_from_disk
 
-from brain_jepa_hf.cli import main
+from brain_jepa_cli import main
 from brain_jepa_hf.gradients import (
     compute_gradients,
     functional_connectivity,

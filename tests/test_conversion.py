@@ -16,7 +16,7 @@ from helpers import disjoint_indices
 from original_layout import original_checkpoint
 
 from brain_jepa_hf import BrainJepaForPreTraining, BrainJepaModel
-from brain_jepa_hf.cli import main as cli_main
+from brain_jepa_cli import main as cli_main
 from brain_jepa_hf.conversion import convert_original_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -31,7 +31,7 @@ from packaging.requirements import Requirement  # noqa: E402
 from transformers import pipeline  # noqa: E402
 
 from brain_jepa_hf import BrainJepaModel  # noqa: E402
-from brain_jepa_hf.cli import main as cli_main  # noqa: E402
+from brain_jepa_cli import main as cli_main  # noqa: E402
 from brain_jepa_hf.demo import TIME_AXES, DemoModel  # noqa: E402
 from brain_jepa_hf.example_data import (  # noqa: E402
     EXAMPLE_TR,
@@ -419,7 +419,7 @@ def _hub_env(hub, home: Path) -> dict:
 
 HUB_SESSION = """
 import json, sys
-from brain_jepa_hf.cli import main
+from brain_jepa_cli import main
 from brain_jepa_hf.hub import push_folder_to_hub
 encoder, work = sys.argv[1], sys.argv[2]
 codes = [main(["space", "create", "--model", encoder, "--output_dir", work + "/space-hub-1",

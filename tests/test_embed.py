@@ -7,7 +7,7 @@ import torch
 from helpers import make_config, save_pretrained_folder, small_dataset
 
 from brain_jepa_hf import BrainJepaModel
-from brain_jepa_hf.cli import main
+from brain_jepa_cli import main
 from brain_jepa_hf.embedding import embed, read_embeddings
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 

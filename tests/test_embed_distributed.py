@@ -53,12 +53,12 @@ def embed_command(root, output, processes: int) -> list[str]:
 
 def launch_command(name: str, arguments: list[str], processes: int) -> list[str]:
     if processes == 1:
-        return [sys.executable, "-m", f"brain_jepa_hf.commands.{name}", *arguments]
+        return [sys.executable, "-m", f"brain_jepa_cli.{name}", *arguments]
     command = ["accelerate", "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port())]
     if has_accelerator():  # one GPU cannot host two NCCL ranks; the CPU group is what this test checks
         command.append("--cpu")
-    return [*command, "-m", f"brain_jepa_hf.commands.{name}", *arguments]
+    return [*command, "-m", f"brain_jepa_cli.{name}", *arguments]
 
 
 def environment() -> dict:

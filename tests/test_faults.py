@@ -16,7 +16,7 @@ from datasets import load_from_disk
 from helpers import PRETRAIN_FAST, make_config, save_pretrained_folder, small_dataset
 
 from brain_jepa_hf.atomic_io import atomic_output_dir, exchange_paths
-from brain_jepa_hf.cli import main
+from brain_jepa_cli import main
 from brain_jepa_hf.example_data import example_gradient, load_example_dataset
 from brain_jepa_hf.gradients import save_gradient_csv
 

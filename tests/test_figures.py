@@ -229,7 +229,7 @@ def test_plot_embedding_scatter_errors():
 @pytest.fixture(scope="module")
 def pretraining_run(tmp_path_factory):
     """A real 3-step pretraining run of the tiny example model (in-process, ~10 s)."""
-    from brain_jepa_hf.commands.pretrain import parse_arguments
+    from brain_jepa_cli.pretrain import parse_arguments
     from brain_jepa_hf.pretraining import pretrain
 
     output_dir = tmp_path_factory.mktemp("run") / "tiny-run"
@@ -241,7 +241,7 @@ def pretraining_run(tmp_path_factory):
 
 
 def test_plot_training_cli_on_a_real_run(pretraining_run, capsys):
-    from brain_jepa_hf.cli import main
+    from brain_jepa_cli import main
 
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -273,7 +273,7 @@ def test_training_log_resumed_runs_collapse_warnings_and_a_cut_last_line(pretrai
 
 
 def test_training_log_errors(tmp_path, capsys):
-    from brain_jepa_hf.cli import main
+    from brain_jepa_cli import main
 
     with pytest.raises(SystemExit) as exited:
         main(["plot-training", "--help"])

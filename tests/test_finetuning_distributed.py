@@ -42,7 +42,7 @@ def launch_finetune(tmp_path, output_dir, *extra, env=None):
     command = [
         "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
         "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-        "-m", "brain_jepa_hf.commands.finetune",
+        "-m", "brain_jepa_cli.finetune",
         "--preset", "tiny", "--num_frames", "16", "--sampling_rate", "4", "--dataset", str(tmp_path / "cohort"),
         "--gradient", str(tmp_path / "gradient.csv"), "--label_column", "age", "--output_dir", str(output_dir),
         "--max_steps", "4", "--eval_strategy", "steps", "--save_strategy", "steps", "--eval_steps", "2",

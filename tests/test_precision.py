@@ -16,8 +16,8 @@ from helpers import make_config, make_inputs, save_pretrained_folder, small_data
 from transformers import pipeline
 
 from brain_jepa_hf import BrainJepaModel, modeling_brain_jepa
-from brain_jepa_hf.cli import main
-from brain_jepa_hf.commands import DTYPE_CHOICES
+from brain_jepa_cli import main
+from brain_jepa_cli.options import DTYPE_CHOICES
 from brain_jepa_hf.modeling_brain_jepa import (
     INFERENCE_DTYPES,
     cpu_has_fast_bf16,

@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 
 from brain_jepa_hf import BrainJepaForPreTraining, BrainJepaModel
 from brain_jepa_hf.atomic_io import usual_mode
-from brain_jepa_hf.commands.pretrain import parse_arguments
+from brain_jepa_cli.pretrain import parse_arguments
 from brain_jepa_hf.pretraining import PretrainingArguments, list_checkpoints
 from brain_jepa_hf.schedules import PretrainingSchedules
 
@@ -168,7 +168,7 @@ def test_two_process_accelerate_launch_keeps_replicas_identical(tmp_path):
     out = tmp_path / "ddp"
     command = [
         "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "brain_jepa_hf.commands.pretrain",
+        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "brain_jepa_cli.pretrain",
         *PRETRAIN_FAST, "--max_steps", "3", "--output_dir", str(out),
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .options import HelpFormatter, add_argument
+
+
 EXAMPLES = """Examples:
   # the released ViT-B checkpoint (target encoder) with its 450 x 30 gradient CSV
   brain-jepa convert logs/jepa-ep300.pth.tar --gradient-csv data/gradient_mapping_450.csv \\
@@ -22,24 +25,24 @@ EXAMPLES = """Examples:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", help="original checkpoint (.pth.tar) with encoder/target_encoder/predictor")
-    parser.add_argument("--gradient-csv", required=True, help="gradient matrix CSV: one row per ROI, no header")
-    parser.add_argument("--output-dir", required=True, help="folder to create (refused if it exists)")
+    add_argument(parser, "--gradient-csv", required=True, help="gradient matrix CSV: one row per ROI, no header")
+    add_argument(parser, "--output-dir", required=True, help="folder to create (refused if it exists)")
     parser.add_argument("--source", choices=("target_encoder", "encoder"), default="target_encoder",
                         help="state dict the encoder comes from (default: target_encoder, as fine-tuning uses)")
-    parser.add_argument("--with-predictor", action="store_true",
+    add_argument(parser, "--with-predictor", action="store_true",
                         help="save BrainJepaForPreTraining: both encoders and the predictor")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
-    parser.add_argument("--repo-id", help="Hub id the model card's quick start loads (default: the folder)")
-    parser.add_argument("--num-attention-heads", type=int,
+    add_argument(parser, "--repo-id", help="Hub id the model card's quick start loads (default: the folder)")
+    add_argument(parser, "--num-attention-heads", type=int,
                         help="heads per layer: required unless the checkpoint is a paper size (ViT-S/B/L)")
-    parser.add_argument("--sampling-rate", type=int, default=3, help="feature extractor clip stride (default 3)")
+    add_argument(parser, "--sampling-rate", type=int, default=3, help="feature extractor clip stride (default 3)")
     parser.add_argument("--scaling", choices=("zscore", "robust", "none"), default="zscore",
                         help="feature extractor scaling (default zscore: robust needs UK Biobank statistics)")
     parser.add_argument("--atlas", default="auto", metavar="PATH|released|none",
                         help="ROI names and networks stored with the model: an atlas table (CSV/TSV with index, name, "
                              "network[, coarse_network, hemisphere, x, y, z]), 'released' (the released 450-ROI "
                              "layout) or 'none' (default: 'released' for 450-ROI checkpoints, else none)")
-    parser.add_argument("--push-to-hub", metavar="REPO_ID", help="upload the folder to this Hub repository")
+    add_argument(parser, "--push-to-hub", metavar="REPO_ID", help="upload the folder to this Hub repository")
     parser.add_argument("--private", action="store_true", help="create the Hub repository as private")
 
 
@@ -53,14 +56,14 @@ def register(subparsers) -> None:
             "auto_map, model.safetensors, remote-code files, preprocessor_config.json, pipelines and a model card."
         ),
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     add_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..conversion import convert_original_checkpoint
+    from brain_jepa_hf.conversion import convert_original_checkpoint
 
     try:
         folder = convert_original_checkpoint(
@@ -74,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"wrote {folder}")
     if args.push_to_hub:
-        from ..hub import push_folder_to_hub
+        from brain_jepa_hf.hub import push_folder_to_hub
 
         commit = push_folder_to_hub(folder, args.push_to_hub, private=args.private or None)
         print(f"pushed {commit.commit_url}")

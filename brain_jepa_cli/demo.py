@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from . import add_dtype_argument
+from .options import HelpFormatter, add_dtype_argument
+
 
 EXAMPLES = """\
 examples:
@@ -22,7 +22,7 @@ def register(subparsers) -> None:
         "demo", help="web demo of a model: upload a scan, see embedding, prediction and figures",
         description="Start the gradio demo page of a Brain-JEPA model (folder or Hub id) and print its URL. "
         "Needs the demo extra: pip install 'brain-jepa-hf[demo]'.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES, formatter_class=HelpFormatter,
     )
     parser.add_argument("--model", default=None, help="model folder or Hub id (default: $BRAIN_JEPA_MODEL)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
@@ -38,7 +38,7 @@ def run(args) -> int:
     except ImportError:
         print("brain-jepa demo: error: gradio is not installed; pip install 'brain-jepa-hf[demo]'", file=sys.stderr)
         return 1
-    from ..demo import launch_demo
+    from brain_jepa_hf.demo import launch_demo
 
     if args.port is not None and not 0 < args.port < 65536:
         print(f"brain-jepa demo: error: --port: expected 1-65535, got {args.port}", file=sys.stderr)

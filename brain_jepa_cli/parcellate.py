@@ -6,6 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from .options import HelpFormatter, add_argument
+
+
 EXAMPLES = """Examples:
   # Brain-JEPA's atlas order: 50 subcortical ROIs (Tian S3) first, then 400 cortical (Schaefer)
   brain-jepa parcellate scans/sub-*_bold.nii.gz \\
@@ -32,19 +35,19 @@ def register(subparsers) -> None:
             "every scan succeeded."
         ),
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("images", nargs="+", help="4-D NIfTI files, or folders of .nii/.nii.gz files")
     parser.add_argument("--atlas", action="append", required=True,
                         help="label atlas NIfTI; repeat for several, in ROI order (subcortical first for Brain-JEPA)")
-    parser.add_argument("--output-dir", required=True, help="folder to create with one <scan>.npy per scan")
+    add_argument(parser, "--output-dir", required=True, help="folder to create with one <scan>.npy per scan")
     parser.add_argument("--confounds", nargs="+", help="confound CSV/TSV files with a header row, one per scan")
-    parser.add_argument("--confound-columns", nargs="+", help="confound columns to use (default: all)")
+    add_argument(parser, "--confound-columns", nargs="+", help="confound columns to use (default: all)")
     parser.add_argument("--detrend", action="store_true", help="remove linear trends")
     parser.add_argument("--standardize", action="store_true", help="z-score each ROI time series")
-    parser.add_argument("--t-r", type=float, help="repetition time in seconds (default: from the NIfTI header)")
-    parser.add_argument("--low-pass", type=float, help="low-pass cut-off in Hz")
-    parser.add_argument("--high-pass", type=float, help="high-pass cut-off in Hz")
+    add_argument(parser, "--t-r", type=float, help="repetition time in seconds (default: from the NIfTI header)")
+    add_argument(parser, "--low-pass", type=float, help="low-pass cut-off in Hz")
+    add_argument(parser, "--high-pass", type=float, help="high-pass cut-off in Hz")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
     parser.set_defaults(func=run)
 
@@ -64,7 +67,7 @@ def expand_images(entries: list[str]) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..parcellation import parcellate_files
+    from brain_jepa_hf.parcellation import parcellate_files
 
     try:
         images = expand_images(args.images)

@@ -1,4 +1,8 @@
-"""The `brain-jepa` command line: one subcommand per module in `brain_jepa_hf.commands`."""
+"""The `brain-jepa` command line: one subcommand per module of this package.
+
+This package is kept light: building the parsers (and so any `--help`) imports neither torch, transformers nor
+brain_jepa_hf; each command imports its implementation from brain_jepa_hf when it runs.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,13 @@ import argparse
 import importlib
 import sys
 
-# Each entry names a module `brain_jepa_hf.commands.<name>` exposing `register(subparsers)`,
-# which adds its parser and sets `func(args) -> int` as the parser default. A module with
-# `STANDALONE = True` parses its own arguments instead: `main(argv) -> int` gets everything after
-# the command name (it also runs under `accelerate launch -m brain_jepa_hf.commands.<name>`).
+from .options import HelpFormatter
+
+
+# Each entry names a module `brain_jepa_cli.<name>` exposing `register(subparsers)`, which adds its parser and sets
+# `func(args) -> int` as the parser default. A module with `STANDALONE = True` parses its own arguments instead:
+# `main(argv) -> int` gets everything after the command name (it also runs as `accelerate launch -m
+# brain_jepa_cli.<name>`).
 COMMANDS: list[str] = [
     "convert",
     "pretrain",
@@ -29,11 +36,13 @@ COMMANDS: list[str] = [
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="brain-jepa",
-        description="Brain-JEPA for fMRI: data preparation, pretraining, fine-tuning and Hub export.",
+        description="Brain-JEPA for fMRI: data preparation, pretraining, fine-tuning and Hub export.\n"
+        "Flags are spelled kebab-case (--output-dir); the snake_case spelling (--output_dir) is accepted too.",
+        formatter_class=HelpFormatter,
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"brain_jepa_hf.commands.{name}").register(subparsers)
+        importlib.import_module(f"brain_jepa_cli.{name}").register(subparsers)
     return parser
 
 
@@ -59,8 +68,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _close_progress_bars() -> None:
     """End any progress bar the failed command left open, so the error starts on its own line."""
-    from tqdm import tqdm
-
+    tqdm = getattr(sys.modules.get("tqdm"), "tqdm", None)  # no bar can be open if tqdm was never imported
     for bar in list(getattr(tqdm, "_instances", ())):
         bar.close()
 
@@ -69,7 +77,7 @@ def _dispatch(argv: list[str]) -> int:
     if argv and not argv[0].startswith("-"):
         name = argv[0].replace("-", "_")
         if name in COMMANDS:
-            module = importlib.import_module(f"brain_jepa_hf.commands.{name}")
+            module = importlib.import_module(f"brain_jepa_cli.{name}")
             if getattr(module, "STANDALONE", False):
                 return int(module.main(argv[1:]) or 0)
     parser = build_parser()
@@ -80,5 +88,7 @@ def _dispatch(argv: list[str]) -> int:
     return int(args.func(args) or 0)
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+def run_standalone(name: str) -> None:
+    """`python -m brain_jepa_cli.<name> ...` (e.g. under `accelerate launch`): as `brain-jepa <name> ...`, with
+    one-line errors and --debug."""
+    sys.exit(main([name, *sys.argv[1:]]))

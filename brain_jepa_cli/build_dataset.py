@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .options import HelpFormatter, add_argument
+
+
 EXAMPLES = """Examples:
   # ROI x time .npy files (from `brain-jepa parcellate`) and a participants table
   brain-jepa build-dataset rois/ --labels participants.tsv --subject-column participant_id \\
@@ -33,28 +36,28 @@ def register(subparsers) -> None:
             "Optionally stores a gradient.csv, which pretraining picks up."
         ),
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("input_dir", nargs="?", help="folder of per-subject series files")
     parser.add_argument("--example", action="store_true", help="write the synthetic example cohort instead")
-    parser.add_argument("--num-subjects", type=int, default=200, help="with --example: subjects (default 200)")
+    add_argument(parser, "--num-subjects", type=int, default=200, help="with --example: subjects (default 200)")
     parser.add_argument("--seed", type=int, default=0, help="with --example: generator seed (default 0)")
-    parser.add_argument("--output-dir", required=True, help="dataset folder to create")
+    add_argument(parser, "--output-dir", required=True, help="dataset folder to create")
     parser.add_argument("--labels", help="CSV/TSV labels table with a subject column")
-    parser.add_argument("--subject-column", default="subject_id", help="subject column of --labels (default subject_id)")
-    parser.add_argument("--label-columns", nargs="+", help="label columns to keep (default: all)")
-    parser.add_argument("--time-axis", type=int, default=-1, choices=(0, 1, -1, -2),
+    add_argument(parser, "--subject-column", default="subject_id", help="subject column of --labels (default subject_id)")
+    add_argument(parser, "--label-columns", nargs="+", help="label columns to keep (default: all)")
+    add_argument(parser, "--time-axis", type=int, default=-1, choices=(0, 1, -1, -2),
                         help="-1 if file rows are ROIs (default, as parcellate writes), 0 if rows are time points")
-    parser.add_argument("--num-rois", type=int, help="expected ROI count (checked for every file)")
-    parser.add_argument("--num-timepoints", type=int, help="crop every series to its first N volumes")
-    parser.add_argument("--subject-regex", help="regex whose first group is the subject ID in file names")
+    add_argument(parser, "--num-rois", type=int, help="expected ROI count (checked for every file)")
+    add_argument(parser, "--num-timepoints", type=int, help="crop every series to its first N volumes")
+    add_argument(parser, "--subject-regex", help="regex whose first group is the subject ID in file names")
     gradient = parser.add_mutually_exclusive_group()
     gradient.add_argument("--gradient", help="gradient CSV to store as gradient.csv in the dataset folder")
-    gradient.add_argument("--compute-gradient", action="store_true",
+    add_argument(gradient, "--compute-gradient", action="store_true",
                           help="compute gradient.csv from the subjects' group FC (brainspace, 30 components)")
-    parser.add_argument("--gradient-components", type=int, default=30,
+    add_argument(parser, "--gradient-components", type=int, default=30,
                         help="gradients computed (--compute-gradient) or expected in --gradient (default 30)")
-    parser.add_argument("--gradient-sparsity", type=float, default=0.9,
+    add_argument(parser, "--gradient-sparsity", type=float, default=0.9,
                         help="with --compute-gradient: fraction of each affinity row zeroed (default 0.9)")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
     parser.set_defaults(func=run)
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         if args.example:
             if args.input_dir or args.labels:
                 raise ValueError("--example: expected no input_dir or --labels with the synthetic cohort")
-            from ..example_data import write_example_dataset
+            from brain_jepa_hf.example_data import write_example_dataset
 
             folder = write_example_dataset(args.output_dir, num_subjects=args.num_subjects, seed=args.seed,
                                            overwrite=args.overwrite)
@@ -73,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
             return 0
         if not args.input_dir:
             raise ValueError("input_dir: expected a folder of series files (or --example), got none")
-        from ..data import build_dataset
+        from brain_jepa_hf.data import build_dataset
 
         dataset = build_dataset(
             args.input_dir, labels=args.labels, subject_column=args.subject_column, output_dir=args.output_dir,

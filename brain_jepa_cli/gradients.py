@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .options import HelpFormatter, add_argument
+
+
 EXAMPLES = """Examples:
   # from the group FC of a folder of ROI x time series (e.g. `brain-jepa parcellate` output)
   brain-jepa gradients --series-dir rois/ --output gradient.csv
@@ -33,32 +36,32 @@ def register(subparsers) -> None:
             "to a reference, and write them as a CSV with one row per ROI and no header."
         ),
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--fc", help="FC matrix CSV (R x R, comma-separated, no header) or .npy")
-    source.add_argument("--series-dir", help="folder of per-subject series (.npy/.csv/.tsv); their mean FC is used")
+    add_argument(source, "--series-dir", help="folder of per-subject series (.npy/.csv/.tsv); their mean FC is used")
     source.add_argument("--dataset", help="dataset folder from `brain-jepa build-dataset` (column fmri)")
     source.add_argument("--example", action="store_true", help="the synthetic example cohort's group FC")
-    source.add_argument("--brainspace-group", choices=("main", "holdout"),
+    add_argument(source, "--brainspace-group", choices=("main", "holdout"),
                         help="brainspace's real Schaefer-400 group FC")
     parser.add_argument("--output", required=True, help="gradient CSV to write")
-    parser.add_argument("--time-axis", type=int, default=-1, choices=(0, 1, -1, -2),
+    add_argument(parser, "--time-axis", type=int, default=-1, choices=(0, 1, -1, -2),
                         help="for --series-dir: -1 if file rows are ROIs (default), 0 if rows are time points")
-    parser.add_argument("--n-components", type=int, default=30, help="number of gradients (default 30)")
+    add_argument(parser, "--n-components", type=int, default=30, help="number of gradients (default 30)")
     parser.add_argument("--kernel", default="cosine", help="affinity kernel (default cosine)")
     parser.add_argument("--approach", default="dm", choices=("dm", "le", "pca"),
                         help="embedding: diffusion maps (default), Laplacian eigenmaps or PCA")
     parser.add_argument("--sparsity", type=float, default=0.9, help="fraction of each affinity row zeroed (default 0.9)")
     parser.add_argument("--reference", help="gradient CSV to Procrustes-align to (same shape)")
-    parser.add_argument("--random-state", type=int, default=0, help="seed of the eigen-solver (default 0)")
+    add_argument(parser, "--random-state", type=int, default=0, help="seed of the eigen-solver (default 0)")
     parser.set_defaults(func=run)
 
 
 def load_fc(args):
     import numpy as np
 
-    from .. import gradients as g
+    from brain_jepa_hf import gradients as g
 
     if args.fc:
         from pathlib import Path
@@ -75,13 +78,13 @@ def load_fc(args):
     if args.brainspace_group:
         return g.load_brainspace_group_fc(args.brainspace_group)
     if args.example:
-        from ..example_data import example_group_connectivity
+        from brain_jepa_hf.example_data import example_group_connectivity
 
         return example_group_connectivity()
     from tqdm.auto import tqdm
 
     if args.series_dir:
-        from ..data import list_series_files, read_series
+        from brain_jepa_hf.data import list_series_files, read_series
 
         files = list_series_files(args.series_dir)
         group = g.GroupConnectivity()
@@ -98,7 +101,7 @@ def load_fc(args):
 
 
 def run(args: argparse.Namespace) -> int:
-    from .. import gradients as g
+    from brain_jepa_hf import gradients as g
 
     try:
         fc = load_fc(args)

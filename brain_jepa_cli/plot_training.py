@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .options import HelpFormatter
+
+
 EXAMPLES = """Examples:
   # writes runs/example/pretraining_curves.png
   brain-jepa plot-training runs/example
@@ -24,7 +27,7 @@ def register(subparsers) -> None:
         help="plot a pretraining run's loss, collapse statistics and learning rate (PNG)",
         description="Plot the curves in RUN_DIR/pretraining_log.jsonl, written by `brain-jepa pretrain`.",
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a `brain-jepa pretrain` output folder, or its pretraining_log.jsonl")
     parser.add_argument("--output", default=None,
@@ -37,8 +40,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..figure_style import save_figure
-    from ..training_figures import plot_training_curves, read_training_log, training_log_path
+    from brain_jepa_hf.figure_style import save_figure
+    from brain_jepa_hf.training_figures import plot_training_curves, read_training_log, training_log_path
 
     try:
         log = training_log_path(args.run_dir, name="RUN_DIR")

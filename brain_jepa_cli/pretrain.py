@@ -6,21 +6,25 @@ import argparse
 import os
 import sys
 
+from .options import HelpFormatter, kebab_case_first
+from .saved_help import print_help, wants_help
+
+
 EXAMPLES = """examples:
   # a few minutes on CPU: tiny model on the embedded synthetic example dataset
-  brain-jepa pretrain --preset example-tiny --output_dir runs/example
+  brain-jepa pretrain --preset example-tiny --output-dir runs/example
 
   # the released ViT-B recipe on your own `brain-jepa build-dataset` folder, 4 GPUs
-  accelerate launch --num_processes 4 -m brain_jepa_hf.commands.pretrain \\
-      --preset released-vit-base --dataset data/ukb --output_dir runs/vit-base
+  accelerate launch --num_processes 4 -m brain_jepa_cli.pretrain \\
+      --preset released-vit-base --dataset data/ukb --output-dir runs/vit-base
 
   # resume after an interruption, then push the result to the Hub
-  brain-jepa pretrain --config my_run.yaml --resume_from_checkpoint latest \\
-      --push_to_hub --hub_model_id me/brain-jepa-mycohort
+  brain-jepa pretrain --config my_run.yaml --resume-from-checkpoint latest \\
+      --push-to-hub --hub-model-id me/brain-jepa-mycohort
 
 Precedence: defaults < --preset < --config YAML < flags on the command line."""
 
-STANDALONE = True  # parses its own arguments (see brain_jepa_hf.cli)
+STANDALONE = True  # parses its own arguments (see brain_jepa_cli)
 HELP = "Pretrain Brain-JEPA (spatiotemporal masking, EMA target encoder) with Accelerate."
 
 
@@ -31,11 +35,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = HfArgumentParser(
         PretrainingArguments, prog="brain-jepa pretrain", description=HELP, epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--preset", default=None, help="A bundled recipe: example-tiny or released-vit-base.")
     parser.add_argument("--config", default=None, help="A YAML file of the arguments below.")
-    return parser
+    return kebab_case_first(parser)
 
 
 def parse_arguments(argv: list[str]):
@@ -61,13 +65,15 @@ def parse_arguments(argv: list[str]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    import logging
-
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if wants_help(argv):
+        print_help("pretrain", build_parser)
+    from brain_jepa_hf.console import setup_console
     from brain_jepa_hf.pretraining import pretrain
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = parse_arguments(list(sys.argv[1:] if argv is None else argv))
-    output = pretrain(args)  # errors become one line in brain_jepa_hf.cli.main (--debug: the traceback)
+    setup_console()
+    args = parse_arguments(argv)
+    output = pretrain(args)  # errors become one line in brain_jepa_cli.main (--debug: the traceback)
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"pretrained model saved to {output}")
     return 0
@@ -78,7 +84,7 @@ def register(subparsers) -> None:
     parser.set_defaults(func=lambda args: main(args.rest), rest=[])
 
 
-if __name__ == "__main__":  # e.g. `accelerate launch -m brain_jepa_hf.commands.pretrain`: one-line errors, --debug
-    from brain_jepa_hf.cli import main as cli_main
+if __name__ == "__main__":  # e.g. `accelerate launch -m brain_jepa_cli.pretrain`: one-line errors, --debug
+    from brain_jepa_cli import run_standalone
 
-    sys.exit(cli_main(["pretrain", *sys.argv[1:]]))
+    run_standalone("pretrain")

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
-import sys
+from .options import HelpFormatter, add_argument, add_dtype_argument, add_series_fit_arguments, describe_precision
 
-from . import add_dtype_argument, describe_precision
-from ..series_fit import SAMPLING_RATE_HELP, SHORT_SERIES_CHOICES, SHORT_SERIES_HELP
 
 EXAMPLES = """\
 examples:
@@ -20,11 +17,11 @@ examples:
   brain-jepa embed --model runs/pretrain-tiny --dataset data/hcpya-rest1lr.schaefer400_tians3.arrow --output hcp.npy
 
   # all GPUs of a machine: the chunks are shared out, the output is the file one process writes
-  accelerate launch --num_processes 4 -m brain_jepa_hf.commands.embed --model your-name/brain-jepa-base \
+  accelerate launch --num_processes 4 -m brain_jepa_cli.embed --model your-name/brain-jepa-base \
       --dataset data/ukb --device cuda --output ukb.npy
 
   # a 300-volume scan at TR 2 s (the default clip is 3 x 160 = 480 volumes)
-  brain-jepa embed --model runs/pretrain-tiny --dataset data/tr2 --sampling_rate 1 --output tr2.npy
+  brain-jepa embed --model runs/pretrain-tiny --dataset data/tr2 --sampling-rate 1 --output tr2.npy
 
   # interrupted? run the same command again: finished chunks in OUTPUT.partial/ are kept
 
@@ -40,7 +37,7 @@ DESCRIPTION = (
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "embed", help="embeddings of a dataset (pooled or per token) into .npy / .parquet",
-        description=DESCRIPTION, epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=DESCRIPTION, epilog=EXAMPLES, formatter_class=HelpFormatter,
     )
     add_arguments(parser)
     parser.set_defaults(func=run)
@@ -53,22 +50,22 @@ def add_arguments(parser) -> None:
     parser.add_argument("--split", default=None, help="split of a DatasetDict (default: all splits, in order)")
     parser.add_argument("--output", required=True, help="output file ending in .npy or .parquet")
     parser.add_argument("--pooling", choices=("mean", "tokens"), default="mean")
-    parser.add_argument("--batch_size", type=int, default=16)
-    parser.add_argument("--chunk_size", type=int, default=256, help="rows per resumable chunk")
-    parser.add_argument("--fmri_column", default="fmri")
-    parser.add_argument("--id_column", default="subject_id")
-    parser.add_argument("--feature_extractor", default=None, help="default: the model's preprocessor_config.json")
-    parser.add_argument("--sampling_rate", type=int, default=None,
-                        help="override the feature extractor's clip stride. " + SAMPLING_RATE_HELP)
-    parser.add_argument("--short_series", choices=SHORT_SERIES_CHOICES, default=None,
-                        help="override the feature extractor's rule. " + SHORT_SERIES_HELP)
-    parser.add_argument("--example_subjects", type=int, default=200)
+    add_argument(parser, "--batch-size", type=int, default=16)
+    add_argument(parser, "--chunk-size", type=int, default=256, help="rows per resumable chunk")
+    add_argument(parser, "--fmri-column", default="fmri")
+    add_argument(parser, "--id-column", default="subject_id")
+    add_argument(parser, "--feature-extractor", default=None, help="default: the model's preprocessor_config.json")
+    add_series_fit_arguments(parser)
+    add_argument(parser, "--example-subjects", type=int, default=200)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (under accelerate launch: each process's GPU)")
     add_dtype_argument(parser, default="auto")
     parser.add_argument("--overwrite", action="store_true")
 
 
 def run(args) -> int:
+    from brain_jepa_hf.console import setup_console
+
+    setup_console()
     path = _embed(args)
     if path is not None:
         print(path)
@@ -76,10 +73,10 @@ def run(args) -> int:
 
 
 def _embed(args):
-    from ..data import open_dataset
-    from ..embedding import distributed_state, embed, load_encoder
-    from ..feature_extraction_brain_jepa import BrainJepaFeatureExtractor
-    from ..series_fit import check_series_fit, series_lengths, set_series_options
+    from brain_jepa_hf.data import open_dataset
+    from brain_jepa_hf.embedding import distributed_state, embed, load_encoder
+    from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
+    from brain_jepa_hf.series_fit import check_series_fit, series_lengths, set_series_options
 
     state = distributed_state()
     device = state.device if state is not None and args.device != "cpu" else args.device
@@ -103,7 +100,7 @@ def print_summary(stats: dict, requested_dtype: str, device) -> None:
     """One line: rows embedded, precision (as asked and as used) and the measured speed."""
     import torch
 
-    from ..modeling_brain_jepa import cpu_has_fast_bf16
+    from brain_jepa_hf.modeling_brain_jepa import cpu_has_fast_bf16
 
     precision = describe_precision(requested_dtype, stats["dtype"])
     if stats["rows"]:
@@ -117,12 +114,7 @@ def print_summary(stats: dict, requested_dtype: str, device) -> None:
               "and slower than float32 here; --dtype auto picks float32 on it")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m brain_jepa_hf.commands.embed ...` (e.g. under `accelerate launch`): as `brain-jepa embed`."""
-    from ..cli import main as cli_main
+if __name__ == "__main__":  # e.g. `accelerate launch -m brain_jepa_cli.embed`: one-line errors, --debug
+    from brain_jepa_cli import run_standalone
 
-    return cli_main(["embed", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    run_standalone("embed")

@@ -5,19 +5,19 @@ from __future__ import annotations
 
 import argparse
 
-from ..series_fit import SAMPLING_RATE_HELP, SHORT_SERIES_CHOICES, SHORT_SERIES_HELP
-from . import add_dtype_argument
+from .options import HelpFormatter, add_argument, add_dtype_argument, add_series_fit_arguments
+
 
 EXAMPLES = """\
 examples:
   # a model pretrained on the embedded example cohort, contrast by sex, 40 subjects
-  brain-jepa analyze --model runs/pretrain-tiny --dataset example --label_column sex --max_subjects 40 --output_dir analysis
+  brain-jepa analyze --model runs/pretrain-tiny --dataset example --label-column sex --max-subjects 40 --output-dir analysis
 
   # the released layout, two layers, a fine-tuned classifier (adds the attribution figures)
-  brain-jepa analyze --model runs/finetune-dx --dataset data/adni --label_column dx --layers 0,-1 --output_dir out
+  brain-jepa analyze --model runs/finetune-dx --dataset data/adni --label-column dx --layers 0,-1 --output-dir out
 
   # a model that carries no atlas: name one
-  brain-jepa analyze --model converted --dataset data/ukb --atlas my_atlas.csv --output_dir out
+  brain-jepa analyze --model converted --dataset data/ukb --atlas my_atlas.csv --output-dir out
 """
 
 
@@ -28,41 +28,38 @@ def register(subparsers) -> None:
         "received per network (per class of a label, with a permutation test), network x network attention, a glass "
         "brain per ROI, the gradient space, a PCA of the embeddings, pretraining curves, and attribution for a "
         "fine-tuned classifier. The output folder appears whole or not at all.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES, formatter_class=HelpFormatter,
     )
     parser.add_argument("--model", required=True, help="model folder (pretraining, fine-tuning or converted) or Hub id")
     parser.add_argument("--dataset", default="example", help="'example' or a save_to_disk / build-dataset folder")
     parser.add_argument("--split", default=None, help="split of a DatasetDict (default: all splits, in order)")
-    parser.add_argument("--output_dir", required=True, help="folder to write (must not exist or be empty, unless --overwrite)")
-    parser.add_argument("--label_column", default=None, help="label for per-class figures and contrasts (e.g. dx, sex)")
+    add_argument(parser, "--output-dir", required=True, help="folder to write (must not exist or be empty, unless --overwrite)")
+    add_argument(parser, "--label-column", default=None, help="label for per-class figures and contrasts (e.g. dx, sex)")
     parser.add_argument("--atlas", default=None, help="PATH (CSV/TSV table), 'released' or 'example' (default: the model's own)")
     parser.add_argument("--level", choices=("coarse", "fine"), default="coarse",
                         help="network level: coarse (7 networks + Subcortical) or fine (17 networks)")
     parser.add_argument("--layers", default="all", help="encoder layers, e.g. 0,5,11 or -1 (default: all)")
-    parser.add_argument("--max_subjects", type=int, default=None, help="analyse the first N subjects (default: all)")
-    parser.add_argument("--batch_size", type=int, default=4)
+    add_argument(parser, "--max-subjects", type=int, default=None, help="analyse the first N subjects (default: all)")
+    add_argument(parser, "--batch-size", type=int, default=4)
     parser.add_argument("--permutations", type=int, default=5000, help="label permutations per contrast (0: no contrast)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the permutation test")
     parser.add_argument("--attribution", action=argparse.BooleanOptionalAction, default=None,
                         help="gradient attribution of the classification head (default: when the model has one; "
                         "--attribution requires one)")
-    parser.add_argument("--attribution_method", choices=("integrated_gradients", "input_x_gradient"),
+    add_argument(parser, "--attribution-method", choices=("integrated_gradients", "input_x_gradient"),
                         default="integrated_gradients")
-    parser.add_argument("--attribution_steps", type=int, default=32, help="integrated-gradients path steps")
-    parser.add_argument("--fmri_column", default="fmri")
+    add_argument(parser, "--attribution-steps", type=int, default=32, help="integrated-gradients path steps")
+    add_argument(parser, "--fmri-column", default="fmri")
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     add_dtype_argument(parser, default="float32")
-    parser.add_argument("--sampling_rate", type=int, default=None,
-                        help="override the feature extractor's clip stride. " + SAMPLING_RATE_HELP)
-    parser.add_argument("--short_series", choices=SHORT_SERIES_CHOICES, default=None,
-                        help="override the feature extractor's rule. " + SHORT_SERIES_HELP)
+    add_series_fit_arguments(parser)
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty output_dir")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
-    """Errors (ValueError, OSError) become one line in `brain_jepa_hf.cli.main`; `--debug` shows the traceback."""
-    from ..analysis_report import analyze_model
+    """Errors (ValueError, OSError) become one line in `brain_jepa_cli.main`; `--debug` shows the traceback."""
+    from brain_jepa_hf.analysis_report import analyze_model
 
     result = analyze_model(
         args.model, args.dataset, args.output_dir, label_column=args.label_column, atlas=args.atlas,

@@ -4,45 +4,63 @@ from __future__ import annotations
 
 import sys
 
-from . import add_dtype_argument, describe_precision
+from .options import (
+    HelpFormatter,
+    add_argument,
+    add_dtype_argument,
+    describe_precision,
+    kebab_case_first,
+)
+from .saved_help import print_help, wants_help
 
-STANDALONE = True  # parses its own arguments with HfArgumentParser (see brain_jepa_hf.cli)
+
+STANDALONE = True  # parses its own arguments with HfArgumentParser (see brain_jepa_cli)
 
 DESCRIPTION = (
     "Linear probing of a frozen encoder. --engine sklearn (default) extracts pooled embeddings once and fits "
-    "standardised ridge / logistic regression whose regularisation is chosen by --cv_folds cross-validation on "
+    "standardised ridge / logistic regression whose regularisation is chosen by --cv-folds cross-validation on "
     "train+validation, scored on test; --engine torch trains BatchNorm1d(affine=False) + Linear on the frozen "
     "encoder with the Trainer (options of `brain-jepa finetune`)."
 )
 EXAMPLES = """\
 examples:
   # fast path: pooled embeddings once, CV-tuned ridge / logistic regression, 5 seeds
-  brain-jepa probe --model_name_or_path runs/pretrain-tiny --label_column sex --output_dir runs/probe-sex
+  brain-jepa probe --model-name-or-path runs/pretrain-tiny --label-column sex --output-dir runs/probe-sex
 
   # the original's probe: frozen encoder, BatchNorm1d(affine=False) + Linear, trained with the Trainer
-  brain-jepa probe --engine torch --model_name_or_path runs/pretrain-tiny --label_column age \\
-      --num_train_epochs 20 --output_dir runs/probe-age
+  brain-jepa probe --engine torch --model-name-or-path runs/pretrain-tiny --label-column age \\
+      --num-train-epochs 20 --output-dir runs/probe-age
 """
 PROBE_DEFAULTS = {"mode": "linear_probe", "weight_decay": 0.0, "learning_rate": 1e-3, "drop_path_rate": 0.0}
 
 
-def main(argv: list[str] | None = None) -> int:
-    from ..downstream_arguments import build_argument_parser, parse_arguments
-    from ..finetuning import run_finetuning
-    from ..probing import run_sklearn_probe
-    from ..run_results import print_summary
+def build_parser():
+    from brain_jepa_hf.downstream_arguments import build_argument_parser
 
     parser = build_argument_parser("brain-jepa probe", DESCRIPTION, EXAMPLES)
+    parser.formatter_class = HelpFormatter
     parser.add_argument("--engine", choices=("sklearn", "torch"), default="sklearn", help="probe engine")
-    parser.add_argument("--cv_folds", type=int, default=5, help="cross-validation folds of the sklearn engine")
+    add_argument(parser, "--cv-folds", type=int, default=5, help="cross-validation folds of the sklearn engine")
     add_dtype_argument(parser, default="float32")
-    model_args, data_args, training_args, extra = parse_arguments(
-        sys.argv[1:] if argv is None else argv, parser, defaults=PROBE_DEFAULTS
-    )
+    return kebab_case_first(parser)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if wants_help(argv):
+        print_help("probe", build_parser)
+    from brain_jepa_hf.console import setup_console
+    from brain_jepa_hf.downstream_arguments import parse_arguments
+    from brain_jepa_hf.finetuning import run_finetuning
+    from brain_jepa_hf.probing import run_sklearn_probe
+    from brain_jepa_hf.run_results import print_summary
+
+    setup_console()
+    model_args, data_args, training_args, extra = parse_arguments(argv, build_parser(), defaults=PROBE_DEFAULTS)
     if extra.engine == "torch":
         if extra.dtype != "float32":
             raise ValueError(
-                f"dtype: the torch engine runs through the Trainer, whose --bf16 / --bf16_full_eval set its precision; "
+                f"dtype: the torch engine runs through the Trainer, whose --bf16 / --bf16-full-eval set its precision; "
                 f"--dtype applies to the sklearn engine, got --dtype {extra.dtype}"
             )
         results = run_finetuning(model_args, data_args, training_args)
@@ -63,10 +81,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def register(subparsers) -> None:
     subparsers.add_parser("probe", help="linear probe of a frozen encoder (sklearn CV fast path or torch)",
-                          description=DESCRIPTION, epilog=EXAMPLES)
+                          description=DESCRIPTION, epilog=EXAMPLES, add_help=False)
 
 
-if __name__ == "__main__":  # e.g. `accelerate launch -m brain_jepa_hf.commands.probe`: one-line errors, --debug
-    from brain_jepa_hf.cli import main as cli_main
+if __name__ == "__main__":  # e.g. `accelerate launch -m brain_jepa_cli.probe`: one-line errors, --debug
+    from brain_jepa_cli import run_standalone
 
-    sys.exit(cli_main(["probe", *sys.argv[1:]]))
+    run_standalone("probe")
