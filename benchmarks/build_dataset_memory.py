@@ -25,7 +25,8 @@ CHILD = r"""
 import json, resource, sys, time
 import numpy as np
 from datasets import Dataset, Features, Array2D, Value
-from brain_jepa_hf.data import build_dataset, list_series_files, read_series
+from brain_jepa_hf.data import build_dataset
+from brain_jepa_hf.series_files import list_series_files, read_series
 kind, input_dir, output_dir = sys.argv[1:4]
 baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 start = time.perf_counter()

@@ -84,7 +84,7 @@ def load_fc(args):
     from tqdm.auto import tqdm
 
     if args.series_dir:
-        from brain_jepa_hf.data import list_series_files, read_series
+        from brain_jepa_hf.series_files import list_series_files, read_series
 
         files = list_series_files(args.series_dir)
         group = g.GroupConnectivity()

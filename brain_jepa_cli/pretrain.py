@@ -31,7 +31,7 @@ HELP = "Pretrain Brain-JEPA (spatiotemporal masking, EMA target encoder) with Ac
 def build_parser() -> argparse.ArgumentParser:
     from transformers import HfArgumentParser
 
-    from brain_jepa_hf.pretraining import PretrainingArguments
+    from brain_jepa_hf.pretraining_arguments import PretrainingArguments
 
     parser = HfArgumentParser(
         PretrainingArguments, prog="brain-jepa pretrain", description=HELP, epilog=EXAMPLES,
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse_arguments(argv: list[str]):
-    from brain_jepa_hf.pretraining import load_yaml_arguments, preset_path
+    from brain_jepa_hf.pretraining_arguments import load_yaml_arguments, preset_path
 
     parser = build_parser()
     first = argparse.ArgumentParser(add_help=False)

@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .configuration_brain_jepa import ATLAS_TABLE_KEYS, BUILTIN_ATLAS_ROIS
+from .configuration_brain_jepa import ATLAS_TABLE_KEYS, BUILTIN_ATLAS_ROIS, BrainJepaConfig
+
 
 RELEASED = "released"
 EXAMPLE = "example"
@@ -337,7 +338,6 @@ def atlas_for(model_or_config_or_folder) -> Atlas | None:
     """The atlas a model, config or saved folder (or Hub id) carries; None if it carries none."""
     source = model_or_config_or_folder
     if isinstance(source, (str, os.PathLike)):
-        from .configuration_brain_jepa import BrainJepaConfig
 
         folder = Path(source)
         if folder.is_dir() and not (folder / "config.json").is_file():

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic_io import atomic_output_dir
+
 
 BRAINMARKS_COLUMNS = ("bold", "mean", "std", "tr")
 SPLITS = ("train", "validation", "test")
@@ -149,7 +151,6 @@ def save_brainmarks_dataset(splits, folder: str | os.PathLike, overwrite: bool =
     loaders (e.g. `hcpya-rest1lr.schaefer400_tians3.arrow`)."""
     from datasets import DatasetDict
 
-    from .atomic_io import atomic_output_dir
 
     splits = DatasetDict(dict(splits))
     for name, split in splits.items():

@@ -16,7 +16,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atlas import default_atlas, set_atlas
+from .atomic_io import check_output_dir
 from .configuration_brain_jepa import BRAIN_JEPA_PRESETS, BrainJepaConfig
+from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
+from .gradients import check_gradient, load_gradient_csv
+from .hub import prepare_hub_folder, preset_for
+from .modeling_brain_jepa import BrainJepaForPreTraining, BrainJepaModel
+
 
 SOURCES = ("target_encoder", "encoder")
 DDP_PREFIX = "module."
@@ -272,7 +279,6 @@ def verify_time_table(saved: torch.Tensor, positions: torch.nn.Module, gradient:
 
 def read_gradient(path: str | Path, config: BrainJepaConfig) -> torch.Tensor:
     """The gradient CSV as a (num_rois, gradient_dim) tensor, shape checked against the checkpoint."""
-    from .gradients import check_gradient, load_gradient_csv
 
     array = check_gradient(load_gradient_csv(path), config.num_rois, config.gradient_dim, name="gradient_csv",
                            columns="gradient components, as the checkpoint implies", hint=f" in {path}")
@@ -282,7 +288,6 @@ def read_gradient(path: str | Path, config: BrainJepaConfig) -> torch.Tensor:
 def build_converted_model(checkpoint: OriginalCheckpoint, gradient_csv: str | Path, source: str = "target_encoder",
                           with_predictor: bool = False, num_attention_heads: int | None = None):
     """A `BrainJepaModel` (or `BrainJepaForPreTraining` with the predictor) holding the checkpoint's weights."""
-    from .modeling_brain_jepa import BrainJepaForPreTraining, BrainJepaModel
 
     if source not in SOURCES:
         raise ValueError(f"source: expected one of {SOURCES}, got {source!r}")
@@ -345,9 +350,6 @@ def convert_original_checkpoint(
     """
     from tqdm.auto import tqdm
 
-    from .atlas import default_atlas, set_atlas
-    from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
-    from .hub import check_output_dir, prepare_hub_folder, preset_for
 
     output_dir = Path(output_dir)
     check_output_dir(output_dir, overwrite)  # before any heavy work

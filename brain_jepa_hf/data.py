@@ -1,6 +1,6 @@
 """Datasets of ROI time series: build one from per-subject files (`build_dataset`), open the one a
 command line names (`open_dataset`). The Arrow layout lives in `brain_jepa_hf.arrow_data` and the
-file reading in `brain_jepa_hf.series_files` (their names are importable from here too); model-ready
+file reading in `brain_jepa_hf.series_files`; model-ready
 samples are `brain_jepa_hf.samples.FmriSamples`.
 
 Every dataset here (and the example dataset) has the same columns: `subject_id` (string), `fmri`
@@ -18,12 +18,9 @@ from typing import Any, Iterator
 import numpy as np
 
 from .arrow_data import (
-    DEFAULT_SHARD_BYTES,
     DEFAULT_WRITER_BATCH_SIZE,
     FMRI_COLUMN,
     SUBJECT_COLUMN,
-    arrow_table,
-    dataset_from_arrays,
     fmri_features,
     write_dataset,
 )
@@ -38,13 +35,11 @@ from .gradients import (
     save_gradient_csv,
 )
 from .series_files import (
-    SERIES_SUFFIXES,
     check_label_values,
     label_features,
     list_series_files,
     read_labels,
     read_series,
-    subject_from_filename,
 )
 
 
@@ -232,19 +227,4 @@ def _check_like_first(path: Path, series: np.ndarray, first_name: str, first_sha
         raise ValueError(f"series file {path}: expected at least num_timepoints={length} volumes, got {series.shape[1]}")
 
 
-__all__ = [
-    "SERIES_SUFFIXES",
-    "FMRI_COLUMN",
-    "SUBJECT_COLUMN",
-    "DEFAULT_SHARD_BYTES",
-    "open_dataset",
-    "read_series",
-    "subject_from_filename",
-    "list_series_files",
-    "read_labels",
-    "fmri_features",
-    "arrow_table",
-    "dataset_from_arrays",
-    "write_dataset",
-    "build_dataset",
-]
+__all__ = ["open_dataset", "build_dataset"]

@@ -30,7 +30,6 @@ from .atlas import atlas_for
 from .attention_pooling import roi_attention
 from .brain_figures import plot_carpet, plot_network_matrix
 from .configuration_brain_jepa import BrainJepaConfig
-from .data import read_series
 from .embedding import load_encoder
 from .example_data import EXAMPLE_NUM_ROIS, EXAMPLE_TR, iter_example_subjects
 from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
@@ -38,6 +37,7 @@ from .figure_style import save_figure
 from .modeling_brain_jepa import BrainJepaForSequenceClassification, resolve_dtype
 from .network_statistics import network_matrix
 from .pipelines import CLASSIFICATION_TASK, FEATURE_EXTRACTION_TASK, register_pipelines
+from .series_files import read_series
 
 
 MODEL_ENV = "BRAIN_JEPA_MODEL"

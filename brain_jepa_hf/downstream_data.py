@@ -11,9 +11,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .atlas import atlas_for, set_atlas
+from .brainmarks_data import load_dataset_folder
+from .configuration_brain_jepa import BrainJepaConfig
 from .downstream_arguments import DataArguments, ModelArguments
 from .example_data import example_gradient, load_example_dataset
+from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 from .gradients import check_gradient, load_gradient_csv, resolve_gradient
+from .series_fit import check_series_fit, series_lengths, set_series_options
 
 
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
@@ -28,7 +33,6 @@ def load_splits(data_args: DataArguments) -> dict:
     if data_args.dataset == "example":
         dataset = load_example_dataset(num_subjects=data_args.example_subjects, seed=data_args.example_seed)
     else:
-        from .brainmarks_data import load_dataset_folder
 
         folder = Path(data_args.dataset)
         if not folder.exists():
@@ -222,7 +226,6 @@ def check_data_matches_model(splits: dict, config, feature_extractor, fmri_colum
             f"num_frames: the feature extractor produces {feature_extractor.num_frames} frames per sample but the "
             f"checkpoint {source!r} was built for num_frames={config.num_frames}"
         )
-    from .series_fit import check_series_fit, series_lengths
 
     for role, split in splits.items():
         rois, length = series_shape(split, fmri_column)
@@ -247,7 +250,6 @@ def _has_file(name_or_path: str, filename: str, revision: str | None) -> bool:
 
 
 def load_config(model_args: ModelArguments, data_args: DataArguments, num_rois: int):
-    from .configuration_brain_jepa import BrainJepaConfig
 
     if model_args.model_name_or_path:
         return BrainJepaConfig.from_pretrained(model_args.model_name_or_path, revision=model_args.revision)
@@ -260,7 +262,6 @@ def load_config(model_args: ModelArguments, data_args: DataArguments, num_rois: 
 def load_feature_extractor(model_args: ModelArguments, data_args: DataArguments, config, train_split):
     """The model's saved extractor (or `data_args.feature_extractor`), else a z-scoring one built from
     the config; `scaling` / `sampling_rate` overrides applied; robust scaling refitted on train if needed."""
-    from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 
     source = data_args.feature_extractor or model_args.model_name_or_path
     if source and _has_file(source, "preprocessor_config.json", model_args.revision):
@@ -270,7 +271,6 @@ def load_feature_extractor(model_args: ModelArguments, data_args: DataArguments,
             num_rois=config.num_rois, num_frames=config.num_frames, scaling=data_args.scaling or "zscore",
             sampling_rate=data_args.sampling_rate or 3,
         )
-    from .series_fit import set_series_options
 
     set_series_options(extractor, sampling_rate=data_args.sampling_rate, short_series=data_args.short_series)
     if data_args.scaling is not None and data_args.scaling != extractor.scaling:
@@ -305,7 +305,6 @@ def give_model_gradient(model, feature_extractor, data_args: DataArguments) -> N
 def resolve_example_atlas(model, model_args: ModelArguments, data_args: DataArguments) -> None:
     """A 450-ROI model trained on the embedded example dataset without an atlas gets the example's."""
     if model_args.atlas is None and data_args.dataset == "example" and model.config.num_rois == 450:
-        from .atlas import atlas_for, set_atlas
 
         if atlas_for(model) is None:
             set_atlas(model, "example")

@@ -27,6 +27,7 @@ from typing import Iterator
 import numpy as np
 
 from .arrow_data import dataset_from_arrays, fmri_features, write_dataset
+from .gradients import compute_gradients, load_brainspace_group_fc, save_gradient_csv
 
 
 EXAMPLE_TR = 0.735
@@ -56,7 +57,6 @@ def canonical_hrf(tr: float, duration: float = 32.0) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def _group_structure() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(correlation 450x450, its Cholesky factor, age loadings, sex loadings, ROI baselines)."""
-    from .gradients import load_brainspace_group_fc
 
     rng = np.random.default_rng(_STRUCTURE_SEED)
     cortical = load_brainspace_group_fc("main", 400)
@@ -89,7 +89,6 @@ def example_group_connectivity() -> np.ndarray:
 
 @functools.lru_cache(maxsize=4)
 def _example_gradient(n_components: int) -> np.ndarray:
-    from .gradients import compute_gradients
 
     return compute_gradients(_group_structure()[0], n_components=n_components, random_state=0).astype(np.float32)
 
@@ -211,7 +210,6 @@ def write_example_dataset(
 
     subjects = tqdm(iter_example_subjects(num_subjects, num_timepoints, seed, tr), total=num_subjects,
                     desc="example subjects", unit="subject", disable=not progress)
-    from .gradients import save_gradient_csv
 
     return write_dataset(subjects, output_dir, example_features(num_timepoints), overwrite=overwrite,
                          before_commit=lambda folder: save_gradient_csv(folder / "gradient.csv", example_gradient()))

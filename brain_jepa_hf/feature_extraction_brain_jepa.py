@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from transformers import BatchFeature, FeatureExtractionMixin
 
+
 SCALINGS = ("robust", "zscore", "none")
 SHORT_SERIES_STRATEGIES = ("error", "stretch", "pad")
 _TIME_AXES = (0, 1, -1, -2)

@@ -14,7 +14,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .atomic_io import atomic_output_dir, check_output_dir
+from .atomic_io import atomic_output_dir
+from .configuration_brain_jepa import BRAIN_JEPA_PRESETS
+from .eval_results import read_eval_results_file
+from .feature_extraction_brain_jepa import register_feature_extractor
+from .model_card import render_model_card, validate_model_card
+from .pipelines import save_pipelines
 
 
 REMOTE_CODE_MODULES = {"transformers", "torch", "numpy"}
@@ -39,9 +44,6 @@ def prepare_hub_folder(
     the folder); `converted_from` says the weights came from the authors' checkpoint (see
     `model_card.render_model_card`); `space_id` is a demo Space the card links to.
     """
-    from .feature_extraction_brain_jepa import register_feature_extractor
-    from .model_card import render_model_card
-    from .pipelines import save_pipelines
 
     output_dir = Path(output_dir)
     with atomic_output_dir(output_dir, overwrite) as staging:
@@ -67,7 +69,6 @@ def prepare_hub_folder(
 
 def preset_for(config) -> str:
     """The card preset whose encoder shape matches `config`, else "custom"."""
-    from .configuration_brain_jepa import BRAIN_JEPA_PRESETS
 
     for name in ("vit-small", "vit-base", "vit-large"):
         preset = BRAIN_JEPA_PRESETS[name]
@@ -105,8 +106,6 @@ def remote_code_problems(folder: Path) -> list[str]:
 
 def check_hub_folder(folder: str | Path) -> Path:
     """Check a folder is a loadable Brain-JEPA repository; raise ValueError listing every problem."""
-    from .eval_results import read_eval_results_file
-    from .model_card import validate_model_card
 
     folder = Path(folder)
     if not folder.is_dir():
@@ -224,7 +223,4 @@ def push_to_hub(model, repo_id: str, feature_extractor=None, card_preset: str | 
         return push_folder_to_hub(folder, repo_id, token=token, private=private, commit_message=commit_message)
 
 
-__all__ = [
-    "atomic_output_dir", "check_hub_folder", "check_output_dir", "hub_upload_files", "prepare_hub_folder", "preset_for",
-    "push_folder_to_hub", "push_to_hub", "remote_code_problems",
-]
+__all__ = ["check_hub_folder", "hub_upload_files", "prepare_hub_folder", "preset_for", "push_folder_to_hub", "push_to_hub", "remote_code_problems"]

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils.data import default_collate, get_worker_info
 
+
 _MASK64 = (1 << 64) - 1
 
 

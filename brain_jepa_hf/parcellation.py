@@ -16,6 +16,7 @@ import numpy as np
 
 from .atomic_io import atomic_output_dir
 
+
 NIFTI_SUFFIX = re.compile(r"\.nii(\.gz)?$")
 
 

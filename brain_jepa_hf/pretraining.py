@@ -23,14 +23,16 @@ import yaml
 from .atomic_io import follow_umask, fsync_tree, write_text_atomic
 from .collapse_monitor import CollapseMonitor, feature_statistics, sample_spread
 from .example_data import example_gradient, load_example_dataset
+from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 from .gradients import check_gradient, resolve_gradient
+from .hub import prepare_hub_folder, push_to_hub
 from .masking import build_mask_collator
-from .pretraining_arguments import PretrainingArguments, load_yaml_arguments, preset_path
+from .modeling_brain_jepa import BrainJepaForPreTraining
+from .pretraining_arguments import PretrainingArguments
 from .pretraining_checkpoints import (
     check_output_folder,
     checkpoint_paths,
     disk_full_error,
-    list_checkpoints,
     publish_checkpoint,
     remove_stale_staging,
     resolve_checkpoint,
@@ -143,7 +145,6 @@ class PretrainingRun:
 
     def _read_data(self) -> None:
         """The dataset, the model config it implies and the checked gradient; every series must fit a clip."""
-        from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 
         args = self.args
         dataset, gradient = load_training_data(args)
@@ -194,7 +195,6 @@ class PretrainingRun:
 
     def _build_feature_extractor(self) -> None:
         """The checkpoint's feature extractor on resume; else a new one, fitted on the data for robust scaling."""
-        from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 
         args, checkpoint = self.args, self.checkpoint
         if checkpoint is not None and (checkpoint / "preprocessor_config.json").exists():
@@ -228,7 +228,6 @@ class PretrainingRun:
         )
 
     def _build_model(self) -> None:
-        from .modeling_brain_jepa import BrainJepaForPreTraining
 
         args = self.args
         torch.manual_seed(args.seed)
@@ -420,7 +419,6 @@ class PretrainingRun:
                        "num_processes": accelerator.num_processes}
             write_text_atomic(self.output_dir / "pretraining_summary.json", json.dumps(summary, indent=2))
             if self.args.push_to_hub:
-                from .hub import push_to_hub
 
                 push_to_hub(self.unwrapped, self.args.hub_model_id, feature_extractor=self.feature_extractor,
                             private=self.args.hub_private, commit_message="Upload Brain-JEPA pretrained model")
@@ -441,7 +439,6 @@ def save_final_model(model, feature_extractor, output_dir: Path) -> None:
     """A Hub-ready folder (weights, config, feature extractor, code, pipelines, model card) built
     beside `output_dir`, then moved in file by file, so a crash never leaves a half-written weights
     file there."""
-    from .hub import prepare_hub_folder
 
     temporary = output_dir / FINAL_STAGING
     shutil.rmtree(temporary, ignore_errors=True)
@@ -453,7 +450,4 @@ def save_final_model(model, feature_extractor, output_dir: Path) -> None:
     temporary.rmdir()
 
 
-__all__ = [
-    "PretrainingArguments", "PretrainingRun", "pretrain", "load_yaml_arguments", "preset_path", "list_checkpoints",
-    "EpochShuffleSampler", "load_training_data", "param_groups", "parameter_digest", "save_final_model",
-]
+__all__ = ["PretrainingRun", "pretrain", "EpochShuffleSampler", "load_training_data", "param_groups", "parameter_digest", "save_final_model"]

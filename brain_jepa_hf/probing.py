@@ -30,6 +30,7 @@ from .downstream_data import (
     load_feature_extractor,
     load_splits,
 )
+from .embedding import compute_embeddings, distributed_state, load_encoder
 from .eval_results import write_eval_results
 from .metrics import task_metrics
 from .modeling_brain_jepa import sequence_classification_loss
@@ -141,7 +142,6 @@ def run_sklearn_probe(model_name_or_path, data_args, output_dir: str | None = No
     per seed); metrics on the test split in original units. Writes results.json / results.md to
     `output_dir` when given. `model` may be passed instead of loading `model_name_or_path`; `dtype`
     ("auto", "float32", "bfloat16") is the encoder's precision for the embeddings (None: as stored)."""
-    from .embedding import compute_embeddings, distributed_state, load_encoder
 
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds: expected a positive integer, got {seeds!r}")

@@ -7,6 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
+
 SHORT_SERIES_CHOICES = ("error", "stretch", "pad")
 
 

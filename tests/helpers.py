@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from brain_jepa_hf import BrainJepaConfig, BrainJepaForPreTraining
-from brain_jepa_hf.data import dataset_from_arrays
+from brain_jepa_hf.arrow_data import dataset_from_arrays
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 
 

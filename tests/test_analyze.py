@@ -15,7 +15,7 @@ from brain_jepa_hf import BrainJepaConfig
 from brain_jepa_hf.analysis_report import analyze_model, parse_layers
 from brain_jepa_hf.atlas import example_atlas, released_atlas, set_atlas
 from brain_jepa_cli import main
-from brain_jepa_hf.data import dataset_from_arrays, fmri_features
+from brain_jepa_hf.arrow_data import dataset_from_arrays, fmri_features
 from brain_jepa_hf.example_data import example_gradient
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 from brain_jepa_hf.modeling_brain_jepa import (

@@ -150,3 +150,13 @@ def test_no_module_is_oversized():
         if name not in LINE_LIMIT_EXCEPTIONS and len(path.read_text().splitlines()) > MAX_LINES
     }
     assert not oversized, f"modules over {MAX_LINES} lines: {oversized}"
+
+
+def test_the_package_never_imports_its_command_line():
+    """`brain_jepa_cli` sits above the package; only `python -m brain_jepa_hf` hands over to it."""
+    offenders = [
+        name
+        for name, path in package_modules().items()
+        if name != "__main__" and "brain_jepa_cli" in top_level_imports(path)
+    ]
+    assert not offenders, f"modules importing brain_jepa_cli: {offenders}"

@@ -386,7 +386,7 @@ def test_pretraining_and_finetuning_arguments_set_an_atlas(tmp_path):
     from brain_jepa_hf.downstream_arguments import ModelArguments
     from brain_jepa_hf.downstream_data import LabelInfo
     from brain_jepa_hf.finetuning import build_model
-    from brain_jepa_hf.pretraining import PretrainingArguments
+    from brain_jepa_hf.pretraining_arguments import PretrainingArguments
 
     table = write_table(tmp_path / "mine.csv", user_rows(23))
     args = PretrainingArguments(output_dir=str(tmp_path / "run"), model_preset="tiny", num_frames=40, patch_size=8,
@@ -408,7 +408,7 @@ def test_runs_on_the_embedded_example_store_its_atlas_by_default(tmp_path):
     from brain_jepa_hf.atlas import example_atlas
     from brain_jepa_hf.downstream_arguments import DataArguments, ModelArguments
     from brain_jepa_hf.downstream_data import resolve_example_atlas
-    from brain_jepa_hf.pretraining import PretrainingArguments
+    from brain_jepa_hf.pretraining_arguments import PretrainingArguments
 
     args = PretrainingArguments(output_dir=str(tmp_path), model_preset="tiny")
     assert args.model_config(num_rois=450).atlas == "example"

@@ -319,7 +319,7 @@ def test_classifier_labels_are_checked(case):
 
 
 def _pretraining_args(**changes):
-    from brain_jepa_hf.pretraining import PretrainingArguments
+    from brain_jepa_hf.pretraining_arguments import PretrainingArguments
 
     args = PretrainingArguments(output_dir="unused", model_preset="tiny", **changes)
     args.validate()
@@ -399,7 +399,7 @@ def _truncated_npy(tmp_path):
 
 
 def _bad_subject_regex(tmp_path):
-    from brain_jepa_hf.data import list_series_files
+    from brain_jepa_hf.series_files import list_series_files
 
     (tmp_path / "sub-1_bold.npy").write_bytes(b"")
     list_series_files(tmp_path, subject_regex="(sub-[0-9]+")

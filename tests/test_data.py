@@ -10,11 +10,9 @@ from datasets import load_from_disk
 from transformers import default_data_collator
 
 from brain_jepa_hf.atomic_io import current_umask
-from brain_jepa_hf.data import (
-    build_dataset,
-    read_series,
-    write_dataset,
-)
+from brain_jepa_hf.arrow_data import write_dataset
+from brain_jepa_hf.data import build_dataset
+from brain_jepa_hf.series_files import read_series
 from brain_jepa_hf.example_data import load_example_dataset
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 from brain_jepa_hf.samples import FmriSamples
@@ -76,7 +74,7 @@ def test_streamed_writer_shards_and_keeps_order(tmp_path):
     rows = ({"subject_id": f"s{i}", "fmri": np.full((R, 8), i, np.float32), "age": float(i)} for i in range(23))
     from datasets import Value
 
-    from brain_jepa_hf.data import fmri_features
+    from brain_jepa_hf.arrow_data import fmri_features
 
     write_dataset(rows, tmp_path / "ds", fmri_features(R, 8, {"age": Value("float32")}),
                   writer_batch_size=4, max_shard_bytes=1)

@@ -16,7 +16,8 @@ from safetensors.torch import load_file
 from brain_jepa_hf import BrainJepaForPreTraining, BrainJepaModel
 from brain_jepa_hf.atomic_io import usual_mode
 from brain_jepa_cli.pretrain import parse_arguments
-from brain_jepa_hf.pretraining import PretrainingArguments, list_checkpoints
+from brain_jepa_hf.pretraining_arguments import PretrainingArguments
+from brain_jepa_hf.pretraining_checkpoints import list_checkpoints
 from brain_jepa_hf.schedules import PretrainingSchedules
 
 from helpers import PRETRAIN_FAST, read_log, run_pretrain

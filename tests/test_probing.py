@@ -98,7 +98,7 @@ def test_sklearn_probe_end_to_end_recovers_a_planted_label(tmp_path):
     fmri = np.asarray(data.with_format("numpy")["fmri"])
     sex = np.asarray(data["sex"])
     fmri[:, :5] *= (1 + 2.5 * sex)[:, None, None]
-    from brain_jepa_hf.data import dataset_from_arrays
+    from brain_jepa_hf.arrow_data import dataset_from_arrays
 
     dataset_from_arrays(list(data["subject_id"]), fmri, {"age": rng.uniform(45, 80, 60), "sex": sex}).save_to_disk(
         str(tmp_path / "data"))
