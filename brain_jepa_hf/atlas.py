@@ -124,12 +124,34 @@ def _parse_table(text: str, delimiter: str, source: str, num_rois: int | None, n
     rows = [row for row in csv.reader(io.StringIO(text), delimiter=delimiter) if any(cell.strip() for cell in row)]
     if not rows:
         raise ValueError(f"atlas: expected a header row and one row per ROI, got an empty table in {source}")
-    header = [cell.strip().lower().replace(" ", "_").replace("-", "_") for cell in rows[0]]
+    header = _checked_header(rows[0], source)
+    body = rows[1:]
+    if num_rois is not None and len(body) != num_rois:
+        raise ValueError(f"atlas: expected {num_rois} rows (the model's num_rois), got {len(body)} in {source}")
+    if not body:
+        raise ValueError(f"atlas: expected one row per ROI, got none in {source}")
+    column = {c: header.index(c) for c in header if c}
+    records = [_parse_row(row, line, column, len(header), source) for line, row in enumerate(body, start=2)]
+    _check_indices([r[0] for r in records], source)
+    records.sort(key=lambda r: r[0])
+    return Atlas(
+        name=name,
+        roi_names=tuple(r[1] for r in records),
+        networks=tuple(r[2] for r in records),
+        coarse_networks=tuple(r[3] for r in records),
+        hemispheres=tuple(r[4] for r in records),
+        coords=np.array([r[5] for r in records], dtype=np.float64),
+    )
+
+
+def _checked_header(first_row: list[str], source: str) -> list[str]:
+    """The header's column names, normalised (lower case, `_` for spaces and dashes), or a one-line error."""
+    header = [cell.strip().lower().replace(" ", "_").replace("-", "_") for cell in first_row]
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
         raise ValueError(
             f"atlas: expected columns {list(REQUIRED_COLUMNS)} (+ optional {list(OPTIONAL_COLUMNS)}), "
-            f"missing {missing} in {source} (found {rows[0]})"
+            f"missing {missing} in {source} (found {first_row})"
         )
     duplicated = sorted({c for c in header if c and header.count(c) > 1})
     if duplicated:
@@ -137,54 +159,51 @@ def _parse_table(text: str, delimiter: str, source: str, num_rois: int | None, n
     coordinate_columns = [c for c in ("x", "y", "z") if c in header]
     if coordinate_columns and len(coordinate_columns) != 3:
         raise ValueError(f"atlas: expected all of x, y, z or none, got only {coordinate_columns} in {source}")
-    body = rows[1:]
-    if num_rois is not None and len(body) != num_rois:
-        raise ValueError(f"atlas: expected {num_rois} rows (the model's num_rois), got {len(body)} in {source}")
-    if not body:
-        raise ValueError(f"atlas: expected one row per ROI, got none in {source}")
-    column = {c: header.index(c) for c in header if c}
+    return header
 
-    def cell(row, line, key, default=""):
+
+def _parse_row(row: list[str], line: int, column: dict[str, int], width: int, source: str) -> tuple:
+    """(index, name, network, coarse network, hemisphere, [x, y, z]) of one table line."""
+
+    def cell(key, default=""):
         if key not in column:
             return default
         if column[key] >= len(row):
-            raise ValueError(f"atlas: line {line} of {source} has {len(row)} fields, expected {len(header)}")
+            raise ValueError(f"atlas: line {line} of {source} has {len(row)} fields, expected {width}")
         return row[column[key]].strip()
 
-    records = []
-    for line, row in enumerate(body, start=2):
-        index_text = cell(row, line, "index")
+    index_text = cell("index")
+    try:
+        index = int(index_text)
+    except ValueError:
+        raise ValueError(f"atlas: expected an integer index, got {index_text!r} on line {line} of {source}") from None
+    roi_name, network = cell("name"), cell("network")
+    for key, value in (("name", roi_name), ("network", network)):
+        if not value:
+            raise ValueError(f"atlas: expected a non-empty {key}, got an empty one on line {line} of {source}")
+    hemisphere_text = cell("hemisphere")
+    hemisphere = _HEMISPHERES.get(hemisphere_text.lower())
+    if hemisphere is None:
+        raise ValueError(
+            f"atlas: expected hemisphere L, R, LH, RH, left, right or empty, got {hemisphere_text!r} "
+            f"on line {line} of {source}"
+        )
+    xyz = []
+    for axis in ("x", "y", "z"):
+        value = cell(axis)
         try:
-            index = int(index_text)
+            number = float(value) if value else math.nan
         except ValueError:
-            raise ValueError(f"atlas: expected an integer index, got {index_text!r} on line {line} of {source}") from None
-        roi_name, network = cell(row, line, "name"), cell(row, line, "network")
-        for key, value in (("name", roi_name), ("network", network)):
-            if not value:
-                raise ValueError(f"atlas: expected a non-empty {key}, got an empty one on line {line} of {source}")
-        coarse = cell(row, line, "coarse_network") or network
-        hemisphere_text = cell(row, line, "hemisphere")
-        hemisphere = _HEMISPHERES.get(hemisphere_text.lower())
-        if hemisphere is None:
             raise ValueError(
-                f"atlas: expected hemisphere L, R, LH, RH, left, right or empty, got {hemisphere_text!r} "
-                f"on line {line} of {source}"
-            )
-        xyz = []
-        for axis in ("x", "y", "z"):
-            value = cell(row, line, axis)
-            try:
-                number = float(value) if value else math.nan
-            except ValueError:
-                raise ValueError(
-                    f"atlas: expected a number (or empty) for {axis}, got {value!r} on line {line} of {source}"
-                ) from None
-            if math.isinf(number):
-                raise ValueError(f"atlas: expected a finite {axis}, got {value!r} on line {line} of {source}")
-            xyz.append(number)
-        records.append((index, roi_name, network, coarse, hemisphere, xyz))
+                f"atlas: expected a number (or empty) for {axis}, got {value!r} on line {line} of {source}"
+            ) from None
+        if math.isinf(number):
+            raise ValueError(f"atlas: expected a finite {axis}, got {value!r} on line {line} of {source}")
+        xyz.append(number)
+    return index, roi_name, network, cell("coarse_network") or network, hemisphere, xyz
 
-    indices = [r[0] for r in records]
+
+def _check_indices(indices: list[int], source: str) -> None:
     repeated = sorted({i for i in indices if indices.count(i) > 1})
     if repeated:
         raise ValueError(f"atlas: expected each index once, got {repeated[:10]} more than once in {source}")
@@ -195,15 +214,6 @@ def _parse_table(text: str, delimiter: str, source: str, num_rois: int | None, n
             f"atlas: expected indices 0..{len(indices) - 1} or 1..{len(indices)} without gaps, got "
             f"{min(indices)}..{max(indices)}" + (f" missing {absent}" if absent else "") + f" in {source}"
         )
-    records.sort(key=lambda r: r[0])
-    return Atlas(
-        name=name,
-        roi_names=tuple(r[1] for r in records),
-        networks=tuple(r[2] for r in records),
-        coarse_networks=tuple(r[3] for r in records),
-        hemispheres=tuple(r[4] for r in records),
-        coords=np.array([r[5] for r in records], dtype=np.float64),
-    )
 
 
 def released_rows_of_brainspace_schaefer400() -> np.ndarray:
