@@ -103,11 +103,19 @@ def _refuse_index_or_header(path: Path, array: np.ndarray) -> None:
 def _read_text_table(path: Path, delimiter: str) -> np.ndarray:
     with open(path, encoding="utf-8", errors="replace") as stream:
         first = stream.readline()
-    skip = 0
-    try:
-        [float(token) for token in first.strip().split(delimiter)]
-    except ValueError:
-        skip = 1  # a header row
+    tokens = first.strip().split(delimiter)
+    numeric = []
+    for token in tokens:
+        try:
+            float(token)
+            numeric.append(True)
+        except ValueError:
+            numeric.append(False)
+    skip = 0 if all(numeric) else 1  # a header row
+    if skip and sum(numeric) > len(tokens) // 2:  # mostly numbers: a data row with a bad cell, not a header
+        bad = numeric.index(False)
+        raise ValueError(f"series file {path}: expected numbers in row 0 (or a header row of names), got "
+                         f"{tokens[bad]!r} in column {bad} among numbers")
     try:
         return np.loadtxt(path, delimiter=delimiter, skiprows=skip, dtype=np.float64, ndmin=2)
     except ValueError as err:
@@ -435,6 +443,8 @@ def build_dataset(
     """
     from datasets import load_from_disk
 
+    if label_columns and labels is None:
+        raise ValueError(f"label_columns: expected a labels table (--labels) to take {list(label_columns)} from, got none")
     files = list_series_files(input_dir, subject_regex)
     table = None
     label_features: dict = {}

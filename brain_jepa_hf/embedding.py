@@ -40,6 +40,10 @@ def load_encoder(name_or_path, revision: str | None = None, device: str | torch.
     None keeps the stored dtype."""
     from .modeling_brain_jepa import BrainJepaForSequenceClassification, BrainJepaModel, resolve_dtype
 
+    try:
+        torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device: expected a torch device such as 'cpu', 'cuda' or 'cuda:1', got {device!r}") from None
     if isinstance(name_or_path, BrainJepaForSequenceClassification):
         model = name_or_path.brain_jepa
     elif isinstance(name_or_path, torch.nn.Module):
@@ -211,6 +215,8 @@ def embed(
     _check_model_fits(encoder, feature_extractor, dataset, fmri_column)
     check_series_fit(series_lengths(dataset, fmri_column), feature_extractor, fmri_column, cli=False)
     if id_column is not None and id_column not in dataset.column_names:
+        if id_column != "subject_id":  # the default may be absent; a column asked for by name may not
+            raise ValueError(f"id_column: expected a column {id_column!r}, got columns {dataset.column_names}")
         id_column = None
 
     meta = {

@@ -5,7 +5,6 @@ saved next to the weights runs as Hub remote code."""
 from __future__ import annotations
 
 import functools
-import os
 import re
 import sys
 from collections.abc import Callable
@@ -22,7 +21,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceCl
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
 
-from .configuration_brain_jepa import BrainJepaConfig
+from .configuration_brain_jepa import BrainJepaConfig, check_model_location
 
 logger = logging.get_logger(__name__)
 
@@ -65,31 +64,6 @@ def cast_checked(name: str, tensor: torch.Tensor, dtype: torch.dtype, device=Non
             f"(e.g. z-score it){_FLOAT32_HINT if dtype != torch.float32 else ''}"
         )
     return cast
-
-
-def _check_model_location(name_or_path, kwargs: dict) -> None:
-    """Fail at once, naming the path, for a local folder that is absent or holds no config.json
-    (instead of Hub retries or an unrelated loading error)."""
-    if name_or_path is None or kwargs.get("config") is not None and not isinstance(kwargs["config"], str):
-        return
-    path = os.path.expanduser(str(name_or_path))
-    if kwargs.get("subfolder"):
-        path = os.path.join(path, kwargs["subfolder"])
-    if os.path.isdir(path):
-        if not os.path.isfile(os.path.join(path, "config.json")):
-            probe = " (it holds a linear probe: probe_config.json)" if os.path.isfile(os.path.join(path, "probe_config.json")) else ""
-            raise ValueError(
-                f"pretrained_model_name_or_path: expected a saved model folder with config.json, got {path} without "
-                f"one{probe}; pass the folder that `convert`, `pretrain` or `finetune` wrote"
-            )
-        return
-    text = str(name_or_path)
-    parent = os.path.dirname(path)
-    looks_local = text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1 or bool(parent) and os.path.isdir(parent)
-    if looks_local and not os.path.exists(path):
-        raise ValueError(
-            f"pretrained_model_name_or_path: no such folder {text!r} (a Hub id looks like 'user/model'); check the path"
-        )
 
 
 def check_fmri_values(fmri_values, config: BrainJepaConfig) -> None:
@@ -532,9 +506,18 @@ class BrainJepaPreTrainedModel(PreTrainedModel):
         or carries beyond what this class uses raise a ValueError naming them, instead of leaving
         random weights. With `output_loading_info=True`, or weights given as `state_dict` without a
         folder, the caller gets the report and decides."""
-        _check_model_location(pretrained_model_name_or_path, kwargs)
+        check_model_location(pretrained_model_name_or_path, kwargs)
         wants_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
+        try:
+            model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
+        except Exception as err:  # transformers' own wording names neither the folder nor what to do
+            if isinstance(err, RuntimeError) and "ignore_mismatched_sizes" in str(err):
+                raise ValueError(f"pretrained_model_name_or_path: the weights in {pretrained_model_name_or_path} have other "
+                                 "shapes than its config.json gives (see the report above); re-save or re-convert it") from err
+            if type(err).__name__ == "SafetensorError":
+                raise ValueError(f"pretrained_model_name_or_path: the weights file in {pretrained_model_name_or_path} is "
+                                 f"not a readable safetensors file ({err}); re-save or re-download it") from err
+            raise
         if wants_info or pretrained_model_name_or_path is None:
             return (model, info) if wants_info else model
         fresh = re.compile("|".join(cls._fresh_on_load)) if cls._fresh_on_load else None

@@ -154,6 +154,28 @@ class PretrainingArguments:
             )
         if not 0 <= self.ema_start <= self.ema_end <= 1:
             raise ValueError(f"ema_start, ema_end: expected 0 <= ema_start <= ema_end <= 1, got {self.ema_start}, {self.ema_end}")
+        self._validate_more()
+
+    def _validate_more(self) -> None:
+        """Checks of the arguments that would otherwise fail only after the output folder is written."""
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        if self.scaling not in ("robust", "zscore", "none"):
+            raise ValueError(f"scaling: expected one of ('robust', 'zscore', 'none'), got {self.scaling!r}")
+        known = ["eager", *ALL_ATTENTION_FUNCTIONS.valid_keys()]
+        if self.attn_implementation not in known and "/" not in str(self.attn_implementation):
+            raise ValueError(f"attn_implementation: expected one of {known} (or a Hub kernel id), "
+                             f"got {self.attn_implementation!r}")
+        if self.max_grad_norm is not None and not (math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
+            raise ValueError(f"max_grad_norm: expected a positive number or None (no clipping), got {self.max_grad_norm!r}")
+        if not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise ValueError(f"num_workers: expected an integer >= 0, got {self.num_workers!r}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed: expected an integer in [0, 2**32 - 1], got {self.seed!r}")
+        if not (math.isfinite(self.collapse_std_threshold) and self.collapse_std_threshold >= 0):
+            raise ValueError(f"collapse_std_threshold: expected a number >= 0, got {self.collapse_std_threshold!r}")
+        if not 0 <= self.collapse_rank_fraction <= 1:
+            raise ValueError(f"collapse_rank_fraction: expected a value in [0, 1], got {self.collapse_rank_fraction!r}")
 
     def parsed_model_overrides(self) -> dict:
         overrides = self.model_overrides or {}
@@ -281,6 +303,9 @@ def load_training_data(args: PretrainingArguments, num_rois_hint: int | None = N
     folder = Path(args.dataset)
     if not folder.exists():
         raise FileNotFoundError(f"dataset: no such folder {str(folder)!r} (expected a `brain-jepa build-dataset` output)")
+    if not any((folder / name).is_file() for name in ("dataset_info.json", "dataset_dict.json")):
+        raise ValueError(f"dataset: expected a `brain-jepa build-dataset` (save_to_disk) folder, got {str(folder)!r} "
+                         "without dataset_info.json or dataset_dict.json; build one with `brain-jepa build-dataset`")
     dataset = load_from_disk(str(folder))
     gradient_file = args.gradient or (folder / "gradient.csv" if (folder / "gradient.csv").exists() else None)
     gradient = load_gradient_csv(gradient_file) if gradient_file else None
@@ -511,6 +536,11 @@ def pretrain(args: PretrainingArguments) -> Path:
                                           sampling_rate=args.sampling_rate, short_series=args.short_series)
     check_series_fit(series_lengths(dataset, args.fmri_column), clip_rule, args.fmri_column)  # before any output
 
+    if len(dataset) < args.per_device_batch_size * accelerator.num_processes:  # before any output
+        raise ValueError(
+            f"per_device_batch_size: {args.per_device_batch_size} x {accelerator.num_processes} process(es) needs at "
+            f"least {args.per_device_batch_size * accelerator.num_processes} subjects, the dataset has {len(dataset)}"
+        )
     settings = run_settings(args, config, dataset, gradient, accelerator.num_processes)
     fingerprint = settings_fingerprint(settings)
     replace_output = check_output_folder(args, settings)
@@ -539,11 +569,6 @@ def pretrain(args: PretrainingArguments) -> Path:
             feature_extractor.fit((row[args.fmri_column] for row in fmri), time_axis=-1)
 
     micro_batch = args.per_device_batch_size
-    if len(dataset) < micro_batch * accelerator.num_processes:
-        raise ValueError(
-            f"per_device_batch_size: {micro_batch} x {accelerator.num_processes} process(es) needs at least "
-            f"{micro_batch * accelerator.num_processes} subjects, the dataset has {len(dataset)}"
-        )
     clips = ClipDataset(dataset, feature_extractor, args.fmri_column, args.seed)
     sampler = EpochShuffleSampler(len(clips), args.seed)
     collator = build_mask_collator(
