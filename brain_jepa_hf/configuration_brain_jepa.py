@@ -32,6 +32,11 @@ BUILTIN_ATLAS_ROIS: dict[str, int] = {"example": 450, "released": 450}
 ATLAS_TABLE_KEYS = ("name", "roi_names", "networks", "coarse_networks", "hemispheres", "coords")
 
 
+class ModelFolderNotFoundError(ValueError, FileNotFoundError):
+    """A local model path that does not exist: a bad argument (ValueError) and, as transformers raises
+    for it, an OSError."""
+
+
 def check_model_location(name_or_path, kwargs: dict) -> None:
     """Fail at once, naming the path, for a local folder that is absent or holds no config.json
     (instead of Hub retries or an unrelated loading error)."""
@@ -52,7 +57,7 @@ def check_model_location(name_or_path, kwargs: dict) -> None:
     parent = os.path.dirname(path)
     looks_local = text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1 or bool(parent) and os.path.isdir(parent)
     if looks_local and not os.path.exists(path):
-        raise ValueError(
+        raise ModelFolderNotFoundError(
             f"pretrained_model_name_or_path: no such folder {text!r} (a Hub id looks like 'user/model'); check the path"
         )
 

@@ -66,6 +66,11 @@ def cast_checked(name: str, tensor: torch.Tensor, dtype: torch.dtype, device=Non
     return cast
 
 
+class MismatchedWeightsError(ValueError, RuntimeError):
+    """Weights whose shapes differ from the config: a ValueError (a bad input, one line on the command
+    line) that is also the RuntimeError transformers raises for it."""
+
+
 def check_fmri_values(fmri_values, config: BrainJepaConfig) -> None:
     """Validate a (batch, channels, rois, frames) input against `config`."""
     if not isinstance(fmri_values, torch.Tensor):
@@ -512,8 +517,10 @@ class BrainJepaPreTrainedModel(PreTrainedModel):
             model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
         except Exception as err:  # transformers' own wording names neither the folder nor what to do
             if isinstance(err, RuntimeError) and "ignore_mismatched_sizes" in str(err):
-                raise ValueError(f"pretrained_model_name_or_path: the weights in {pretrained_model_name_or_path} have other "
-                                 "shapes than its config.json gives (see the report above); re-save or re-convert it") from err
+                raise MismatchedWeightsError(
+                    f"pretrained_model_name_or_path: the weights in {pretrained_model_name_or_path} have other shapes than "
+                    "the config gives (see the report above); re-save or re-convert it, or pass "
+                    "ignore_mismatched_sizes=True to initialise those weights afresh") from err
             if type(err).__name__ == "SafetensorError":
                 raise ValueError(f"pretrained_model_name_or_path: the weights file in {pretrained_model_name_or_path} is "
                                  f"not a readable safetensors file ({err}); re-save or re-download it") from err

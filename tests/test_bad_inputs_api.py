@@ -298,7 +298,7 @@ def _config_text(text):
 
 
 FOLDERS = {
-    "weights of another shape": (_misshape, r"pretrained_model_name_or_path: the weights in .* have other shapes than its config.json gives"),
+    "weights of another shape": (_misshape, r"pretrained_model_name_or_path: the weights in .* have other shapes than the config gives"),
     "truncated safetensors": (_truncate, r"pretrained_model_name_or_path: the weights file in .* is not a readable safetensors file"),
     "no weights file": (lambda folder: (folder / "model.safetensors").unlink(), r"model.safetensors|weights"),
     "config.json not JSON": (_config_text("{not json"), r"config.json|JSON"),
