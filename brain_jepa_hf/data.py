@@ -112,8 +112,11 @@ def _read_text_table(path: Path, delimiter: str) -> np.ndarray:
         except ValueError:
             numeric.append(False)
     skip = 0 if all(numeric) else 1  # a header row
-    if skip and sum(numeric) > len(tokens) // 2:  # mostly numbers: a data row with a bad cell, not a header
-        bad = numeric.index(False)
+    # Mostly numbers with a non-empty text cell: a data row with a bad cell, not a header (pandas'
+    # numbered header over an index column starts with an empty cell, and is refused below as such).
+    bad = [i for i, (token, is_number) in enumerate(zip(tokens, numeric)) if not is_number and token.strip()]
+    if skip and bad and sum(numeric) > len(tokens) // 2:
+        bad = bad[0]
         raise ValueError(f"series file {path}: expected numbers in row 0 (or a header row of names), got "
                          f"{tokens[bad]!r} in column {bad} among numbers")
     try:
