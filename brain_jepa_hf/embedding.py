@@ -38,12 +38,9 @@ def load_encoder(name_or_path, revision: str | None = None, device: str | torch.
     pretraining folder yields its EMA target encoder, a fine-tuned classifier its encoder; a model
     instance is used as is. `dtype` ("auto", "float32", "bfloat16", see `resolve_dtype`) casts it;
     None keeps the stored dtype."""
-    from .modeling_brain_jepa import BrainJepaForSequenceClassification, BrainJepaModel, resolve_dtype
+    from .modeling_brain_jepa import BrainJepaForSequenceClassification, BrainJepaModel, check_device, resolve_dtype
 
-    try:
-        torch.device(device)
-    except (RuntimeError, TypeError):
-        raise ValueError(f"device: expected a torch device such as 'cpu', 'cuda' or 'cuda:1', got {device!r}") from None
+    check_device(device)
     if isinstance(name_or_path, BrainJepaForSequenceClassification):
         model = name_or_path.brain_jepa
     elif isinstance(name_or_path, torch.nn.Module):

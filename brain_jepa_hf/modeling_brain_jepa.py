@@ -146,10 +146,20 @@ def cpu_has_fast_bf16() -> bool:
     return any(flag in flags for flag in CPU_BF16_FLAGS)
 
 
+def check_device(device) -> torch.device:
+    """`device` as a torch.device; a name torch does not know (e.g. 'tpu') is a one-line ValueError."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device: expected a torch device such as 'cpu', 'cuda' or 'cuda:1', got {device!r}") from None
+
+
 def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device | int | None = None) -> torch.dtype:
     """The inference dtype for `dtype` ("auto", "float32", "bfloat16" or a torch dtype) on `device`
     (default CPU). "auto" is bfloat16 on a CPU with bfloat16 matrix instructions (`cpu_has_fast_bf16`)
     and on a CUDA GPU that supports bfloat16 natively, float32 everywhere else; None means float32."""
+    if device is not None:
+        check_device(device)
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):

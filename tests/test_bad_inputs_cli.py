@@ -29,7 +29,7 @@ def run_cli(*args) -> int:
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """A tiny model folder (M), a dataset folder (D), a folder of series files (S), a text file (T),
-    a gradient CSV (G) and an FC matrix CSV (F)."""
+    a gradient CSV (G), an FC matrix CSV (F) and a 23-ROI atlas table (A)."""
     root = tmp_path_factory.mktemp("workspace")
     save_pretrained_folder(root / "model", make_config())
     small_dataset().save_to_disk(str(root / "data"))
@@ -40,8 +40,9 @@ def workspace(tmp_path_factory):
     (root / "file.txt").write_text("hello\n")
     np.savetxt(root / "g.csv", rng.standard_normal((23, 6)), delimiter=",")
     np.savetxt(root / "fc.csv", np.corrcoef(rng.standard_normal((23, 100))), delimiter=",")
+    (root / "atlas.csv").write_text("index,name,network\n" + "".join(f"{i},r{i},Vis\n" for i in range(23)))
     return {"M": root / "model", "D": root / "data", "S": root / "series", "T": root / "file.txt",
-            "G": root / "g.csv", "F": root / "fc.csv"}
+            "G": root / "g.csv", "F": root / "fc.csv", "A": root / "atlas.csv"}
 
 
 FT = ["finetune", "--model_name_or_path", "M", "--dataset", "D", "--output_dir", "O", "--label_column", "age",
@@ -242,6 +243,7 @@ CASES = {
     "analyze: --permutations negative": (ANALYZE + ["--permutations", "-1"], r"permutations: expected an integer >= 0, got -1"),
     "analyze: --attribution_steps 0": (ANALYZE + ["--attribution_steps", "0"], r"attribution_steps: expected an integer >= 1, got 0"),
     "analyze: unknown --atlas": (ANALYZE + ["--atlas", "none.csv"], r"atlas: expected a table file, 'released', 'example' or 'none', got 'none.csv' \(no such file\)"),
+    "analyze: unknown --device": (ANALYZE + ["--atlas", "A", "--device", "tpu"], r"device: expected a torch device such as 'cpu', 'cuda' or 'cuda:1', got 'tpu'"),
     "analyze: existing non-empty --output_dir": (["analyze", "--model", "M", "--dataset", "D", "--output_dir", "M"], r"output_dir: .*model is not empty; pass --overwrite"),
     # the command itself
     "unknown command": (["nope"], r"argument COMMAND: invalid choice: 'nope'"),
