@@ -91,9 +91,9 @@ def load_fc(args):
         for subject, path in tqdm(files, desc="connectivity", unit="subject"):
             group.add(read_series(path, args.time_axis), f"series file {path}")
         return group.result()
-    from datasets import load_from_disk
+    from ..data import open_dataset
 
-    dataset = load_from_disk(args.dataset).with_format("numpy", columns=["fmri"])
+    dataset = open_dataset(args.dataset).with_format("numpy", columns=["fmri"])
     group = g.GroupConnectivity()
     for i in tqdm(range(len(dataset)), desc="connectivity", unit="subject"):
         group.add(dataset[i]["fmri"], f"dataset row {i}")

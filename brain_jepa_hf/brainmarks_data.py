@@ -193,7 +193,13 @@ def load_dataset_folder(folder: str | os.PathLike, fmri_column: str = "fmri"):
     Brainmarks folder) as a Dataset / DatasetDict in this package's layout (`fmri_column` (R, T))."""
     from datasets import DatasetDict
 
-    dataset = load_brainmarks_dataset(folder)  # any save_to_disk folder, or Brainmarks' bare *.arrow shards
+    try:
+        dataset = load_brainmarks_dataset(folder)  # any save_to_disk folder, or Brainmarks' bare *.arrow shards
+    except (OSError, ValueError) as err:
+        if not type(err).__module__.startswith(("pyarrow", "json")):
+            raise
+        raise ValueError(f"dataset: {folder} holds an unreadable Arrow or JSON file ({err}); rebuild it with "
+                         "`brain-jepa build-dataset` or copy it again") from err
     if not is_brainmarks_layout(dataset):
         return dataset
     if isinstance(dataset, DatasetDict):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Literal
 
 from transformers import PreTrainedConfig
@@ -30,6 +31,36 @@ BRAIN_JEPA_PRESETS: dict[str, dict] = {
 BUILTIN_ATLAS_ROIS: dict[str, int] = {"example": 450, "released": 450}
 # Keys of an atlas stored as a table in the config: one list entry per ROI (except "name").
 ATLAS_TABLE_KEYS = ("name", "roi_names", "networks", "coarse_networks", "hemispheres", "coords")
+
+
+class ModelFolderNotFoundError(ValueError, FileNotFoundError):
+    """A local model path that does not exist: a bad argument (ValueError) and, as transformers raises
+    for it, an OSError."""
+
+
+def check_model_location(name_or_path, kwargs: dict) -> None:
+    """Fail at once, naming the path, for a local folder that is absent or holds no config.json
+    (instead of Hub retries or an unrelated loading error)."""
+    if name_or_path is None or kwargs.get("config") is not None and not isinstance(kwargs["config"], str):
+        return
+    path = os.path.expanduser(str(name_or_path))
+    if kwargs.get("subfolder"):
+        path = os.path.join(path, kwargs["subfolder"])
+    if os.path.isdir(path):
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            probe = " (it holds a linear probe: probe_config.json)" if os.path.isfile(os.path.join(path, "probe_config.json")) else ""
+            raise ValueError(
+                f"pretrained_model_name_or_path: expected a saved model folder with config.json, got {path} without "
+                f"one{probe}; pass the folder that `convert`, `pretrain` or `finetune` wrote"
+            )
+        return
+    text = str(name_or_path)
+    parent = os.path.dirname(path)
+    looks_local = text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1 or bool(parent) and os.path.isdir(parent)
+    if looks_local and not os.path.exists(path):
+        raise ModelFolderNotFoundError(
+            f"pretrained_model_name_or_path: no such folder {text!r} (a Hub id looks like 'user/model'); check the path"
+        )
 
 
 class BrainJepaConfig(PreTrainedConfig):
@@ -109,6 +140,21 @@ class BrainJepaConfig(PreTrainedConfig):
         return int(self.hidden_size * self.mlp_ratio)
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs) -> "BrainJepaConfig":
+        """As in transformers; a local-looking path that does not exist fails at once, naming it."""
+        check_model_location(pretrained_model_name_or_path, kwargs)
+        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """As in transformers; a config.json of another kind of model (its `model_type`) is refused."""
+        model_type = config_dict.get("model_type", cls.model_type)
+        if model_type != cls.model_type:
+            raise ValueError(f"model_type: expected {cls.model_type!r} in config.json, got {model_type!r} (another kind "
+                             "of model); pass a Brain-JEPA folder")
+        return super().from_dict(config_dict, **kwargs)
+
+    @classmethod
     def from_preset(cls, name: str, **kwargs) -> "BrainJepaConfig":
         """Config of a named size: "vit-small", "vit-base" (released), "vit-large" or "tiny"."""
         key = name.lower().replace("_", "-")
@@ -168,6 +214,8 @@ class BrainJepaConfig(PreTrainedConfig):
         for name in ("hidden_dropout_prob", "attention_probs_dropout_prob", "drop_path_rate"):
             if not 0.0 <= number(name) < 1.0:
                 raise ValueError(f"{name}: expected a probability in [0, 1), got {getattr(self, name)!r}")
+        if not isinstance(self.qkv_bias, bool):
+            raise ValueError(f"qkv_bias: expected True or False, got {self.qkv_bias!r}")
         if not isinstance(self.hidden_act, str) or self.hidden_act not in ACT2FN:
             raise ValueError(
                 f"hidden_act: expected a transformers activation name such as 'gelu' (the original's), "

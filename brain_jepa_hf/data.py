@@ -117,6 +117,8 @@ def build_dataset(
     """
     from datasets import load_from_disk
 
+    if label_columns and labels is None:
+        raise ValueError(f"label_columns: expected a labels table (--labels) to take {list(label_columns)} from, got none")
     files = list_series_files(input_dir, subject_regex)
     table = _label_table(files, labels, subject_column, label_columns)
     if num_timepoints is not None and (isinstance(num_timepoints, bool) or int(num_timepoints) < 1):

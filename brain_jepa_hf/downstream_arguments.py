@@ -48,6 +48,22 @@ class ModelArguments:
     )
     trust_remote_code: bool = field(default=False, metadata={"help": "Allow Hub remote code (not needed with this package)."})
 
+    def __post_init__(self):
+        if self.mode not in ("finetune", "linear_probe"):
+            raise ValueError(f"mode: expected 'finetune' or 'linear_probe', got {self.mode!r}")
+        if self.model_name_or_path and self.preset:
+            raise ValueError(f"preset: expected either model_name_or_path or preset (random init of a size), got both "
+                             f"({self.model_name_or_path!r}, {self.preset!r}); drop one")
+        if self.model_name_or_path and self.patch_size is not None:
+            raise ValueError(f"patch_size: applies to a --preset model only (model_name_or_path's config sets it), "
+                             f"got {self.patch_size!r}; drop --patch_size")
+        if self.patch_size is not None and (
+            isinstance(self.patch_size, bool) or not isinstance(self.patch_size, int) or self.patch_size < 1
+        ):
+            raise ValueError(f"patch_size: expected a positive integer, got {self.patch_size!r}")
+        if not 0.0 <= self.drop_path_rate < 1.0:
+            raise ValueError(f"drop_path_rate: expected a probability in [0, 1), got {self.drop_path_rate!r}")
+
 
 @dataclass
 class DataArguments:
@@ -94,6 +110,12 @@ class DataArguments:
         metadata={"help": "Dataset id written to .eval_results/*.yaml (default: the dataset's Hub id, or its folder name)."},
     )
 
+    def __post_init__(self):
+        if self.scaling not in (None, "robust", "zscore", "none"):
+            raise ValueError(f"scaling: expected 'robust', 'zscore' or 'none', got {self.scaling!r}")
+        if self.num_frames is not None and (isinstance(self.num_frames, bool) or self.num_frames < 1):
+            raise ValueError(f"num_frames: expected a positive integer, got {self.num_frames!r}")
+
 
 @dataclass
 class FinetuningArguments(TrainingArguments):
@@ -138,6 +160,11 @@ class FinetuningArguments(TrainingArguments):
         self.metric_chosen_by_user = self.metric_for_best_model is not None
         if not self.output_dir:
             raise ValueError("output_dir: expected a folder path for the fine-tuned model and results, got none")
+        for name in ("per_device_train_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)!r}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay: expected a non-negative number, got {self.weight_decay!r}")
         if self.learning_rate is None:
             world_size = int(os.environ.get("WORLD_SIZE", "1"))
             total_batch = self.per_device_train_batch_size * self.gradient_accumulation_steps * world_size

@@ -56,6 +56,10 @@ def load_splits(data_args: DataArguments) -> dict:
         return {role: splits[role] for role in ("train", "validation", "test")}
     if not isinstance(dataset, Dataset):
         raise ValueError(f"dataset: expected a datasets.Dataset or DatasetDict, got {type(dataset).__name__}")
+    for role in ("train", "validation", "test"):
+        if getattr(data_args, f"{role}_split") != role:
+            raise ValueError(f"{role}_split: {data_args.dataset} is one dataset without splits, got "
+                             f"{role}_split={getattr(data_args, f'{role}_split')!r}; drop it (the fractions split it)")
     return _split_dataset(dataset, data_args, ["validation", "test"])
 
 
@@ -252,7 +256,11 @@ def _has_file(name_or_path: str, filename: str, revision: str | None) -> bool:
 def load_config(model_args: ModelArguments, data_args: DataArguments, num_rois: int):
 
     if model_args.model_name_or_path:
-        return BrainJepaConfig.from_pretrained(model_args.model_name_or_path, revision=model_args.revision)
+        config = BrainJepaConfig.from_pretrained(model_args.model_name_or_path, revision=model_args.revision)
+        if data_args.num_frames not in (None, config.num_frames):
+            raise ValueError(f"num_frames: {model_args.model_name_or_path} was built for num_frames={config.num_frames}, "
+                             f"got {data_args.num_frames}; drop --num_frames (it sizes a --preset model)")
+        return config
     if not model_args.preset:
         raise ValueError("model_name_or_path: expected a pretrained folder or Hub id (or --preset for random init), got none")
     sizes = {"num_frames": data_args.num_frames, "patch_size": model_args.patch_size}  # None: the config's own
@@ -264,6 +272,8 @@ def load_feature_extractor(model_args: ModelArguments, data_args: DataArguments,
     the config; `scaling` / `sampling_rate` overrides applied; robust scaling refitted on train if needed."""
 
     source = data_args.feature_extractor or model_args.model_name_or_path
+    if data_args.feature_extractor and not _has_file(source, "preprocessor_config.json", model_args.revision):
+        raise ValueError(f"feature_extractor: expected a folder or Hub id holding preprocessor_config.json, got {source!r}")
     if source and _has_file(source, "preprocessor_config.json", model_args.revision):
         extractor = BrainJepaFeatureExtractor.from_pretrained(source, revision=model_args.revision)
     else:

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from .atomic_io import remove_stale, write_atomic
 from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
-from .modeling_brain_jepa import BrainJepaModel, resolve_dtype
+from .modeling_brain_jepa import BrainJepaModel, check_device, resolve_dtype
 from .runtime import has_accelerator
 from .series_fit import check_series_fit, series_lengths
 
@@ -43,6 +43,7 @@ def load_encoder(name_or_path, revision: str | None = None, device: str | torch.
     pretraining folder yields its EMA target encoder, a fine-tuned classifier its encoder; a model
     instance is used as is. `dtype` ("auto", "float32", "bfloat16", see `resolve_dtype`) casts it;
     None keeps the stored dtype."""
+    check_device(device)
     if isinstance(name_or_path, torch.nn.Module):
         model = getattr(name_or_path, "base_model", name_or_path)
     else:
@@ -185,6 +186,8 @@ def embed(
     _check_model_fits(encoder, feature_extractor, dataset, fmri_column)
     check_series_fit(series_lengths(dataset, fmri_column), feature_extractor, fmri_column, cli=False)
     if id_column is not None and id_column not in dataset.column_names:
+        if id_column != "subject_id":  # the default may be absent; a column asked for by name may not
+            raise ValueError(f"id_column: expected a column {id_column!r}, got columns {dataset.column_names}")
         id_column = None
 
     meta = {

@@ -21,6 +21,10 @@ DEFAULT_NUM_COMPONENTS = 30
 GRADIENT_FILE = "gradient.csv"  # the atlas gradient inside a `build-dataset` folder
 
 
+# Affinity kernels of brainspace's GradientMaps.
+AFFINITY_KERNELS = ("cosine", "pearson", "spearman", "normalized_angle", "gaussian")
+
+
 def _square_matrix(fc: Any, name: str = "fc") -> np.ndarray:
     fc = np.asarray(fc, dtype=np.float64)
     if fc.ndim != 2 or fc.shape[0] != fc.shape[1]:
@@ -126,6 +130,10 @@ def compute_gradients(
             f"sparsity: {sparsity} keeps int({fc.shape[0]} * (1 - {sparsity})) = 0 entries of each affinity row "
             f"for {fc.shape[0]} ROIs; expected sparsity <= {1 - 1 / fc.shape[0]:.3g} (or 0 for no sparsification)"
         )
+    if not (kernel is None or callable(kernel) or kernel in AFFINITY_KERNELS):
+        raise ValueError(f"kernel: expected one of {AFFINITY_KERNELS}, None or a callable, got {kernel!r}")
+    if isinstance(random_state, (int, np.integer)) and not 0 <= random_state < 2**32:
+        raise ValueError(f"random_state: expected an integer in [0, 2**32 - 1], got {random_state!r}")
     maps = GradientMaps(n_components=int(n_components), approach=approach, kernel=kernel, random_state=random_state)
     maps.fit(fc, sparsity=sparsity)
     gradients = np.asarray(maps.gradients_, dtype=np.float64)
@@ -179,6 +187,8 @@ def load_gradient_csv(path: str | os.PathLike, num_rois: int | None = None) -> n
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"gradient file: {path} does not exist")
+    if not path.read_text(errors="replace").strip():
+        raise ValueError(f"gradient file {path}: expected comma-separated numbers (one row per ROI), got an empty file")
     try:
         gradients = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
     except ValueError as err:

@@ -5,7 +5,6 @@ saved next to the weights runs as Hub remote code."""
 from __future__ import annotations
 
 import functools
-import os
 import re
 import sys
 from collections.abc import Callable
@@ -23,7 +22,7 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, can_return_tuple, logging
 from transformers.utils.output_capturing import capture_outputs
 
-from .configuration_brain_jepa import BrainJepaConfig
+from .configuration_brain_jepa import BrainJepaConfig, check_model_location
 
 
 logger = logging.get_logger(__name__)
@@ -61,29 +60,9 @@ def cast_checked(name: str, tensor: torch.Tensor, dtype: torch.dtype, device=Non
     return cast
 
 
-def _check_model_location(name_or_path, kwargs: dict) -> None:
-    """Fail at once, naming the path, for a local folder that is absent or holds no config.json
-    (instead of Hub retries or an unrelated loading error)."""
-    if name_or_path is None or kwargs.get("config") is not None and not isinstance(kwargs["config"], str):
-        return
-    path = os.path.expanduser(str(name_or_path))
-    if kwargs.get("subfolder"):
-        path = os.path.join(path, kwargs["subfolder"])
-    if os.path.isdir(path):
-        if not os.path.isfile(os.path.join(path, "config.json")):
-            probe = " (it holds a linear probe: probe_config.json)" if os.path.isfile(os.path.join(path, "probe_config.json")) else ""
-            raise ValueError(
-                f"pretrained_model_name_or_path: expected a saved model folder with config.json, got {path} without "
-                f"one{probe}; pass the folder that `convert`, `pretrain` or `finetune` wrote"
-            )
-        return
-    text = str(name_or_path)
-    parent = os.path.dirname(path)
-    looks_local = text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1 or bool(parent) and os.path.isdir(parent)
-    if looks_local and not os.path.exists(path):
-        raise ValueError(
-            f"pretrained_model_name_or_path: no such folder {text!r} (a Hub id looks like 'user/model'); check the path"
-        )
+class MismatchedWeightsError(ValueError, RuntimeError):
+    """Weights whose shapes differ from the config: a ValueError (a bad input, one line on the command
+    line) that is also the RuntimeError transformers raises for it."""
 
 
 def check_fmri_values(fmri_values, config: BrainJepaConfig) -> None:
@@ -161,10 +140,20 @@ def cpu_has_fast_bf16() -> bool:
     return any(flag in flags for flag in CPU_BF16_FLAGS)
 
 
+def check_device(device) -> torch.device:
+    """`device` as a torch.device; a name torch does not know (e.g. 'tpu') is a one-line ValueError."""
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(f"device: expected a torch device such as 'cpu', 'cuda' or 'cuda:1', got {device!r}") from None
+
+
 def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device | int | None = None) -> torch.dtype:
     """The inference dtype for `dtype` ("auto", "float32", "bfloat16" or a torch dtype) on `device`
     (default CPU). "auto" is bfloat16 on a CPU with bfloat16 matrix instructions (`cpu_has_fast_bf16`)
     and on a CUDA GPU that supports bfloat16 natively, float32 everywhere else; None means float32."""
+    if device is not None:
+        check_device(device)
     if dtype is None:
         return torch.float32
     if isinstance(dtype, torch.dtype):
@@ -522,9 +511,20 @@ class BrainJepaPreTrainedModel(PreTrainedModel):
         or carries beyond what this class uses raise a ValueError naming them, instead of leaving
         random weights. With `output_loading_info=True`, or weights given as `state_dict` without a
         folder, the caller gets the report and decides."""
-        _check_model_location(pretrained_model_name_or_path, kwargs)
+        check_model_location(pretrained_model_name_or_path, kwargs)
         wants_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
+        try:
+            model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
+        except Exception as err:  # transformers' own wording names neither the folder nor what to do
+            if isinstance(err, RuntimeError) and "ignore_mismatched_sizes" in str(err):
+                raise MismatchedWeightsError(
+                    f"pretrained_model_name_or_path: the weights in {pretrained_model_name_or_path} have other shapes than "
+                    "the config gives (see the report above); re-save or re-convert it, or pass "
+                    "ignore_mismatched_sizes=True to initialise those weights afresh") from err
+            if type(err).__name__ == "SafetensorError":
+                raise ValueError(f"pretrained_model_name_or_path: the weights file in {pretrained_model_name_or_path} is "
+                                 f"not a readable safetensors file ({err}); re-save or re-download it") from err
+            raise
         if wants_info or pretrained_model_name_or_path is None:
             return (model, info) if wants_info else model
         fresh = re.compile("|".join(cls._fresh_on_load)) if cls._fresh_on_load else None

@@ -77,6 +77,9 @@ def load_training_data(args: PretrainingArguments):
     folder = Path(args.dataset)
     if not folder.exists():
         raise FileNotFoundError(f"dataset: no such folder {str(folder)!r} (expected a `brain-jepa build-dataset` output)")
+    if not any((folder / name).is_file() for name in ("dataset_info.json", "dataset_dict.json")):
+        raise ValueError(f"dataset: expected a `brain-jepa build-dataset` (save_to_disk) folder, got {str(folder)!r} "
+                         "without dataset_info.json or dataset_dict.json; build one with `brain-jepa build-dataset`")
     return load_from_disk(str(folder)), resolve_gradient(args.gradient or None, dataset_folder=folder)
 
 
@@ -171,6 +174,12 @@ class PretrainingRun:
         clip_rule = BrainJepaFeatureExtractor(num_rois=config.num_rois, num_frames=config.num_frames, scaling="none",
                                               sampling_rate=args.sampling_rate, short_series=args.short_series)
         check_series_fit(series_lengths(dataset, args.fmri_column), clip_rule, args.fmri_column)  # before any output
+        processes = self.accelerator.num_processes
+        if len(dataset) < args.per_device_batch_size * processes:  # before any output
+            raise ValueError(
+                f"per_device_batch_size: {args.per_device_batch_size} x {processes} process(es) needs at least "
+                f"{args.per_device_batch_size * processes} subjects, the dataset has {len(dataset)}"
+            )
         self.dataset, self.gradient, self.config = dataset, gradient, config
 
     def _claim_output_folder(self) -> None:
@@ -211,11 +220,6 @@ class PretrainingRun:
     def _build_loader(self) -> None:
         args, accelerator = self.args, self.accelerator
         micro_batch = args.per_device_batch_size
-        if len(self.dataset) < micro_batch * accelerator.num_processes:
-            raise ValueError(
-                f"per_device_batch_size: {micro_batch} x {accelerator.num_processes} process(es) needs at least "
-                f"{micro_batch * accelerator.num_processes} subjects, the dataset has {len(self.dataset)}"
-            )
         self.samples = FmriSamples(self.dataset, self.feature_extractor, args.fmri_column, training=True, seed=args.seed)
         self.collator = build_mask_collator(
             args.mask, self.config.num_rois, self.config.num_time_patches,

@@ -145,6 +145,28 @@ class PretrainingArguments:
             )
         if not 0 <= self.ema_start <= self.ema_end <= 1:
             raise ValueError(f"ema_start, ema_end: expected 0 <= ema_start <= ema_end <= 1, got {self.ema_start}, {self.ema_end}")
+        self._validate_more()
+
+    def _validate_more(self) -> None:
+        """Checks of the arguments that would otherwise fail only after the output folder is written."""
+        from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+        if self.scaling not in ("robust", "zscore", "none"):
+            raise ValueError(f"scaling: expected one of ('robust', 'zscore', 'none'), got {self.scaling!r}")
+        known = ["eager", *ALL_ATTENTION_FUNCTIONS.valid_keys()]
+        if self.attn_implementation not in known and "/" not in str(self.attn_implementation):
+            raise ValueError(f"attn_implementation: expected one of {known} (or a Hub kernel id), "
+                             f"got {self.attn_implementation!r}")
+        if self.max_grad_norm is not None and not (math.isfinite(self.max_grad_norm) and self.max_grad_norm > 0):
+            raise ValueError(f"max_grad_norm: expected a positive number or None (no clipping), got {self.max_grad_norm!r}")
+        if not isinstance(self.num_workers, int) or self.num_workers < 0:
+            raise ValueError(f"num_workers: expected an integer >= 0, got {self.num_workers!r}")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**32:
+            raise ValueError(f"seed: expected an integer in [0, 2**32 - 1], got {self.seed!r}")
+        if not (math.isfinite(self.collapse_std_threshold) and self.collapse_std_threshold >= 0):
+            raise ValueError(f"collapse_std_threshold: expected a number >= 0, got {self.collapse_std_threshold!r}")
+        if not 0 <= self.collapse_rank_fraction <= 1:
+            raise ValueError(f"collapse_rank_fraction: expected a value in [0, 1], got {self.collapse_rank_fraction!r}")
 
     def parsed_model_overrides(self) -> dict:
         overrides = self.model_overrides or {}

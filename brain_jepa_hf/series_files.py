@@ -91,11 +91,24 @@ def _refuse_index_or_header(path: Path, array: np.ndarray) -> None:
 def _read_text_table(path: Path, delimiter: str) -> np.ndarray:
     with open(path, encoding="utf-8", errors="replace") as stream:
         first = stream.readline()
-    skip = 0
-    try:
-        [float(token) for token in first.strip().split(delimiter)]
-    except ValueError:
-        skip = 1  # a header row
+        if not first.strip() and not stream.read().strip():
+            raise ValueError(f"series file {path}: expected '{delimiter}'-separated numbers, got an empty file")
+    tokens = first.strip().split(delimiter)
+    numeric = []
+    for token in tokens:
+        try:
+            float(token)
+            numeric.append(True)
+        except ValueError:
+            numeric.append(False)
+    skip = 0 if all(numeric) else 1  # a header row
+    # Mostly numbers with a non-empty text cell: a data row with a bad cell, not a header (pandas'
+    # numbered header over an index column starts with an empty cell, and is refused below as such).
+    bad = [i for i, (token, is_number) in enumerate(zip(tokens, numeric)) if not is_number and token.strip()]
+    if skip and bad and sum(numeric) > len(tokens) // 2:
+        bad = bad[0]
+        raise ValueError(f"series file {path}: expected numbers in row 0 (or a header row of names), got "
+                         f"{tokens[bad]!r} in column {bad} among numbers")
     try:
         return np.loadtxt(path, delimiter=delimiter, skiprows=skip, dtype=np.float64, ndmin=2)
     except ValueError as err:
