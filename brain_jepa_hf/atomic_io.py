@@ -44,6 +44,74 @@ def follow_umask(folder: str | Path) -> None:
             path.chmod(usual_mode(directory=path.is_dir()))
 
 
+# What a write raises when no byte more fits: a full disk, a quota, or a file-size limit (RLIMIT_FSIZE).
+OUT_OF_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# The same, as writers that do not raise an OSError word it (pyarrow, safetensors, torch's C++ streams).
+OUT_OF_SPACE_TEXTS = ("no space left on device", "disk quota exceeded", "file too large", "iostream error")
+
+
+class DiskFullError(OSError):
+    """No space was left to write an output; the previous output is unchanged and nothing half-written stays."""
+
+
+def is_out_of_space(error: BaseException | None) -> bool:
+    """Whether `error`, or an error it was raised from, says that no byte more could be written."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in OUT_OF_SPACE_ERRNOS:
+            return True
+        if any(text in str(error).lower() for text in OUT_OF_SPACE_TEXTS):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def disk_full_error(target: str | Path, argument: str = "output_dir") -> DiskFullError:
+    """The one-line error for a write to `target` that found no space left."""
+    target = Path(target)
+    folder = next((p for p in (target, *target.parents) if p.is_dir()), Path.cwd())
+    free = shutil.disk_usage(folder).free / 2**20
+    error = DiskFullError(
+        f"{argument}: the disk is full: no space left to write {target} ({free:.0f} MiB free on its filesystem, or a "
+        f"quota / file-size limit was reached); nothing half-written was left and any previous output there is "
+        f"unchanged: free some space or choose another {argument}"
+    )
+    error.errno = errno.ENOSPC
+    return error
+
+
+@contextlib.contextmanager
+def reporting_full_disk(target: str | Path, argument: str = "output_dir"):
+    """Turn an out-of-space failure of the block, however the writer words it, into `disk_full_error`;
+    the block itself removes what it half-wrote."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except Exception as err:
+        if is_out_of_space(err):
+            raise disk_full_error(target, argument) from err
+        raise
+
+
+class _PythonWrites:
+    """A binary file seen only through its `write`: numpy then writes through Python, whose errors raise,
+    instead of C stdio on a duplicated descriptor, whose errors at close it drops (a full disk would
+    leave a short .npy file and no error)."""
+
+    def __init__(self, handle):
+        self.write = handle.write
+
+
+def save_npy(path: str | Path, array) -> None:
+    """`np.save(path, array)` that raises when the disk is full instead of leaving a truncated file."""
+    import numpy as np
+
+    with open(path, "wb") as handle:
+        np.save(_PythonWrites(handle), array)
+
+
 def remove_stale(paths) -> list[Path]:
     """Remove leftovers of a killed run (staging folders or files); returns what was removed."""
     removed = []
@@ -112,18 +180,21 @@ def atomic_output_dir(output_dir: str | Path, overwrite: bool = False):
     if output_dir.parent.is_dir():
         restore_interrupted_swap(output_dir)
     output_dir = check_output_dir(output_dir, overwrite)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(stale_staging(output_dir))
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
-    staging.chmod(usual_mode(directory=True))
+    with reporting_full_disk(output_dir):
+        output_dir.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(stale_staging(output_dir))
+        staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
+        staging.chmod(usual_mode(directory=True))
     try:
-        yield staging
+        with reporting_full_disk(output_dir):
+            yield staging
         follow_umask(staging)
         check_output_dir(output_dir, overwrite)  # it may have appeared meanwhile
         if output_dir.exists() and exchange_paths(staging, output_dir):
             pass  # `staging` now holds the previous output, removed below
         elif output_dir.exists():
-            backup = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old-", dir=output_dir.parent))
+            with reporting_full_disk(output_dir):  # the backup folder is the one thing still created here
+                backup = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old-", dir=output_dir.parent))
             output_dir.rename(backup / output_dir.name)
             staging.rename(output_dir)
             shutil.rmtree(backup, ignore_errors=True)

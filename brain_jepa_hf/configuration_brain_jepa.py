@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 from typing import Literal
 
 from transformers import PreTrainedConfig
@@ -29,6 +30,29 @@ BRAIN_JEPA_PRESETS: dict[str, dict] = {
 BUILTIN_ATLAS_ROIS: dict[str, int] = {"example": 450, "released": 450}
 # Keys of an atlas stored as a table in the config: one list entry per ROI (except "name").
 ATLAS_TABLE_KEYS = ("name", "roi_names", "networks", "coarse_networks", "hemispheres", "coords")
+
+
+def check_local_path(name_or_path, subfolder: str | None = None, argument: str = "pretrained_model_name_or_path") -> None:
+    """Fail at once, naming the path, when `name_or_path` looks like a local folder (starts with `.`, `/` or
+    `~`, has a backslash or more than one `/`, or its parent folder exists) but is absent: transformers would
+    take it for a Hub id and retry the Hub for a minute before saying it "couldn't connect"."""
+    if name_or_path is None or not isinstance(name_or_path, (str, os.PathLike)):
+        return
+    text = os.fspath(name_or_path)
+    path = os.path.expanduser(text)
+    if subfolder:
+        path = os.path.join(path, subfolder)
+    if os.path.exists(path):
+        return
+    parent = os.path.dirname(os.path.expanduser(text))
+    looks_local = (
+        isinstance(name_or_path, os.PathLike) or text.startswith((".", "/", "~")) or "\\" in text
+        or text.count("/") > 1 or bool(parent) and os.path.isdir(parent)
+    )
+    if looks_local:
+        raise ValueError(
+            f"{argument}: no such folder {text!r} (a Hub id looks like 'user/model'); check the path"
+        )
 
 
 class BrainJepaConfig(PreTrainedConfig):
@@ -108,6 +132,12 @@ class BrainJepaConfig(PreTrainedConfig):
     @property
     def intermediate_size(self) -> int:
         return int(self.hidden_size * self.mlp_ratio)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs) -> "BrainJepaConfig":
+        """As in transformers; a local path that does not exist fails at once with "no such folder"."""
+        check_local_path(pretrained_model_name_or_path, kwargs.get("subfolder"))
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     @classmethod
     def from_preset(cls, name: str, **kwargs) -> "BrainJepaConfig":

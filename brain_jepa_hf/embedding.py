@@ -25,7 +25,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from .atomic_io import remove_stale
+from .atomic_io import DiskFullError, remove_stale, reporting_full_disk, save_npy
 from .series_fit import check_series_fit, series_lengths
 
 POOLINGS = ("mean", "tokens")
@@ -145,16 +145,16 @@ def _check_model_fits(model, feature_extractor, dataset, fmri_column: str) -> No
 def _write_atomic(path: Path, write) -> None:
     temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        write(temporary)
-        os.replace(temporary, path)
+        with reporting_full_disk(path, "output"):
+            write(temporary)
+            os.replace(temporary, path)
     finally:
         if temporary.exists():
             temporary.unlink()
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as handle:
-        np.save(handle, array)
+    save_npy(path, array)  # raises on a full disk (np.save on a file handle may leave a short file silently)
 
 
 def embed(
@@ -227,6 +227,8 @@ def embed(
     def chunk_path(start: int) -> Path:
         return partial / f"chunk-{start:010d}.npy"
 
+    if stats is not None:  # also when a rerun finds the work done
+        stats.update(rows=0, seconds=0.0, dtype=str(encoder.dtype).removeprefix("torch."))
     if partial.exists():
         previous = json.loads(meta_path.read_text()) if meta_path.is_file() else None
         if output.exists() and not overwrite:
@@ -255,8 +257,9 @@ def embed(
         # Half-written files of a killed run: the output's and the chunks' temporary files.
         remove_stale(output.parent.glob(f".{glob.escape(output.name)}.tmp-*"))
         remove_stale(partial.glob(".chunk-*.tmp-*"))
-        partial.mkdir(parents=True, exist_ok=True)
-        meta_path.write_text(json.dumps(meta, indent=2))
+        with reporting_full_disk(partial, "output"):
+            partial.mkdir(parents=True, exist_ok=True)
+            meta_path.write_text(json.dumps(meta, indent=2))
     if world > 1:
         state.wait_for_everyone()
 
@@ -267,8 +270,6 @@ def embed(
     mine = pending[rank::world]  # the same list on every process: chunks dealt out in turn
     new_chunks = 0
     finished = True
-    if stats is not None:
-        stats.update(rows=0, seconds=0.0, dtype=str(encoder.dtype).removeprefix("torch."))
     with tqdm(total=len(dataset), initial=rows_on_disk(), desc="embedding", unit="sample",
               disable=not (progress and is_main)) as bar:
         for start in mine:
@@ -287,7 +288,12 @@ def embed(
                 stats["rows"] += stop - start
                 stats["seconds"] += time.perf_counter() - began
             chunk = np.concatenate(parts)
-            _write_atomic(chunk_path(start), lambda path: _save_npy(path, chunk))
+            try:
+                _write_atomic(chunk_path(start), lambda path: _save_npy(path, chunk))
+            except DiskFullError:
+                if is_main and not any(partial.glob("chunk-*.npy")):  # nothing finished to resume from
+                    shutil.rmtree(partial, ignore_errors=True)
+                raise
             new_chunks += 1
         if world > 1:
             state.wait_for_everyone()

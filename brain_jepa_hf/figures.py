@@ -228,7 +228,7 @@ def plot_carpet(series, networks=None, tr=None, title=None, standardize: bool = 
 def save_figure(figure: Figure, path, dpi: int = 120, max_colors: int | None = 256) -> Path:
     """Write `figure` as a PNG at `path` (written beside it and renamed into place) and close it.
     `max_colors` (<= 256) makes a small palette PNG (see `_palette_image`); None keeps full RGB."""
-    from .atomic_io import staged_file, usual_mode
+    from .atomic_io import reporting_full_disk, staged_file, usual_mode
 
     path = Path(path)
     if max_colors is not None and not 2 <= int(max_colors) <= 256:
@@ -247,7 +247,7 @@ def save_figure(figure: Figure, path, dpi: int = 120, max_colors: int | None = 2
     image = _palette_image(rendered, max_colors, exact)
     handle, temporary = staged_file(path)
     try:
-        with os.fdopen(handle, "wb") as stream:
+        with reporting_full_disk(path, "path"), os.fdopen(handle, "wb") as stream:
             image.save(stream, format="png", optimize=True)
         os.chmod(temporary, usual_mode(directory=False))
         os.replace(temporary, path)

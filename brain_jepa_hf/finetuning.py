@@ -808,6 +808,9 @@ class PreparedRun:
 def prepare_run(model_args: ModelArguments, data_args: DataArguments) -> PreparedRun:
     """Load data, config and feature extractor and check they fit together; every data or checkpoint
     problem raises here, before a model is built or trained."""
+    from .configuration_brain_jepa import check_local_path
+
+    check_local_path(model_args.model_name_or_path)  # a mistyped folder fails before the data are read
     splits = load_splits(data_args)
     check_splits_not_empty(splits)
     label_info = infer_label_info(splits, data_args.label_column, data_args.problem_type)

@@ -14,7 +14,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from .atomic_io import staged_file, usual_mode
+from .atomic_io import reporting_full_disk, staged_file, usual_mode
 
 DEFAULT_NUM_COMPONENTS = 30
 
@@ -171,7 +171,7 @@ def save_gradient_csv(path: str | os.PathLike, gradients: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temp = staged_file(path)
     try:
-        with os.fdopen(handle, "w") as stream:
+        with reporting_full_disk(path, "output"), os.fdopen(handle, "w") as stream:
             np.savetxt(stream, gradients, delimiter=",", fmt="%.10g")
         os.chmod(temp, usual_mode(directory=False))
         os.replace(temp, path)

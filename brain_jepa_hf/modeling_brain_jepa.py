@@ -22,7 +22,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceCl
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.utils import ModelOutput, logging
 
-from .configuration_brain_jepa import BrainJepaConfig
+from .configuration_brain_jepa import BrainJepaConfig, check_local_path
 
 logger = logging.get_logger(__name__)
 
@@ -83,13 +83,7 @@ def _check_model_location(name_or_path, kwargs: dict) -> None:
                 f"one{probe}; pass the folder that `convert`, `pretrain` or `finetune` wrote"
             )
         return
-    text = str(name_or_path)
-    parent = os.path.dirname(path)
-    looks_local = text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1 or bool(parent) and os.path.isdir(parent)
-    if looks_local and not os.path.exists(path):
-        raise ValueError(
-            f"pretrained_model_name_or_path: no such folder {text!r} (a Hub id looks like 'user/model'); check the path"
-        )
+    check_local_path(name_or_path, kwargs.get("subfolder"))
 
 
 def check_fmri_values(fmri_values, config: BrainJepaConfig) -> None:

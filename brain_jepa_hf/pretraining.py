@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import yaml
 
-from .atomic_io import exchange_paths, follow_umask
+from .atomic_io import exchange_paths, follow_umask, is_out_of_space, reporting_full_disk
 from .collapse_monitor import CollapseMonitor, feature_statistics, sample_spread
 from .run_folder import CHECKPOINT_PREFIX, FINAL_STAGING, LOG_FILE, RUN_SETTINGS_FILE, STATE_FILE
 from .runtime import has_accelerator
@@ -609,8 +609,9 @@ def pretrain(args: PretrainingArguments) -> Path:
         except (RuntimeError, OSError) as err:  # a full disk surfaces as e.g. "basic_ios::clear: iostream error"
             shutil.rmtree(temporary, ignore_errors=True)
             free = shutil.disk_usage(root).free / 2**20
+            full = ": the disk is full" if is_out_of_space(err) else ""
             raise OSError(
-                f"output_dir: could not write the step-{global_step} checkpoint under {root} ({err}); {free:.0f} MiB "
+                f"output_dir: could not write the step-{global_step} checkpoint under {root}{full} ({err}); {free:.0f} MiB "
                 "free there: free some space or choose another output_dir, then resume with "
                 "--resume_from_checkpoint latest"
             ) from err
@@ -733,7 +734,12 @@ def save_final_model(model, feature_extractor, output_dir: Path) -> None:
 
     temporary = output_dir / FINAL_STAGING
     shutil.rmtree(temporary, ignore_errors=True)
-    prepare_hub_folder(model, temporary, feature_extractor=feature_extractor, repo_id=str(output_dir.resolve()))
+    try:
+        with reporting_full_disk(output_dir):
+            prepare_hub_folder(model, temporary, feature_extractor=feature_extractor, repo_id=str(output_dir.resolve()))
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)  # nothing half-written stays; the checkpoints remain
+        raise
     follow_umask(temporary)
     _fsync_tree(temporary)
     for path in temporary.iterdir():

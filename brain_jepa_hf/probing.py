@@ -129,6 +129,10 @@ def run_sklearn_probe(model_name_or_path, data_args, output_dir: str | None = No
 
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds: expected a positive integer, got {seeds!r}")
+    if model is None:
+        from .configuration_brain_jepa import check_local_path
+
+        check_local_path(model_name_or_path)  # a mistyped folder fails before the data are read
     splits = load_splits(data_args)
     check_splits_not_empty(splits)
     info = infer_label_info(splits, data_args.label_column, data_args.problem_type)
