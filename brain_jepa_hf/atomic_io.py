@@ -13,13 +13,13 @@ import tempfile
 from pathlib import Path
 
 
-def check_output_dir(output_dir: str | Path, overwrite: bool) -> Path:
-    """Refuse an existing target unless `overwrite`; never accept a file in its place."""
+def check_output_dir(output_dir: str | Path, overwrite: bool, flag: str = "--overwrite") -> Path:
+    """Refuse an existing target unless `overwrite` (the command's `flag`); never accept a file in its place."""
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise FileExistsError(f"output_dir: {output_dir} exists and is not a folder")
     if output_dir.exists() and not overwrite:
-        raise FileExistsError(f"output_dir: {output_dir} already exists; pass overwrite=True (--overwrite) to replace it")
+        raise FileExistsError(f"output_dir: {output_dir} already exists; pass overwrite=True ({flag}) to replace it")
     return output_dir
 
 
@@ -171,7 +171,7 @@ def restore_interrupted_swap(output_dir: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output_dir(output_dir: str | Path, overwrite: bool = False):
+def atomic_output_dir(output_dir: str | Path, overwrite: bool = False, flag: str = "--overwrite"):
     """Yield a temporary folder beside `output_dir`; move it into place only if the block succeeds.
 
     Staging left by a killed earlier run for the same target is removed first; replacing an existing
@@ -179,7 +179,7 @@ def atomic_output_dir(output_dir: str | Path, overwrite: bool = False):
     output_dir = Path(output_dir).resolve()
     if output_dir.parent.is_dir():
         restore_interrupted_swap(output_dir)
-    output_dir = check_output_dir(output_dir, overwrite)
+    output_dir = check_output_dir(output_dir, overwrite, flag)
     with reporting_full_disk(output_dir):
         output_dir.parent.mkdir(parents=True, exist_ok=True)
         remove_stale(stale_staging(output_dir))
@@ -189,7 +189,7 @@ def atomic_output_dir(output_dir: str | Path, overwrite: bool = False):
         with reporting_full_disk(output_dir):
             yield staging
         follow_umask(staging)
-        check_output_dir(output_dir, overwrite)  # it may have appeared meanwhile
+        check_output_dir(output_dir, overwrite, flag)  # it may have appeared meanwhile
         if output_dir.exists() and exchange_paths(staging, output_dir):
             pass  # `staging` now holds the previous output, removed below
         elif output_dir.exists():

@@ -769,13 +769,14 @@ def shared_output_dir(output_dir: str | Path, overwrite: bool, state):
 
     from .atomic_io import atomic_output_dir, check_output_dir
 
-    check_output_dir(output_dir, overwrite)  # every process stops alike on an existing folder
+    flag = "--overwrite_output_dir"
+    check_output_dir(output_dir, overwrite, flag)  # every process stops alike on an existing folder
     if state.num_processes == 1:
-        with atomic_output_dir(output_dir, overwrite=overwrite) as staging:
+        with atomic_output_dir(output_dir, overwrite=overwrite, flag=flag) as staging:
             yield staging
         return
     if state.is_main_process:
-        with atomic_output_dir(output_dir, overwrite=overwrite) as staging:
+        with atomic_output_dir(output_dir, overwrite=overwrite, flag=flag) as staging:
             broadcast_object_list([str(staging)])
             yield staging
             state.wait_for_everyone()

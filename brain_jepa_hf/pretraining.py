@@ -606,7 +606,9 @@ def pretrain(args: PretrainingArguments) -> Path:
         accelerator.wait_for_everyone()
         try:
             accelerator.save_state(str(temporary))
-        except (RuntimeError, OSError) as err:  # a full disk surfaces as e.g. "basic_ios::clear: iostream error"
+        except Exception as err:  # a full disk surfaces as e.g. "basic_ios::clear: iostream error" or a SafetensorError
+            if not isinstance(err, (RuntimeError, OSError)) and not is_out_of_space(err):
+                raise
             shutil.rmtree(temporary, ignore_errors=True)
             free = shutil.disk_usage(root).free / 2**20
             full = ": the disk is full" if is_out_of_space(err) else ""

@@ -173,7 +173,7 @@ def run_sklearn_probe(model_name_or_path, data_args, output_dir: str | None = No
         from .eval_results import write_eval_results
         from .hub import atomic_output_dir
 
-        with atomic_output_dir(output_dir, overwrite=overwrite) as staging:
+        with atomic_output_dir(output_dir, overwrite=overwrite, flag="--overwrite_output_dir") as staging:
             (Path(staging) / "results.json").write_text(json.dumps(results, indent=2))
             table = results_table([(f"{data_args.label_column} (linear probe, sklearn)", info.problem_type, results["test"])])
             (Path(staging) / "results.md").write_text(
