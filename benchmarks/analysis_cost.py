@@ -50,7 +50,8 @@ def worker(mode: str, smoke: bool, batch: int, num_layers: int | None) -> dict:
     import torch
 
     from brain_jepa_hf import BrainJepaConfig, BrainJepaModel
-    from brain_jepa_hf.analysis import attention_received, network_matrix, roi_attention
+    from brain_jepa_hf.attention_pooling import roi_attention
+    from brain_jepa_hf.network_statistics import attention_received, network_matrix
 
     if smoke:
         config = BrainJepaConfig.from_preset("tiny", num_rois=120, num_frames=80, patch_size=8, gradient_dim=30)

@@ -15,13 +15,19 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from brain_jepa_hf.masking import BrainJepaMaskCollator
-from brain_jepa_hf.masking_reference import loop_sample_masks
+
+
+# The per-sample loop is the tests' oracle (tests/masking_reference.py), not part of the package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from masking_reference import loop_sample_masks  # noqa: E402
 
 
 def per_batch_ms(fn, calls: int) -> float:

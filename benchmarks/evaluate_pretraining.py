@@ -70,14 +70,14 @@ def main() -> int:
     args = parser.parse_args()
 
     from brain_jepa_hf import BrainJepaModel
+    from brain_jepa_hf.downstream_arguments import DataArguments, parse_arguments
+    from brain_jepa_hf.downstream_data import check_splits_not_empty, infer_label_info, load_splits
     from brain_jepa_hf.embedding import compute_embeddings
     from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
-    from brain_jepa_hf.finetuning import (
-        DataArguments, check_splits_not_empty, infer_label_info, load_splits, parse_arguments, results_table,
-        run_finetuning, summarise,
-    )
+    from brain_jepa_hf.finetuning import run_finetuning
     from brain_jepa_hf.metrics import task_metrics
     from brain_jepa_hf.probing import fit_sklearn_probe
+    from brain_jepa_hf.run_results import results_table, summarise
 
     pretrained = Path(args.pretrained)
     if not (pretrained / "config.json").is_file():

@@ -353,7 +353,7 @@ def _config_of(model_or_config):
 
     if isinstance(model_or_config, PreTrainedConfig):
         return model_or_config
-    for path in ("config", "encoder.config", "brain_jepa.config"):
+    for path in ("config", "base_model.config"):
         target = model_or_config
         for part in path.split("."):
             target = getattr(target, part, None)

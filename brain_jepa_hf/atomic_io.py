@@ -1,4 +1,4 @@
-"""Output folders that appear whole or not at all: built beside the target, renamed into place."""
+"""Files and folders that appear whole or not at all: written beside the target, renamed into place."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 
 def check_output_dir(output_dir: str | Path, overwrite: bool, flag: str = "--overwrite") -> Path:
@@ -135,6 +136,54 @@ def staged_file(path: str | Path) -> tuple[int, str]:
     return tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
 
 
+def fsync_path(path: str | Path) -> None:
+    """Flush a file, or a folder's entries (where the platform allows), to disk."""
+    path = Path(path)
+    if path.is_dir():
+        if not hasattr(os, "O_DIRECTORY"):
+            return  # Windows cannot open a folder
+        handle = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    else:
+        handle = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(handle)
+    finally:
+        os.close(handle)
+
+
+def fsync_tree(folder: str | Path) -> None:
+    """Flush every file under `folder` to disk (before the folder is renamed into place)."""
+    for path in Path(folder).rglob("*"):
+        if path.is_file() and not path.is_symlink():
+            fsync_path(path)
+
+
+def write_atomic(path: str | Path, write: Callable[[Path], object], argument: str = "output") -> Path:
+    """Write the file `path` whole or not at all, durably: `write(temporary)` fills a temporary file
+    beside it (one a killed earlier write left is removed first), which is flushed to disk, given the
+    usual permissions and renamed onto `path`; the folder entry is flushed too. Returns `path`. A full
+    disk raises `DiskFullError` naming `path` (as `argument`), with nothing half-written left."""
+    path = Path(path)
+    handle, name = staged_file(path)
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        with reporting_full_disk(path, argument):
+            write(temporary)
+            fsync_path(temporary)
+            temporary.chmod(usual_mode(directory=False))
+            os.replace(temporary, path)
+            fsync_path(path.parent)
+    finally:
+        temporary.unlink(missing_ok=True)
+    return path
+
+
+def write_text_atomic(path: str | Path, text: str) -> Path:
+    """`write_atomic` for a UTF-8 text file."""
+    return write_atomic(path, lambda temporary: temporary.write_text(text, encoding="utf-8"))
+
+
 def stale_staging(output_dir: str | Path) -> list[Path]:
     """Staging and backup folders `atomic_output_dir` leaves beside `output_dir` when killed."""
     output_dir = Path(output_dir)
@@ -170,12 +219,29 @@ def restore_interrupted_swap(output_dir: Path) -> None:
             previous.rename(output_dir)
 
 
+def move_into_place(staging: Path, target: Path) -> None:
+    """Rename the finished folder `staging` to `target`. An existing `target` is swapped out in one step
+    where the platform allows (else moved aside into a `.<name>.old-*` folder first) and then removed, so
+    the `target` path always holds the old or the new folder."""
+    if target.exists() and exchange_paths(staging, target):
+        shutil.rmtree(staging, ignore_errors=True)  # the previous folder
+    elif target.exists():
+        with reporting_full_disk(target):  # the backup folder is the one thing still created here
+            backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        target.rename(backup / target.name)
+        staging.rename(target)
+        shutil.rmtree(backup, ignore_errors=True)
+    else:
+        staging.rename(target)
+
+
 @contextlib.contextmanager
 def atomic_output_dir(output_dir: str | Path, overwrite: bool = False, flag: str = "--overwrite"):
     """Yield a temporary folder beside `output_dir`; move it into place only if the block succeeds.
 
     Staging left by a killed earlier run for the same target is removed first; replacing an existing
-    output swaps the two folders in one step, so the target path always holds the old or the new output."""
+    output swaps the two folders in one step, so the target path always holds the old or the new output.
+    A full disk raises `DiskFullError` naming `output_dir`; `flag` is the command's overwrite option."""
     output_dir = Path(output_dir).resolve()
     if output_dir.parent.is_dir():
         restore_interrupted_swap(output_dir)
@@ -190,16 +256,7 @@ def atomic_output_dir(output_dir: str | Path, overwrite: bool = False, flag: str
             yield staging
         follow_umask(staging)
         check_output_dir(output_dir, overwrite, flag)  # it may have appeared meanwhile
-        if output_dir.exists() and exchange_paths(staging, output_dir):
-            pass  # `staging` now holds the previous output, removed below
-        elif output_dir.exists():
-            with reporting_full_disk(output_dir):  # the backup folder is the one thing still created here
-                backup = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.old-", dir=output_dir.parent))
-            output_dir.rename(backup / output_dir.name)
-            staging.rename(output_dir)
-            shutil.rmtree(backup, ignore_errors=True)
-        else:
-            staging.rename(output_dir)
+        move_into_place(staging, output_dir)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)

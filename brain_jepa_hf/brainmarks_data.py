@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+
 BRAINMARKS_COLUMNS = ("bold", "mean", "std", "tr")
 SPLITS = ("train", "validation", "test")
 # Brainmarks' ROI spaces by their number of ROIs (its `readers.DATA_DIMS`). 450 is the released

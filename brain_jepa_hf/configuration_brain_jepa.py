@@ -9,6 +9,7 @@ from typing import Literal
 from transformers import PreTrainedConfig
 from transformers.activations import ACT2FN
 
+
 # Sizes of the paper's encoders. The predictor keeps its pretraining defaults (width 384, depth 6)
 # and the encoder's head count.
 BRAIN_JEPA_PRESETS: dict[str, dict] = {
@@ -79,7 +80,6 @@ class BrainJepaConfig(PreTrainedConfig):
             predictor width, depth and heads (heads default to the encoder's).
         position_embedding_type: "gradient" (brain gradient positioning) or "sincos" (the paper's
             ablation: sine-cosine of the ROI index instead of the gradient projection).
-        pooling: how `pooler_output` and the classification head pool tokens ("mean").
         classifier_init_range: std of the truncated-normal init of the classification head weight.
         atlas: the ROIs' names and networks, so that analyses of a saved model need no extra input:
             None (unknown), the name of a table the package ships ("released": the released 450-ROI
@@ -109,7 +109,6 @@ class BrainJepaConfig(PreTrainedConfig):
     predictor_num_hidden_layers: int = 6
     predictor_num_attention_heads: int | None = None
     position_embedding_type: Literal["gradient", "sincos"] = "gradient"
-    pooling: Literal["mean"] = "mean"
     classifier_init_range: float = 2e-5
     atlas: str | dict | None = None
 
@@ -179,8 +178,6 @@ class BrainJepaConfig(PreTrainedConfig):
             raise ValueError(
                 f"position_embedding_type: expected 'gradient' or 'sincos', got {self.position_embedding_type!r}"
             )
-        if self.pooling != "mean":
-            raise ValueError(f"pooling: expected 'mean', got {self.pooling!r}")
         self._check_atlas()
 
         def number(name):

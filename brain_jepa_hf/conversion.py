@@ -272,16 +272,11 @@ def verify_time_table(saved: torch.Tensor, positions: torch.nn.Module, gradient:
 
 def read_gradient(path: str | Path, config: BrainJepaConfig) -> torch.Tensor:
     """The gradient CSV as a (num_rois, gradient_dim) tensor, shape checked against the checkpoint."""
-    from .gradients import load_gradient_csv
+    from .gradients import check_gradient, load_gradient_csv
 
-    array = load_gradient_csv(path)
-    expected = (config.num_rois, config.gradient_dim)
-    if array.shape != expected:
-        raise ValueError(
-            f"gradient_csv: expected {expected[0]} rows x {expected[1]} columns (ROIs x gradient components, "
-            f"as the checkpoint implies), got {array.shape[0]} x {array.shape[1]} in {path}"
-        )
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    array = check_gradient(load_gradient_csv(path), config.num_rois, config.gradient_dim, name="gradient_csv",
+                           columns="gradient components, as the checkpoint implies", hint=f" in {path}")
+    return torch.from_numpy(np.ascontiguousarray(array))
 
 
 def build_converted_model(checkpoint: OriginalCheckpoint, gradient_csv: str | Path, source: str = "target_encoder",
@@ -373,7 +368,7 @@ def convert_original_checkpoint(
         config = model.config
         feature_extractor = BrainJepaFeatureExtractor(
             num_rois=config.num_rois, num_frames=config.num_frames, sampling_rate=sampling_rate, scaling=scaling,
-            gradient=model.get_submodule("brain_jepa" if with_predictor else "").embeddings.gradient.numpy(),
+            gradient=model.base_model.embeddings.gradient.numpy(),
         )
         path = prepare_hub_folder(model, output_dir, feature_extractor=feature_extractor,
                                   card_preset=card_preset or preset_for(config), repo_id=repo_id,

@@ -24,6 +24,21 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
+from transformers import pipeline
+
+from .atlas import atlas_for
+from .attention_pooling import roi_attention
+from .brain_figures import plot_carpet, plot_network_matrix
+from .configuration_brain_jepa import BrainJepaConfig
+from .data import read_series
+from .embedding import load_encoder
+from .example_data import EXAMPLE_NUM_ROIS, EXAMPLE_TR, iter_example_subjects
+from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
+from .figure_style import save_figure
+from .modeling_brain_jepa import BrainJepaForSequenceClassification, resolve_dtype
+from .network_statistics import network_matrix
+from .pipelines import CLASSIFICATION_TASK, FEATURE_EXTRACTION_TASK, register_pipelines
+
 
 MODEL_ENV = "BRAIN_JEPA_MODEL"
 UPLOAD_SUFFIXES = (".npy", ".csv", ".tsv")
@@ -61,14 +76,6 @@ class DemoModel:
 
     def __init__(self, model_name_or_path: str | os.PathLike, revision: str | None = None, device: str = "cpu",
                  dtype: str = "auto"):
-        from transformers import pipeline
-
-        from .atlas import atlas_for
-        from .configuration_brain_jepa import BrainJepaConfig
-        from .embedding import load_encoder
-        from .modeling_brain_jepa import BrainJepaForSequenceClassification, resolve_dtype
-        from .pipelines import CLASSIFICATION_TASK, FEATURE_EXTRACTION_TASK, register_pipelines
-
         self.name = str(model_name_or_path)
         if _looks_local(self.name) and not Path(self.name).is_dir():
             raise FileNotFoundError(f"model: no such folder {self.name!r}")
@@ -154,8 +161,6 @@ class DemoModel:
     # ------------------------------------------------------------------ inputs
     def read_upload(self, path: str | os.PathLike, time_axis: int = -1) -> np.ndarray:
         """An uploaded .npy/.csv/.tsv file as a checked (ROI, time) float32 array; DemoInputError otherwise."""
-        from .data import read_series
-
         path = Path(path)
         if path.suffix.lower() not in UPLOAD_SUFFIXES:
             raise DemoInputError(f"file: expected a {', '.join(UPLOAD_SUFFIXES)} file, got {path.name!r}")
@@ -234,14 +239,9 @@ class DemoModel:
         return result
 
     def _carpet(self, series: np.ndarray, tr: float | None, notes: list[str]):
-        from .figures import plot_carpet
-
         return plot_carpet(series, networks=self.networks, tr=tr, title="Input: ROI x time (z-scored per ROI)")
 
     def _attention(self, fmri_values: torch.Tensor, gradient, notes: list[str]):
-        from .analysis import network_matrix, roi_attention
-        from .figures import plot_network_matrix
-
         if not self.shows_attention:
             notes.append("No attention figure: the model does not carry its atlas (the network of each ROI).")
             return None
@@ -260,8 +260,6 @@ def _looks_local(name: str) -> bool:
 
 
 def _load_feature_extractor(name: str, revision: str | None):
-    from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
-
     if Path(name).is_dir() and not (Path(name) / "preprocessor_config.json").is_file():
         return None
     try:
@@ -309,8 +307,6 @@ class _ResultFiles:
 
 def write_example_files(folder: Path, count: int = NUM_EXAMPLE_SUBJECTS) -> list[tuple[Path, str]]:
     """The first `count` synthetic example subjects as (ROI, time) .npy files, with a label for each."""
-    from .example_data import iter_example_subjects
-
     files = []
     for subject in iter_example_subjects(num_subjects=count):
         path = folder / f"{subject['subject_id']}.npy"
@@ -322,9 +318,7 @@ def write_example_files(folder: Path, count: int = NUM_EXAMPLE_SUBJECTS) -> list
 def build_demo(model: str | os.PathLike | DemoModel | None = None, revision: str | None = None, device: str = "cpu",
                title: str | None = None, dtype: str = "auto"):
     """The gradio Blocks app for `model` (folder, Hub id or a loaded DemoModel; default: $BRAIN_JEPA_MODEL)."""
-    import gradio as gr
-
-    from .example_data import EXAMPLE_NUM_ROIS, EXAMPLE_TR
+    import gradio as gr  # the `demo` extra
 
     if model is None:
         model = os.environ.get(MODEL_ENV)
@@ -332,9 +326,31 @@ def build_demo(model: str | os.PathLike | DemoModel | None = None, revision: str
             raise ValueError(f"model: expected a model folder or Hub id (argument or ${MODEL_ENV}), got none")
     demo_model = model if isinstance(model, DemoModel) else DemoModel(model, revision=revision, device=device, dtype=dtype)
     files = _ResultFiles()
+    analyse = _page_handler(demo_model, files, gr.Progress)
+    with gr.Blocks(title=title or f"Brain-JEPA demo: {Path(demo_model.name).name}", analytics_enabled=False) as demo:
+        gr.Markdown(f"# {title or 'Brain-JEPA demo'}\n"
+                    "Upload one subject's parcellated fMRI (ROI time series) or click an example subject. "
+                    "The page shows the input, the subject embedding the model computes"
+                    f"{', its prediction' if demo_model.head is not None else ''} and how its attention "
+                    "flows between brain networks.")
+        gr.Markdown(demo_model.describe(), elem_id="model-facts")
+        inputs, run, outputs, example_slot = _page_components(gr, demo_model)
+        run.click(analyse, inputs, outputs, api_name="analyse")
+        inputs[0].upload(analyse, inputs, outputs, api_visibility="undocumented")
+        with example_slot:
+            _example_subjects(gr, demo_model, files, analyse, inputs, outputs)
+    demo.queue(default_concurrency_limit=1, max_size=32)  # DemoModel.analyse also takes one subject at a time
+    demo.demo_model = demo_model  # for callers that want the loaded model
+    demo.result_files = files  # keeps the files alive as long as the app
+    return demo
+
+
+def _page_handler(demo_model: DemoModel, files: _ResultFiles, progress_bar):
+    """The page's callback: (file, layout, TR) -> (status, carpet, embedding text, embedding file, prediction,
+    attention). Every failure becomes a readable status line; the page stays usable."""
     regression = demo_model.problem_type == "regression"
 
-    def analyse(path, layout, tr, progress=gr.Progress()):
+    def analyse(path, layout, tr, progress=progress_bar()):
         blank = (None, "", None, None, None)
         if not path:
             return ("Choose a file or click an example subject first.",) + blank
@@ -368,58 +384,53 @@ def build_demo(model: str | os.PathLike | DemoModel | None = None, revision: str
         return ("  \n".join(summary), figures[0], format_embedding(result.embedding), str(embedding_path),
                 result.prediction, figures[1])
 
-    with gr.Blocks(title=title or f"Brain-JEPA demo: {Path(demo_model.name).name}", analytics_enabled=False) as demo:
-        gr.Markdown(f"# {title or 'Brain-JEPA demo'}\n"
-                    "Upload one subject's parcellated fMRI (ROI time series) or click an example subject. "
-                    "The page shows the input, the subject embedding the model computes"
-                    f"{', its prediction' if demo_model.head is not None else ''} and how its attention "
-                    "flows between brain networks.")
-        gr.Markdown(demo_model.describe(), elem_id="model-facts")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=320):
-                upload = gr.File(label="ROI time series (.npy, .csv or .tsv; text files may have one header row)",
-                                 file_types=list(UPLOAD_SUFFIXES), elem_id="series-file")
-                layout = gr.Radio(list(TIME_AXES), value=next(iter(TIME_AXES)), label="Layout of the file")
-                tr = gr.Number(value=None, label="TR in seconds (0 = unknown)", minimum=0, elem_id="tr")
-                run = gr.Button("Run the model", variant="primary", elem_id="run")
-                example_slot = gr.Column()
-                prediction = gr.JSON(label="Prediction (the label's own units and names)", elem_id="prediction",
-                                     visible=demo_model.head is not None)
-                embedding_file = gr.File(label="Embedding (.npy)", elem_id="embedding-file", interactive=False,
-                                         height=100)
-            with gr.Column(scale=2, min_width=480):
-                status = gr.Markdown("Waiting for a file.", elem_id="status", container=True, padding=True)
-                carpet = gr.Image(label="Input: carpet plot", type="filepath", interactive=False, elem_id="carpet",
-                                  format="png", buttons=["download", "fullscreen"])
-                with gr.Row(equal_height=True):
-                    attention = gr.Image(label="Attention between networks", type="filepath", interactive=False,
-                                         elem_id="attention", format="png", buttons=["download", "fullscreen"],
-                                         visible=demo_model.shows_attention, height=440)
-                    embedding_text = gr.Textbox(label=f"Subject embedding ({demo_model.config.hidden_size} values, "
-                                                "mean over tokens)", lines=17, max_lines=17, elem_id="embedding",
-                                                buttons=["copy"], interactive=False)
-        outputs = [status, carpet, embedding_text, embedding_file, prediction, attention]
-        run.click(analyse, [upload, layout, tr], outputs, api_name="analyse")
-        upload.upload(analyse, [upload, layout, tr], outputs, api_visibility="undocumented")
-        with example_slot:
-            if demo_model.num_rois == EXAMPLE_NUM_ROIS:
-                examples = write_example_files(files.examples)
-                gr.Examples([[str(path), next(iter(TIME_AXES)), EXAMPLE_TR] for path, _ in examples],
-                            inputs=[upload, layout, tr], outputs=outputs, fn=analyse, run_on_click=True,
-                            cache_examples=False, label="Example subjects (one click runs the model)",
-                            example_labels=[label for _, label in examples], elem_id="examples")
-            else:
-                gr.Markdown(f"<small>The example subjects have {EXAMPLE_NUM_ROIS} ROIs; this model takes "
-                            f"{demo_model.num_rois}, so bring your own file.</small>")
-    demo.queue(default_concurrency_limit=1, max_size=32)  # DemoModel.analyse also takes one subject at a time
-    demo.demo_model = demo_model  # for callers that want the loaded model
-    demo.result_files = files  # keeps the files alive as long as the app
-    return demo
+    return analyse
+
+
+def _page_components(gr, demo_model: DemoModel):
+    """The page's input column and result column: ([file, layout, TR] inputs, the run button, the outputs in the
+    handler's order, the column that takes the example subjects)."""
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=1, min_width=320):
+            upload = gr.File(label="ROI time series (.npy, .csv or .tsv; text files may have one header row)",
+                             file_types=list(UPLOAD_SUFFIXES), elem_id="series-file")
+            layout = gr.Radio(list(TIME_AXES), value=next(iter(TIME_AXES)), label="Layout of the file")
+            tr = gr.Number(value=None, label="TR in seconds (0 = unknown)", minimum=0, elem_id="tr")
+            run = gr.Button("Run the model", variant="primary", elem_id="run")
+            example_slot = gr.Column()
+            prediction = gr.JSON(label="Prediction (the label's own units and names)", elem_id="prediction",
+                                 visible=demo_model.head is not None)
+            embedding_file = gr.File(label="Embedding (.npy)", elem_id="embedding-file", interactive=False,
+                                     height=100)
+        with gr.Column(scale=2, min_width=480):
+            status = gr.Markdown("Waiting for a file.", elem_id="status", container=True, padding=True)
+            carpet = gr.Image(label="Input: carpet plot", type="filepath", interactive=False, elem_id="carpet",
+                              format="png", buttons=["download", "fullscreen"])
+            with gr.Row(equal_height=True):
+                attention = gr.Image(label="Attention between networks", type="filepath", interactive=False,
+                                     elem_id="attention", format="png", buttons=["download", "fullscreen"],
+                                     visible=demo_model.shows_attention, height=440)
+                embedding_text = gr.Textbox(label=f"Subject embedding ({demo_model.config.hidden_size} values, "
+                                            "mean over tokens)", lines=17, max_lines=17, elem_id="embedding",
+                                            buttons=["copy"], interactive=False)
+    outputs = [status, carpet, embedding_text, embedding_file, prediction, attention]
+    return [upload, layout, tr], run, outputs, example_slot
+
+
+def _example_subjects(gr, demo_model: DemoModel, files: _ResultFiles, analyse, inputs, outputs) -> None:
+    """One-click example subjects when the model takes the example cohort's ROIs, else a line saying why not."""
+    if demo_model.num_rois == EXAMPLE_NUM_ROIS:
+        examples = write_example_files(files.examples)
+        gr.Examples([[str(path), next(iter(TIME_AXES)), EXAMPLE_TR] for path, _ in examples],
+                    inputs=inputs, outputs=outputs, fn=analyse, run_on_click=True,
+                    cache_examples=False, label="Example subjects (one click runs the model)",
+                    example_labels=[label for _, label in examples], elem_id="examples")
+    else:
+        gr.Markdown(f"<small>The example subjects have {EXAMPLE_NUM_ROIS} ROIs; this model takes "
+                    f"{demo_model.num_rois}, so bring your own file.</small>")
 
 
 def _save(figure, path: Path) -> str:
-    from .figures import save_figure
-
     return str(save_figure(figure, path))
 
 

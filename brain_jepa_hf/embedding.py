@@ -24,9 +24,14 @@ from typing import Iterator
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from .atomic_io import DiskFullError, remove_stale, reporting_full_disk, save_npy
+from .atomic_io import DiskFullError, remove_stale, reporting_full_disk, save_npy, write_atomic
+from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
+from .modeling_brain_jepa import BrainJepaModel, resolve_dtype
+from .runtime import has_accelerator
 from .series_fit import check_series_fit, series_lengths
+
 
 POOLINGS = ("mean", "tokens")
 FORMATS = {".npy": "npy", ".parquet": "parquet"}
@@ -38,12 +43,8 @@ def load_encoder(name_or_path, revision: str | None = None, device: str | torch.
     pretraining folder yields its EMA target encoder, a fine-tuned classifier its encoder; a model
     instance is used as is. `dtype` ("auto", "float32", "bfloat16", see `resolve_dtype`) casts it;
     None keeps the stored dtype."""
-    from .modeling_brain_jepa import BrainJepaForSequenceClassification, BrainJepaModel, resolve_dtype
-
-    if isinstance(name_or_path, BrainJepaForSequenceClassification):
-        model = name_or_path.brain_jepa
-    elif isinstance(name_or_path, torch.nn.Module):
-        model = getattr(name_or_path, "brain_jepa", name_or_path)
+    if isinstance(name_or_path, torch.nn.Module):
+        model = getattr(name_or_path, "base_model", name_or_path)
     else:
         model = BrainJepaModel.from_pretrained(str(name_or_path), revision=revision)
     model = model.to(device)
@@ -66,9 +67,7 @@ def distributed_state():
     GPU (or other accelerator) the processes form a gloo CPU group."""
     if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
         return None
-    from accelerate import PartialState
-
-    from .runtime import has_accelerator
+    from accelerate import PartialState  # slow to import (~0.7 s): only for a multi-process launch
 
     if has_accelerator() and os.environ.get("ACCELERATE_USE_CPU", "").lower() not in ("1", "true", "yes"):
         return PartialState()
@@ -103,8 +102,6 @@ def compute_embeddings(model, dataset, feature_extractor, pooling: str = "mean",
     """All embeddings in memory: (N, D) for "mean", (N, R*Tp, D) for "tokens". With a multi-process
     `state` (accelerate) the batches are dealt out to the processes in turn and every process gets the
     whole array back, identical to one process's; the main process shows the progress bar."""
-    from tqdm.auto import tqdm
-
     world = 1 if state is None else state.num_processes
     rank = 0 if state is None else state.process_index
     starts = list(range(0, len(dataset), batch_size))[rank::world]
@@ -118,7 +115,7 @@ def compute_embeddings(model, dataset, feature_extractor, pooling: str = "mean",
         bar.n = len(dataset)
         bar.refresh()
     if world > 1:
-        from accelerate.utils import gather_object
+        from accelerate.utils import gather_object  # only for a multi-process launch
 
         batches = dict(pair for part in gather_object([list(batches.items())]) for pair in part)
     return np.concatenate([batches[start] for start in sorted(batches)])
@@ -140,17 +137,6 @@ def _check_model_fits(model, feature_extractor, dataset, fmri_column: str) -> No
         raise ValueError(
             f"{fmri_column}: the dataset has {shape[0]} ROIs per series but the model expects num_rois={config.num_rois}"
         )
-
-
-def _write_atomic(path: Path, write) -> None:
-    temporary = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with reporting_full_disk(path, "output"):
-            write(temporary)
-            os.replace(temporary, path)
-    finally:
-        if temporary.exists():
-            temporary.unlink()
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -188,24 +174,11 @@ def embed(
     of an earlier run not counted), "seconds" spent on them (the slowest process's features and forward
     passes) and the "dtype" used.
     """
-    from tqdm.auto import tqdm
-
     output = Path(output)
-    if output.suffix not in FORMATS:
-        raise ValueError(f"output: expected a file name ending in {sorted(FORMATS)}, got {str(output)!r}")
-    partial = output.with_name(output.name + ".partial")
-    if output.exists() and not overwrite and not partial.exists():
-        raise FileExistsError(f"output: {output} already exists; pass overwrite=True (--overwrite) to replace it")
-    if pooling not in POOLINGS:
-        raise ValueError(f"pooling: expected one of {POOLINGS}, got {pooling!r}")
-    for name, value in (("batch_size", batch_size), ("chunk_size", chunk_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    partial = _check_embed_arguments(output, overwrite, pooling, batch_size, chunk_size)
     if feature_extractor is None:
         if isinstance(model, torch.nn.Module):
             raise ValueError("feature_extractor: expected a BrainJepaFeatureExtractor when model is an instance, got None")
-        from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
-
         feature_extractor = BrainJepaFeatureExtractor.from_pretrained(str(model))
     encoder = load_encoder(model, dtype=dtype)
     _check_model_fits(encoder, feature_extractor, dataset, fmri_column)
@@ -219,88 +192,19 @@ def embed(
         "num_rows": len(dataset), "pooling": pooling, "chunk_size": chunk_size, "fmri_column": fmri_column,
         "dtype": str(encoder.dtype).removeprefix("torch."),
     }
-    meta_path = partial / "meta.json"
     state = distributed_state() if state is None else state
-    rank, world, is_main = (0, 1, True) if state is None else (state.process_index, state.num_processes, state.is_main_process)
-    starts = list(range(0, len(dataset), chunk_size))
-
-    def chunk_path(start: int) -> Path:
-        return partial / f"chunk-{start:010d}.npy"
-
+    processes = _Processes(state)
+    chunks = _ChunkFolder(partial, len(dataset), chunk_size)
     if stats is not None:  # also when a rerun finds the work done
         stats.update(rows=0, seconds=0.0, dtype=str(encoder.dtype).removeprefix("torch."))
-    if partial.exists():
-        previous = json.loads(meta_path.read_text()) if meta_path.is_file() else None
-        if output.exists() and not overwrite:
-            if previous != meta or not _output_holds_chunks(output, [chunk_path(start) for start in starts]):
-                raise FileExistsError(f"output: {output} already exists; pass overwrite=True (--overwrite) to replace it")
-            # A kill fell between writing the output and removing the chunks: the output is complete.
-            if world > 1:
-                state.wait_for_everyone()
-            if is_main:
-                remove_stale(output.parent.glob(f".{glob.escape(output.name)}.tmp-*"))
-                shutil.rmtree(partial, ignore_errors=True)
-            if world > 1:
-                state.wait_for_everyone()
-            return output
-        if previous != meta:
-            if not overwrite:
-                raise ValueError(
-                    f"output: {partial} holds a run with other settings {previous} than this one {meta}; "
-                    "pass overwrite=True (--overwrite) to start again"
-                )
-            if is_main:
-                shutil.rmtree(partial)
-    if world > 1:
-        state.wait_for_everyone()  # every process has read the old meta.json before it is replaced
-    if is_main:
-        # Half-written files of a killed run: the output's and the chunks' temporary files.
-        remove_stale(output.parent.glob(f".{glob.escape(output.name)}.tmp-*"))
-        remove_stale(partial.glob(".chunk-*.tmp-*"))
-        with reporting_full_disk(partial, "output"):
-            partial.mkdir(parents=True, exist_ok=True)
-            meta_path.write_text(json.dumps(meta, indent=2))
-    if world > 1:
-        state.wait_for_everyone()
-
-    def rows_on_disk() -> int:
-        return sum(min(chunk_size, len(dataset) - s) for s in starts if chunk_path(s).is_file())
-
-    pending = [start for start in starts if not chunk_path(start).is_file()]
-    mine = pending[rank::world]  # the same list on every process: chunks dealt out in turn
-    new_chunks = 0
-    finished = True
-    with tqdm(total=len(dataset), initial=rows_on_disk(), desc="embedding", unit="sample",
-              disable=not (progress and is_main)) as bar:
-        for start in mine:
-            if max_chunks is not None and new_chunks >= max_chunks:
-                finished = False
-                break
-            stop = min(start + chunk_size, len(dataset))
-            parts = []
-            began = time.perf_counter()
-            for batch in iter_embeddings(encoder, dataset, feature_extractor, pooling, batch_size, fmri_column, start, stop):
-                parts.append(batch)
-                if is_main:  # the bar counts every process's finished chunks plus this chunk so far
-                    bar.n = rows_on_disk() + sum(len(part) for part in parts)
-                    bar.refresh()
-            if stats is not None:
-                stats["rows"] += stop - start
-                stats["seconds"] += time.perf_counter() - began
-            chunk = np.concatenate(parts)
-            try:
-                _write_atomic(chunk_path(start), lambda path: _save_npy(path, chunk))
-            except DiskFullError:
-                if is_main and not any(partial.glob("chunk-*.npy")):  # nothing finished to resume from
-                    shutil.rmtree(partial, ignore_errors=True)
-                raise
-            new_chunks += 1
-        if world > 1:
-            state.wait_for_everyone()
-        bar.n = rows_on_disk()
-        bar.refresh()
-    if world > 1:
-        from accelerate.utils import gather_object
+    if _prepare_partial(output, chunks, meta, overwrite, processes):
+        return output  # a kill fell between writing the output and removing the chunks: the output is complete
+    with tqdm(total=len(dataset), initial=chunks.rows_on_disk(), desc="embedding", unit="sample",
+              disable=not (progress and processes.is_main)) as bar:
+        finished = _embed_chunks(encoder, dataset, feature_extractor, pooling, batch_size, fmri_column, chunks,
+                                 processes, bar, max_chunks, stats)
+    if processes.world > 1:
+        from accelerate.utils import gather_object  # only for a multi-process launch
 
         finished = all(gather_object([finished]))
         if stats is not None:
@@ -308,18 +212,136 @@ def embed(
             stats.update(rows=sum(rows for rows, _ in shares), seconds=max(seconds for _, seconds in shares))
     if not finished:
         return None
-
-    if is_main:
-        embeddings = np.concatenate([np.load(chunk_path(start)) for start in starts])
+    if processes.is_main:
+        embeddings = np.concatenate([np.load(chunks.path(start)) for start in chunks.starts])
         if FORMATS[output.suffix] == "npy":
-            _write_atomic(output, lambda path: _save_npy(path, embeddings))
+            write_atomic(output, lambda path: _save_npy(path, embeddings))
         else:
             ids = list(dataset[id_column]) if id_column is not None else None
-            _write_atomic(output, lambda path: _save_parquet(path, embeddings, ids, id_column, pooling))
+            write_atomic(output, lambda path: _save_parquet(path, embeddings, ids, id_column, pooling))
         shutil.rmtree(partial)
-    if world > 1:
-        state.wait_for_everyone()  # the target exists when any process returns
+    processes.wait()  # the target exists when any process returns
     return output
+
+
+def _check_embed_arguments(output: Path, overwrite: bool, pooling: str, batch_size, chunk_size) -> Path:
+    """The partial folder beside `output`, once the output name and the sizes are valid."""
+    if output.suffix not in FORMATS:
+        raise ValueError(f"output: expected a file name ending in {sorted(FORMATS)}, got {str(output)!r}")
+    partial = output.with_name(output.name + ".partial")
+    if output.exists() and not overwrite and not partial.exists():
+        raise FileExistsError(f"output: {output} already exists; pass overwrite=True (--overwrite) to replace it")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling: expected one of {POOLINGS}, got {pooling!r}")
+    for name, value in (("batch_size", batch_size), ("chunk_size", chunk_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name}: expected a positive integer, got {value!r}")
+    return partial
+
+
+class _Processes:
+    """This process's place in a launch (one process without a multi-process `state`)."""
+
+    def __init__(self, state):
+        self.state = state
+        if state is None:
+            self.rank, self.world, self.is_main = 0, 1, True
+        else:
+            self.rank, self.world, self.is_main = state.process_index, state.num_processes, state.is_main_process
+
+    def wait(self) -> None:
+        """Wait for every process (nothing to wait for alone)."""
+        if self.world > 1:
+            self.state.wait_for_everyone()
+
+
+class _ChunkFolder:
+    """`<output>.partial/`: one .npy file per finished chunk of `chunk_size` rows, and `meta.json`."""
+
+    def __init__(self, folder: Path, num_rows: int, chunk_size: int):
+        self.folder, self.num_rows, self.chunk_size = folder, num_rows, chunk_size
+        self.meta_path = folder / "meta.json"
+        self.starts = list(range(0, num_rows, chunk_size))
+
+    def path(self, start: int) -> Path:
+        return self.folder / f"chunk-{start:010d}.npy"
+
+    def rows_on_disk(self) -> int:
+        return sum(min(self.chunk_size, self.num_rows - s) for s in self.starts if self.path(s).is_file())
+
+    def pending(self) -> list[int]:
+        return [start for start in self.starts if not self.path(start).is_file()]
+
+
+def _prepare_partial(output: Path, chunks: _ChunkFolder, meta: dict, overwrite: bool, processes: _Processes) -> bool:
+    """Resume the partial folder of a run with the same settings, or start it afresh; True when `output` is
+    already complete (the partial folder is then removed)."""
+    partial = chunks.folder
+    if partial.exists():
+        previous = json.loads(chunks.meta_path.read_text()) if chunks.meta_path.is_file() else None
+        if output.exists() and not overwrite:
+            if previous != meta or not _output_holds_chunks(output, [chunks.path(start) for start in chunks.starts]):
+                raise FileExistsError(f"output: {output} already exists; pass overwrite=True (--overwrite) to replace it")
+            processes.wait()
+            if processes.is_main:
+                remove_stale(output.parent.glob(f".{glob.escape(output.name)}.tmp-*"))
+                shutil.rmtree(partial, ignore_errors=True)
+            processes.wait()
+            return True
+        if previous != meta:
+            if not overwrite:
+                raise ValueError(
+                    f"output: {partial} holds a run with other settings {previous} than this one {meta}; "
+                    "pass overwrite=True (--overwrite) to start again"
+                )
+            if processes.is_main:
+                shutil.rmtree(partial)
+    processes.wait()  # every process has read the old meta.json before it is replaced
+    if processes.is_main:
+        # Half-written files of a killed run: the output's and the chunks' temporary files.
+        remove_stale(output.parent.glob(f".{glob.escape(output.name)}.tmp-*"))
+        remove_stale(partial.glob(".chunk-*.tmp-*"))
+        with reporting_full_disk(partial, "output"):
+            partial.mkdir(parents=True, exist_ok=True)
+            chunks.meta_path.write_text(json.dumps(meta, indent=2))
+    processes.wait()
+    return False
+
+
+def _embed_chunks(encoder, dataset, feature_extractor, pooling, batch_size, fmri_column, chunks: _ChunkFolder,
+                  processes: _Processes, bar, max_chunks: int | None, stats: dict | None) -> bool:
+    """Embed this process's share of the pending chunks (dealt out in turn), each written as it finishes;
+    False when `max_chunks` stopped it early."""
+    mine = chunks.pending()[processes.rank::processes.world]  # the same list on every process
+    new_chunks = 0
+    finished = True
+    for start in mine:
+        if max_chunks is not None and new_chunks >= max_chunks:
+            finished = False
+            break
+        stop = min(start + chunks.chunk_size, len(dataset))
+        parts = []
+        began = time.perf_counter()
+        for batch in iter_embeddings(encoder, dataset, feature_extractor, pooling, batch_size, fmri_column, start, stop):
+            parts.append(batch)
+            if processes.is_main:  # the bar counts every process's finished chunks plus this chunk so far
+                bar.n = chunks.rows_on_disk() + sum(len(part) for part in parts)
+                bar.refresh()
+        if stats is not None:
+            stats["rows"] += stop - start
+            stats["seconds"] += time.perf_counter() - began
+        chunk = np.concatenate(parts)
+        try:
+            write_atomic(chunks.path(start), lambda path: _save_npy(path, chunk))
+        except DiskFullError:
+            if processes.is_main and not any(chunks.folder.glob("chunk-*.npy")):  # nothing finished to resume from
+                shutil.rmtree(chunks.folder, ignore_errors=True)
+            raise
+        new_chunks += 1
+    processes.wait()
+    bar.n = chunks.rows_on_disk()
+    bar.refresh()
+    return finished
 
 
 def _output_holds_chunks(output: Path, chunks: list[Path]) -> bool:
@@ -356,12 +378,13 @@ def read_embeddings(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     if path.suffix == ".npy":
         return np.load(path)
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     table = pq.read_table(path)
     shape = json.loads(table.schema.metadata[b"brain_jepa.shape"])
     column = table.column("embedding").combine_chunks()
-    while hasattr(column, "flatten") and not isinstance(column, __import__("pyarrow").FloatArray):
+    while hasattr(column, "flatten") and not isinstance(column, pa.FloatArray):
         column = column.flatten()
     return column.to_numpy(zero_copy_only=False).astype(np.float32).reshape(shape)
 

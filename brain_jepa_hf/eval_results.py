@@ -15,11 +15,10 @@ from pathlib import Path
 
 import yaml
 
+from .metrics import METRICS, headline_metrics
+
+
 EVAL_RESULTS_FOLDER = ".eval_results"
-HEADLINE_METRICS = {
-    "regression": ("mse", "pearson_r", "mae", "r2"),
-    "classification": ("accuracy", "f1", "balanced_accuracy", "auroc"),
-}
 
 
 def _slug(text: str) -> str:
@@ -41,11 +40,10 @@ def eval_result_entries(results: dict, dataset_id: str | None = None, repo_id: s
     from huggingface_hub import EvalResultEntry
 
     task = results["task"]
-    group = "regression" if task["problem_type"] == "regression" else "classification"
     mode = mode or results["model"].get("mode") or results["model"].get("engine") or "finetune"
     seeds = len(results["per_seed"])
     entries = []
-    for metric in HEADLINE_METRICS[group]:
+    for metric in (name for name in headline_metrics(task["problem_type"]) if METRICS[name].eval_result):
         summary = results["test"].get(metric)
         if summary is None or summary["mean"] != summary["mean"]:  # absent or NaN
             continue

@@ -26,6 +26,9 @@ from typing import Iterator
 
 import numpy as np
 
+from .arrow_data import dataset_from_arrays, fmri_features, write_dataset
+
+
 EXAMPLE_TR = 0.735
 EXAMPLE_NUM_ROIS = 450
 EXAMPLE_NUM_SUBCORTICAL = 50
@@ -163,8 +166,6 @@ def example_features(num_timepoints: int = EXAMPLE_NUM_TIMEPOINTS):
     """`datasets.Features` of the example dataset (the same columns `build_dataset` writes)."""
     from datasets import Value
 
-    from .data import fmri_features
-
     return fmri_features(EXAMPLE_NUM_ROIS, num_timepoints, {"age": Value("float32"), "sex": Value("int64")})
 
 
@@ -181,8 +182,6 @@ def load_example_dataset(
     Deterministic in (seed, subject index). See the module docstring for how it is generated.
     """
     from tqdm.auto import tqdm
-
-    from .data import dataset_from_arrays
 
     subjects = iter_example_subjects(num_subjects, num_timepoints, seed, tr)
     if progress:
@@ -209,8 +208,6 @@ def write_example_dataset(
     """Streams the example cohort to `output_dir` (`datasets.load_from_disk` format) with flat memory,
     with its `gradient.csv` (`example_gradient()`) beside the data."""
     from tqdm.auto import tqdm
-
-    from .data import write_dataset
 
     subjects = tqdm(iter_example_subjects(num_subjects, num_timepoints, seed, tr), total=num_subjects,
                     desc="example subjects", unit="subject", disable=not progress)

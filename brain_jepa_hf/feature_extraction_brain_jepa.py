@@ -304,13 +304,15 @@ class BrainJepaFeatureExtractor(FeatureExtractionMixin):
         return self
 
     # ------------------------------------------------------------------ transform
-    def _draw_starts(self, lengths: Sequence[int], rng: np.random.Generator | None) -> np.ndarray:
-        """Clip start per series: uniform in [0, T - clip] when training (rng given), else the centre."""
+    def _draw_starts(self, lengths: Sequence[int], rng) -> np.ndarray:
+        """Clip start per series: uniform in [0, T - clip] when training (rng given: one Generator, or one
+        per series), else the centre."""
         lengths = np.asarray(lengths, dtype=np.int64)
         room = np.maximum(lengths - self.clip_length, 0)
         if rng is None:
             return room // 2
-        return np.minimum(np.floor(rng.random(len(lengths)) * (room + 1)).astype(np.int64), room)
+        draws = rng.random(len(lengths)) if isinstance(rng, np.random.Generator) else np.array([r.random() for r in rng])
+        return np.minimum(np.floor(draws * (room + 1)).astype(np.int64), room)
 
     def _frame_indices(self, num_times: int, start: int, name: str) -> tuple[np.ndarray, int]:
         """Frame indices for one series of `num_times` volumes, and how many output frames they fill."""
@@ -374,7 +376,7 @@ class BrainJepaFeatureExtractor(FeatureExtractionMixin):
         series: Any,
         time_axis: int = -1,
         training: bool = False,
-        seed: int | np.random.Generator | None = None,
+        seed: int | np.random.Generator | Sequence[np.random.Generator] | None = None,
         tr: float | Sequence[float] | None = None,
         return_tensors: str | None = "pt",
         **kwargs,
@@ -388,7 +390,8 @@ class BrainJepaFeatureExtractor(FeatureExtractionMixin):
             time_axis: axis of time within each series: -1/1 for (ROI, time) (the dataset layout),
                 0/-2 for (time, ROI). Never inferred from the shape.
             training: random clip offsets (reproducible with `seed`) instead of the centre clip.
-            seed: int or numpy Generator for the training offsets.
+            seed: int or numpy Generator for the training offsets, or one Generator per series (each
+                series' offset then depends on its own Generator only, whatever the batch).
             tr: TR in seconds of each series (one value or one per series); needs `target_tr`.
             return_tensors: "pt", "np" or None (numpy).
 
@@ -402,7 +405,11 @@ class BrainJepaFeatureExtractor(FeatureExtractionMixin):
         batch, count = self._series_list(series, axis)
         trs = self._trs(tr, count)
         rng = None
-        if training:
+        if training and isinstance(seed, (list, tuple)):
+            if len(seed) != count or not all(isinstance(item, np.random.Generator) for item in seed):
+                raise ValueError(f"seed: expected an int, a Generator or {count} Generators (one per series), got {seed!r}")
+            rng = list(seed)
+        elif training:
             rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         if trs is not None:
             batch = [resample_to_tr(batch[i], trs[i], self.target_tr) for i in range(count)]

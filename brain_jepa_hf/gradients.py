@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from .atomic_io import reporting_full_disk, staged_file, usual_mode
+from .atomic_io import write_atomic
+
 
 DEFAULT_NUM_COMPONENTS = 30
+GRADIENT_FILE = "gradient.csv"  # the atlas gradient inside a `build-dataset` folder
 
 
 def _square_matrix(fc: Any, name: str = "fc") -> np.ndarray:
@@ -169,16 +171,7 @@ def save_gradient_csv(path: str | os.PathLike, gradients: Any) -> Path:
         raise ValueError(f"gradients: expected a finite 2-D (R, K) array, got shape {gradients.shape}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = staged_file(path)
-    try:
-        with reporting_full_disk(path, "output"), os.fdopen(handle, "w") as stream:
-            np.savetxt(stream, gradients, delimiter=",", fmt="%.10g")
-        os.chmod(temp, usual_mode(directory=False))
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomic(path, lambda temporary: np.savetxt(temporary, gradients, delimiter=",", fmt="%.10g"))
 
 
 def load_gradient_csv(path: str | os.PathLike, num_rois: int | None = None) -> np.ndarray:
@@ -195,6 +188,38 @@ def load_gradient_csv(path: str | os.PathLike, num_rois: int | None = None) -> n
     if num_rois is not None and gradients.shape[0] != num_rois:
         raise ValueError(f"gradient file {path}: expected {num_rois} rows (one per ROI), got {gradients.shape[0]}")
     return gradients
+
+
+def resolve_gradient(gradient: Any = None, dataset_folder: str | os.PathLike | None = None, feature_extractor: Any = None,
+                     example: Callable[[], Any] | None = None) -> np.ndarray | None:
+    """The atlas gradient a run uses, the first found of: `gradient` (a CSV path or an (R, K) array), the
+    `gradient.csv` of a `build-dataset` folder `dataset_folder`, the feature extractor's, and `example()`
+    (the example cohort's, computed only when reached). None when there is none; check the result
+    against the model with `check_gradient`."""
+    if gradient is not None:
+        if isinstance(gradient, (str, os.PathLike)):
+            return load_gradient_csv(gradient)
+        return np.asarray(gradient)
+    if dataset_folder is not None and (Path(dataset_folder) / GRADIENT_FILE).is_file():
+        return load_gradient_csv(Path(dataset_folder) / GRADIENT_FILE)
+    if getattr(feature_extractor, "gradient", None) is not None:
+        return np.asarray(feature_extractor.gradient)
+    return None if example is None else np.asarray(example())
+
+
+def check_gradient(gradient: Any, num_rois: int, gradient_dim: int | None = None, *, name: str = "gradient",
+                   columns: str = "gradient_dim", hint: str = "", dtype=np.float32) -> np.ndarray:
+    """`gradient` as a `dtype` (num_rois, gradient_dim) array of finite values, or a one-line ValueError
+    naming `name`, the expected and the given shape (`columns` says what the columns are; `hint` ends
+    the message). `gradient_dim=None` accepts any number of columns."""
+    array = np.asarray(gradient, dtype=dtype)
+    wanted = "gradient_dim" if gradient_dim is None else gradient_dim
+    if array.ndim != 2 or array.shape[0] != num_rois or gradient_dim not in (None, array.shape[1]):
+        got = f"{array.shape[0]} x {array.shape[1]}" if array.ndim == 2 else f"shape {array.shape}"
+        raise ValueError(f"{name}: expected {num_rois} rows x {wanted} columns (ROIs x {columns}), got {got}{hint}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"{name}: expected finite values, got NaN or Inf")
+    return array
 
 
 def load_brainspace_group_fc(group: str = "main", scale: int = 400) -> np.ndarray:
@@ -216,5 +241,7 @@ __all__ = [
     "gradient_agreement",
     "save_gradient_csv",
     "load_gradient_csv",
+    "resolve_gradient",
+    "check_gradient",
     "load_brainspace_group_fc",
 ]

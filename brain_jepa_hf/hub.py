@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .atomic_io import atomic_output_dir, check_output_dir
 
+
 REMOTE_CODE_MODULES = {"transformers", "torch", "numpy"}
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json")
 
@@ -44,7 +45,7 @@ def prepare_hub_folder(
 
     output_dir = Path(output_dir)
     with atomic_output_dir(output_dir, overwrite) as staging:
-        model.save_pretrained(staging)  # writes every Brain-JEPA Auto class into auto_map
+        model.save_pretrained(staging)  # auto_map lists every Brain-JEPA Auto class (auto_classes.py)
         if feature_extractor is not None:
             register_feature_extractor()
             feature_extractor.save_pretrained(staging)

@@ -9,16 +9,50 @@ and AUROC, as fractions in [0, 1] (tables show them in %).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
-REGRESSION_METRICS = ("mse", "mae", "pearson_r", "r2")
-CLASSIFICATION_METRICS = ("accuracy", "f1", "balanced_accuracy", "auroc")
-# Which direction is better, for choosing the best checkpoint and the best seed.
-GREATER_IS_BETTER = {
-    "mse": False, "mae": False, "normalized_mse": False, "loss": False,
-    "pearson_r": True, "r2": True, "accuracy": True, "f1": True, "balanced_accuracy": True, "auroc": True,
+
+@dataclass(frozen=True)
+class Metric:
+    """How a metric is named, compared and shown: in results tables, model cards and the Hub's eval results."""
+
+    group: str  # "regression" or "classification": the results-table block it heads a column of
+    title: str  # column title of results tables
+    card_name: str  # metric name in a model card's model-index
+    hub_type: str  # metric type in model-index (the Hub's metric ids)
+    greater_is_better: bool  # direction, for choosing the best checkpoint and the best seed
+    percent: bool = False  # tables show 100 x the value
+    eval_result: bool = True  # written to the Hub's .eval_results
+
+
+# The one table of metric names, in results-table column order per group: the paper's columns (MSE,
+# rho / ACC, F1) first, then the extras.
+METRICS: dict[str, Metric] = {
+    "mse": Metric("regression", "MSE", "MSE", "mse", False),
+    "pearson_r": Metric("regression", "rho", "Pearson r", "pearsonr", True),
+    "normalized_mse": Metric("regression", "MSE (std. units)", "MSE (standardised units)", "mse", False,
+                             eval_result=False),
+    "mae": Metric("regression", "MAE", "MAE", "mae", False),
+    "r2": Metric("regression", "R^2", "R^2", "r_squared", True),
+    "accuracy": Metric("classification", "ACC (%)", "Accuracy", "accuracy", True, percent=True),
+    "f1": Metric("classification", "F1 (%)", "F1", "f1", True, percent=True),
+    "balanced_accuracy": Metric("classification", "BACC (%)", "Balanced accuracy", "balanced_accuracy", True,
+                                percent=True),
+    "auroc": Metric("classification", "AUROC (%)", "AUROC", "roc_auc", True, percent=True),
 }
+
+
+def metric_group(problem_type: str) -> str:
+    """"regression" or "classification" (single- and multi-label)."""
+    return "regression" if problem_type == "regression" else "classification"
+
+
+def greater_is_better(metric: str) -> bool:
+    """Direction of `metric` (with or without the Trainer's "eval_" prefix); losses are minimised."""
+    metric = metric.removeprefix("eval_")
+    return METRICS[metric].greater_is_better if metric in METRICS else not metric.endswith("loss")
 
 
 def _as_1d_pair(predictions, targets, name: str = "predictions") -> tuple[np.ndarray, np.ndarray]:
@@ -174,9 +208,8 @@ def make_compute_metrics(problem_type: str, target_mean: float = 0.0, target_std
 
 def headline_metrics(problem_type: str) -> tuple[str, ...]:
     """The paper's columns first (MSE, rho / ACC, F1), then the extras."""
-    if problem_type == "regression":
-        return ("mse", "pearson_r", "normalized_mse", "mae", "r2")
-    return ("accuracy", "f1", "balanced_accuracy", "auroc")
+    group = metric_group(problem_type)
+    return tuple(name for name, metric in METRICS.items() if metric.group == group)
 
 
 def default_metric_for_best_model(problem_type: str) -> str:
@@ -184,7 +217,6 @@ def default_metric_for_best_model(problem_type: str) -> str:
 
 
 __all__ = [
-    "REGRESSION_METRICS", "CLASSIFICATION_METRICS", "GREATER_IS_BETTER", "regression_metrics",
-    "classification_metrics", "multilabel_metrics", "task_metrics", "make_compute_metrics",
-    "headline_metrics", "default_metric_for_best_model",
+    "METRICS", "Metric", "metric_group", "greater_is_better", "regression_metrics", "classification_metrics",
+    "multilabel_metrics", "task_metrics", "make_compute_metrics", "headline_metrics", "default_metric_for_best_model",
 ]

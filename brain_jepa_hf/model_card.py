@@ -1,11 +1,18 @@
-"""Model cards for Brain-JEPA Hub repositories: render `model_cards/brain-jepa.md` and validate it.
+"""Model cards (README.md) of Brain-JEPA Hub repositories, rendered from the templates in `model_cards/`
+and validated as the Hub parses them. Two kinds:
 
-The card carries Hub metadata (`library_name`, `pipeline_tag`, tags, licence) and the paper's
-results as `model-index`, and states the input contract the weights expect.
+- "encoder" (`render_model_card`): a pretrained or converted encoder, with the paper's results as
+  `model-index` for the converted ViT-B weights;
+- "fine-tuned" (`render_finetune_card`, `write_finetune_card`): a model from `run_finetuning`, with the
+  mean over seeds of every test metric as `model-index` (original units, accuracy-type metrics as fractions).
+
+Both carry the same Hub metadata (`library_name`, `pipeline_tag`, tags, licence) from `build_card_data`
+and state the input contract the weights expect.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,14 +20,23 @@ from pathlib import Path
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from .configuration_brain_jepa import BrainJepaConfig
+from .metrics import METRICS
+from .run_results import task_table
 
-# In the source tree the template is the top-level model_cards/; an installed wheel carries it as
-# the data package brain_jepa_hf/model_cards/ (see pyproject.toml).
-TEMPLATE_PATH = next(
-    (path for path in (Path(__file__).resolve().parent / "model_cards" / "brain-jepa.md",
-                       Path(__file__).resolve().parents[1] / "model_cards" / "brain-jepa.md") if path.is_file()),
-    Path(__file__).resolve().parents[1] / "model_cards" / "brain-jepa.md",
+
+# In the source tree the templates are in the top-level model_cards/; an installed wheel carries them
+# as the data package brain_jepa_hf/model_cards/ (see pyproject.toml).
+TEMPLATE_FOLDER = next(
+    (folder for folder in (Path(__file__).resolve().parent / "model_cards",
+                           Path(__file__).resolve().parents[1] / "model_cards") if (folder / "brain-jepa.md").is_file()),
+    Path(__file__).resolve().parents[1] / "model_cards",
 )
+CARD_TEMPLATES = {"encoder": "brain-jepa.md", "fine-tuned": "brain-jepa-finetuned.md"}
+CARD_TAGS = {
+    "encoder": ["brain-jepa", "fmri", "neuroscience", "neuroimaging", "jepa", "self-supervised", "foundation-model",
+                "custom_code"],
+    "fine-tuned": ["brain-jepa", "fmri", "neuroscience", "neuroimaging", "fine-tuned", "custom_code"],
+}
 PAPER_URL = "https://arxiv.org/abs/2409.19407"
 PAPER_SOURCE = "Brain-JEPA (Dong, Li et al., NeurIPS 2024), reported results"
 ORIGINAL_REPOSITORY = "https://github.com/Eric-LRL/Brain-JEPA"
@@ -94,30 +110,47 @@ def count_encoder_parameters(config: BrainJepaConfig) -> int:
     return total + config.num_hidden_layers * block + 2 * d
 
 
-def build_card_data(model_name: str, with_paper_results: bool,
-                    pipeline_tag: str = "feature-extraction") -> ModelCardData:
-    """Hub metadata of the card: library, task, tags, licence and, for the released weights, model-index."""
-    eval_results = None
-    if with_paper_results:
-        eval_results = [
-            EvalResult(
-                task_type=r.task_type, task_name=f"{r.task} ({r.dataset})", dataset_type=r.dataset_type,
-                dataset_name=r.dataset, dataset_config=r.task_slug, metric_type=r.metric_type, metric_name=r.metric, metric_value=r.value,
-                source_name=PAPER_SOURCE, source_url=PAPER_URL, verified=False,
-            )
-            for r in PAPER_RESULTS
-        ]
+def build_card_data(kind: str, model_name: str, pipeline_tag: str, eval_results: list[EvalResult] | None = None,
+                    base_model: str | None = None) -> ModelCardData:
+    """Hub metadata of a card of `kind` ("encoder", "fine-tuned"): library, task, tags, licence, the
+    base model and, with `eval_results`, model-index under `model_name`."""
     return ModelCardData(
         library_name="transformers",
         pipeline_tag=pipeline_tag,
         license="other",
         license_name="no-license-file",
         license_link=ORIGINAL_REPOSITORY,
-        tags=["brain-jepa", "fmri", "neuroscience", "neuroimaging", "jepa", "self-supervised",
-              "foundation-model", "custom_code"],
+        tags=list(CARD_TAGS[kind]),
+        base_model=base_model,
         model_name=model_name if eval_results else None,
-        eval_results=eval_results,
+        eval_results=eval_results or None,
     )
+
+
+def render_card(kind: str, card_data: ModelCardData, template_path: str | Path | None = None,
+                **variables) -> ModelCard:
+    """Render the template of `kind` ("encoder", "fine-tuned"; or `template_path`) with `card_data` as
+    its YAML header and `variables` in the text, and validate the result."""
+    if kind not in CARD_TEMPLATES:
+        raise ValueError(f"kind: expected one of {sorted(CARD_TEMPLATES)}, got {kind!r}")
+    template_path = Path(template_path) if template_path is not None else TEMPLATE_FOLDER / CARD_TEMPLATES[kind]
+    if not template_path.is_file():
+        raise FileNotFoundError(f"template_path: model card template not found at {template_path}")
+    card = ModelCard.from_template(card_data, template_path=str(template_path), **variables)
+    validate_model_card(card.content)
+    return card
+
+
+def paper_eval_results() -> list[EvalResult]:
+    """The paper's results of the released ViT-B weights, as model-index entries."""
+    return [
+        EvalResult(
+            task_type=r.task_type, task_name=f"{r.task} ({r.dataset})", dataset_type=r.dataset_type,
+            dataset_name=r.dataset, dataset_config=r.task_slug, metric_type=r.metric_type, metric_name=r.metric,
+            metric_value=r.value, source_name=PAPER_SOURCE, source_url=PAPER_URL, verified=False,
+        )
+        for r in PAPER_RESULTS
+    ]
 
 
 def render_model_card(
@@ -149,16 +182,15 @@ def render_model_card(
     with_results = facts["released"] and converted_from is not None
     if not isinstance(sampling_rate, int) or sampling_rate < 1:
         raise ValueError(f"sampling_rate: expected a positive integer, got {sampling_rate!r}")
-    template_path = Path(template_path) if template_path is not None else TEMPLATE_PATH
-    if not template_path.is_file():
-        raise FileNotFoundError(f"template_path: model card template not found at {template_path}")
     repo_id = repo_id or f"brain-jepa/{facts['repo_name']}"
     model_name = repo_id.rstrip("/").split("/")[-1]
-    card_data = build_card_data(model_name, with_results)
+    card_data = build_card_data("encoder", model_name, "feature-extraction",
+                                paper_eval_results() if with_results else None)
     clip_length = sampling_rate * config.num_frames
-    card = ModelCard.from_template(
+    return render_card(
+        "encoder",
         card_data,
-        template_path=str(template_path),
+        template_path,
         title=f"Brain-JEPA {facts['size_name']}",
         size_name=facts["size_name"],
         converted=converted_from is not None,
@@ -181,8 +213,83 @@ def render_model_card(
         results=PAPER_RESULTS if with_results else [],
         space_id=space_id,
     )
-    validate_model_card(card.content)
-    return card
+
+
+def finetune_eval_results(results: dict) -> list[EvalResult]:
+    """model-index entries of a fine-tuning `results.json`: one per test metric (mean over seeds)."""
+    task = results["task"]
+    regression = task["problem_type"] == "regression"
+    dataset = str(task["dataset"])
+    dataset_name = "Brain-JEPA synthetic example cohort" if dataset == "example" else Path(dataset).name
+    seeds = len(results["per_seed"])
+    return [
+        EvalResult(
+            task_type="tabular-regression" if regression else "tabular-classification",
+            task_name=f"{task['label_column']} ({'regression' if regression else 'classification'})",
+            dataset_type="brain-jepa-example" if dataset == "example" else dataset_name,
+            dataset_name=dataset_name,
+            dataset_split="test",
+            metric_type=METRICS[name].hub_type,
+            metric_name=f"{METRICS[name].card_name} (mean of {seeds} seeds)",
+            metric_value=round(values["mean"], 6),
+        )
+        for name, values in results["test"].items()
+        if name in METRICS and values["mean"] == values["mean"]  # skip NaN
+    ]
+
+
+def render_finetune_card(results: dict, config: dict, preprocessor: dict, repo_id: str | None = None,
+                         folder_name: str = "brain-jepa-finetuned") -> ModelCard:
+    """The card of a fine-tuned model from `results.json`, its config.json and preprocessor_config.json."""
+    task, training, model = results["task"], results["training"], results["model"]
+    repo = repo_id or folder_name
+    model_name = repo.rstrip("/").split("/")[-1]
+    regression = task["problem_type"] == "regression"
+    base_model = model.get("model_name_or_path")
+    is_hub_id = isinstance(base_model, str) and base_model.count("/") == 1 and not Path(base_model).exists()
+    card_data = build_card_data("fine-tuned", model_name, "tabular-regression" if regression else "tabular-classification",
+                                finetune_eval_results(results), base_model if is_hub_id else None)
+    target = results.get("regression_target") or {}
+    return render_card(
+        "fine-tuned",
+        card_data,
+        model_name=model_name,
+        repo=repo,
+        label_column=task["label_column"],
+        problem_type=task["problem_type"].replace("_", " "),
+        base=base_model or f"random init ({model.get('preset')})",
+        num_test=task["num_samples"].get("test", "?"),
+        num_samples=json.dumps(task["num_samples"]),
+        num_labels=task["num_labels"],
+        seeds=len(results["per_seed"]),
+        selected_seed=results.get("selected_seed"),
+        table=task_table(results),
+        training=training,
+        learning_rate=f"{training['learning_rate']:.3g}",
+        regression=regression,
+        target_std=f"{target.get('std', float('nan')):.4g}",
+        target_mean=f"{target.get('mean', float('nan')):.4g}",
+        num_rois=config.get("num_rois"),
+        num_frames=config.get("num_frames"),
+        sampling_rate=preprocessor.get("sampling_rate"),
+        scaling=preprocessor.get("scaling"),
+        example_frames=preprocessor.get("sampling_rate", 1) * config.get("num_frames", 1) + 10,
+        paper_url=PAPER_URL,
+        original_repository=ORIGINAL_REPOSITORY,
+    )
+
+
+def write_finetune_card(folder: str | Path, results: dict, repo_id: str | None = None) -> Path:
+    """Render the card from the files in `folder` and save it as `folder/README.md`."""
+    folder = Path(folder)
+    config = json.loads((folder / "config.json").read_text())
+    preprocessor_path = folder / "preprocessor_config.json"
+    preprocessor = json.loads(preprocessor_path.read_text()) if preprocessor_path.is_file() else {}
+    card = render_finetune_card(results, config, preprocessor, repo_id=repo_id,
+                                folder_name=folder.name.split(".tmp-")[0].lstrip("."))
+    path = folder / "README.md"
+    card.save(path)
+    return path
 
 
 def validate_model_card(content: str) -> ModelCard:
@@ -234,6 +341,7 @@ def _preset_facts(preset: str) -> dict:
 
 
 __all__ = [
-    "CARD_PRESETS", "PAPER_RESULTS", "PaperResult", "build_card_data", "count_encoder_parameters",
-    "quick_start_code", "render_model_card", "validate_model_card",
+    "CARD_PRESETS", "CARD_TEMPLATES", "PAPER_RESULTS", "PaperResult", "build_card_data", "count_encoder_parameters",
+    "finetune_eval_results", "paper_eval_results", "quick_start_code", "render_card", "render_finetune_card",
+    "render_model_card", "validate_model_card", "write_finetune_card",
 ]

@@ -20,19 +20,13 @@ from transformers.activations import ACT2FN
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPooling, SequenceClassifierOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
-from transformers.utils import ModelOutput, logging
+from transformers.utils import ModelOutput, can_return_tuple, logging
+from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_brain_jepa import BrainJepaConfig, check_local_path
 
+
 logger = logging.get_logger(__name__)
-
-# The Auto classes each model class is registered for (brain_jepa_hf/__init__.py).
-BRAIN_JEPA_AUTO_CLASSES = {
-    "AutoModel": "BrainJepaModel",
-    "AutoModelForPreTraining": "BrainJepaForPreTraining",
-    "AutoModelForSequenceClassification": "BrainJepaForSequenceClassification",
-}
-
 
 # ----------------------------------------------------------------------------------------------
 # Input checks: every message names the argument, what was expected and what came.
@@ -468,22 +462,15 @@ def residual_add(residual: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
     return branch.add_(residual)
 
 
-def run_layers(layers: nn.ModuleList, hidden_states: torch.Tensor, output_hidden_states: bool, output_attentions: bool):
-    """Run blocks in order; collect the input and each block's output, and attention weights."""
-    all_hidden = (hidden_states,) if output_hidden_states else None
-    all_attentions = () if output_attentions else None
-    for layer in layers:
-        hidden_states, weights = layer(hidden_states)
-        if output_hidden_states:
-            all_hidden += (hidden_states,)
-        if output_attentions and weights is not None:
-            all_attentions += (weights,)
-    return hidden_states, all_hidden, all_attentions
-
-
 # ----------------------------------------------------------------------------------------------
 # Models
 # ----------------------------------------------------------------------------------------------
+
+
+def given_output_flags(**flags) -> dict:
+    """The `output_*` flags a caller set: a head passes these on to its encoder, whose `capture_outputs`
+    takes the others from the config (an explicit None there would mean False)."""
+    return {name: value for name, value in flags.items() if value is not None}
 
 
 class BrainJepaPreTrainedModel(PreTrainedModel):
@@ -496,6 +483,9 @@ class BrainJepaPreTrainedModel(PreTrainedModel):
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_attention_backend = True
+    # What `capture_outputs` collects for `output_hidden_states` / `output_attentions`: the input of the
+    # first block then each block's output (before the final LayerNorm), and each block's attention weights.
+    _can_record_outputs = {"hidden_states": BrainJepaLayer, "attentions": BrainJepaAttention}
 
     def _init_weights(self, module):
         """Effective init of the original: truncated normal (std initializer_range) for Linear/Conv
@@ -548,18 +538,6 @@ class BrainJepaPreTrainedModel(PreTrainedModel):
             )
         return model
 
-    def save_pretrained(self, save_directory, *args, **kwargs):
-        """As in transformers, and when the class is registered for an Auto class, `auto_map` lists
-        every Brain-JEPA Auto class, so e.g. a pretraining folder also loads with AutoModel (its
-        target encoder) through remote code."""
-        if self._auto_class is not None:
-            module = type(self).__module__.rsplit(".", 1)[-1]
-            auto_map = dict(getattr(self.config, "auto_map", None) or {})
-            auto_map["AutoConfig"] = f"{type(self.config).__module__.rsplit('.', 1)[-1]}.{type(self.config).__name__}"
-            auto_map.update({auto: f"{module}.{name}" for auto, name in BRAIN_JEPA_AUTO_CLASSES.items()})
-            self.config.auto_map = auto_map
-        return super().save_pretrained(save_directory, *args, **kwargs)
-
     def _gradient_holders(self) -> list[BrainJepaEmbeddings]:
         return [m for m in self.modules() if isinstance(m, BrainJepaEmbeddings)]
 
@@ -597,14 +575,14 @@ class BrainJepaModel(BrainJepaPreTrainedModel):
     def get_input_embeddings(self) -> BrainJepaPatchEmbeddings:
         return self.embeddings.patch_embeddings
 
+    @capture_outputs(tie_last_hidden_states=False)
     def forward(
         self,
         fmri_values: torch.Tensor,
         gradient: torch.Tensor | None = None,
         context_indices: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | list[int] | None = None,
         output_attentions: bool | None = None,
-        return_dict: bool | None = None,
     ) -> BaseModelOutputWithPooling | tuple:
         r"""
         fmri_values (`torch.FloatTensor` of shape `(batch, 1, rois, frames)`):
@@ -613,10 +591,11 @@ class BrainJepaModel(BrainJepaPreTrainedModel):
             Connectivity-gradient coordinates of each ROI; defaults to the gradient stored in the model.
         context_indices (`torch.LongTensor` of shape `(batch, num_context)`, *optional*):
             ROI-major token indices (r * Tp + t) to keep after positions are added; all tokens if None.
+        output_hidden_states, output_attentions, return_dict:
+            As in transformers (default: the config's); `capture_outputs` collects the hidden states and
+            attention weights and makes the tuple.
         """
-        output_hidden_states = output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
         output_attentions = output_attentions if output_attentions is not None else self.config.output_attentions
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         if output_attentions and self.config._attn_implementation not in ("eager", None):
             # As transformers' sdpa/flash interfaces do: warn, and return no attention weights.
             logger.warning_once(
@@ -633,9 +612,8 @@ class BrainJepaModel(BrainJepaPreTrainedModel):
 
         fmri_values = cast_checked("fmri_values", fmri_values, self.embeddings.patch_embeddings.projection.weight.dtype)
         hidden_states = self.embeddings(fmri_values, gradient, context_indices)
-        hidden_states, all_hidden, all_attentions = run_layers(
-            self.layers, hidden_states, output_hidden_states, output_attentions
-        )
+        for layer in self.layers:
+            hidden_states, _ = layer(hidden_states)
         sequence_output = self.layernorm(hidden_states)
         if _checking_values() and not torch.isfinite(sequence_output).all():
             raise ValueError(
@@ -643,15 +621,7 @@ class BrainJepaModel(BrainJepaPreTrainedModel):
                 f"overflowed (input |x| up to {float(fmri_values.abs().max()):.4g}); rescale the input (e.g. z-score "
                 f"it){_FLOAT32_HINT if sequence_output.dtype != torch.float32 else ''}"
             )
-        pooled_output = sequence_output.mean(dim=1)
-        if not return_dict:
-            return tuple(v for v in (sequence_output, pooled_output, all_hidden, all_attentions) if v is not None)
-        return BaseModelOutputWithPooling(
-            last_hidden_state=sequence_output,
-            pooler_output=pooled_output,
-            hidden_states=all_hidden,
-            attentions=all_attentions,
-        )
+        return BaseModelOutputWithPooling(last_hidden_state=sequence_output, pooler_output=sequence_output.mean(dim=1))
 
 
 class BrainJepaPredictor(nn.Module):
@@ -687,7 +657,8 @@ class BrainJepaPredictor(nn.Module):
         context = context + gather_tokens(positions, context_indices).to(context.dtype)
         targets = self.mask_token.to(context.dtype) + gather_tokens(positions, target_indices).to(context.dtype)
         hidden_states = torch.cat([context, targets], dim=1)
-        hidden_states, _, _ = run_layers(self.layers, hidden_states, False, False)
+        for layer in self.layers:
+            hidden_states, _ = layer(hidden_states)
         hidden_states = self.layernorm(hidden_states)[:, num_context:]
         return self.output_proj(hidden_states)
 
@@ -759,15 +730,15 @@ class BrainJepaForPreTraining(BrainJepaPreTrainedModel):
         torch._foreach_add_(target, source, alpha=1.0 - float(momentum))
         self.brain_jepa.embeddings.gradient.copy_(self.context_encoder.embeddings.gradient)
 
+    @can_return_tuple
     def forward(
         self,
         fmri_values: torch.Tensor,
         context_indices: torch.Tensor,
         target_indices: torch.Tensor,
         gradient: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | list[int] | None = None,
         output_attentions: bool | None = None,
-        return_dict: bool | None = None,
     ) -> BrainJepaForPreTrainingOutput | tuple:
         r"""
         context_indices (`torch.LongTensor` of shape `(batch, num_context)`):
@@ -775,7 +746,6 @@ class BrainJepaForPreTraining(BrainJepaPreTrainedModel):
         target_indices (`torch.LongTensor` of shape `(batch, num_targets)`):
             ROI-major token indices to predict; disjoint from `context_indices` in every sample.
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         check_fmri_values(fmri_values, self.config)
         batch, _, num_rois, frames = fmri_values.shape
         num_time_patches = frames // self.config.patch_size
@@ -795,25 +765,93 @@ class BrainJepaForPreTraining(BrainJepaPreTrainedModel):
         gradient = self.context_encoder.embeddings.resolve_gradient(gradient, batch, num_rois)
 
         with torch.no_grad():
-            target_outputs = self.brain_jepa(fmri_values, gradient=gradient)
+            # Only the context encoder's hidden states and attentions are returned.
+            target_outputs = self.brain_jepa(
+                fmri_values, gradient=gradient, output_hidden_states=False, output_attentions=False, return_dict=True
+            )
             target_features = F.layer_norm(target_outputs.last_hidden_state, (target_outputs.last_hidden_state.shape[-1],))
             targets = gather_tokens(target_features, target_indices)
         context_outputs = self.context_encoder(
-            fmri_values, gradient=gradient, context_indices=context_indices,
-            output_hidden_states=output_hidden_states, output_attentions=output_attentions, return_dict=True,
+            fmri_values, gradient=gradient, context_indices=context_indices, return_dict=True,
+            **given_output_flags(output_hidden_states=output_hidden_states, output_attentions=output_attentions),
         )
         context = context_outputs.last_hidden_state
         predictions = self.predictor(context, context_indices, target_indices, gradient, num_rois, num_time_patches)
         loss = F.smooth_l1_loss(predictions.float(), targets.float(), beta=1.0)
-
-        if not return_dict:
-            rest = tuple(v for v in (context_outputs.hidden_states, context_outputs.attentions) if v is not None)
-            return (loss, predictions, targets, context, target_outputs.pooler_output) + rest
         return BrainJepaForPreTrainingOutput(
             loss=loss, predictions=predictions, targets=targets, context_hidden_states=context,
             target_pooled_output=target_outputs.pooler_output,
             hidden_states=context_outputs.hidden_states, attentions=context_outputs.attentions,
         )
+
+
+def resolve_problem_type(problem_type: str | None, num_labels: int, labels: torch.Tensor | None = None) -> str:
+    """`problem_type` when set; else, as transformers infers it: regression for one label, single-label
+    classification for integer (or no) labels, multi-label classification for floating-point ones."""
+    if problem_type is not None:
+        return problem_type
+    if num_labels == 1:
+        return "regression"
+    if labels is None or not labels.is_floating_point():
+        return "single_label_classification"
+    return "multi_label_classification"
+
+
+def sequence_classification_loss(
+    logits: torch.Tensor, labels: torch.Tensor, problem_type: str | None, num_labels: int
+) -> torch.Tensor:
+    """The loss of a (batch, num_labels) head, computed in float32: MSE for regression, cross-entropy for
+    single-label and binary cross-entropy with logits for multi-label classification (`problem_type`,
+    inferred from `labels` when None). Used by the classification head, the linear probe and any
+    caller scoring `logits`; labels that do not fit the problem raise a ValueError naming them."""
+    if not isinstance(labels, torch.Tensor):
+        raise ValueError(f"labels: expected a torch.Tensor, got {type(labels).__name__}; pass torch.tensor(labels)")
+    if num_labels < 1:
+        raise ValueError(
+            "labels: the model has no task head (num_labels=0), so there is no loss to compute; set num_labels "
+            "to the number of classes (1 for regression)"
+        )
+    if labels.is_floating_point():
+        _check_finite("labels", labels)
+    resolved = resolve_problem_type(problem_type, num_labels, labels)
+    batch = logits.shape[0]
+    if resolved == "regression":
+        if labels.numel() != batch * num_labels:
+            raise ValueError(
+                f"labels: expected {batch * num_labels} regression targets for a batch of {batch} and "
+                f"num_labels={num_labels}, got shape {tuple(labels.shape)}"
+            )
+        return F.mse_loss(logits.float(), labels.float().reshape(logits.shape))
+    if resolved == "single_label_classification":
+        if _checking_values() and labels.is_floating_point() and not torch.equal(labels, labels.round()):
+            raise ValueError(f"labels: expected integer class ids for single-label classification, got dtype {labels.dtype} with fractional values")
+        labels = labels.reshape(-1).long()
+        if labels.numel() != batch:
+            raise ValueError(f"labels: expected shape ({batch},) class ids, got {labels.numel()} values")
+        if _checking_values() and (int(labels.min()) < 0 or int(labels.max()) >= num_labels):
+            raise ValueError(
+                f"labels: expected class ids in [0, {num_labels - 1}], got values in [{int(labels.min())}, {int(labels.max())}]"
+            )
+        return F.cross_entropy(logits.float(), labels)
+    if resolved == "multi_label_classification":
+        if tuple(labels.shape) != tuple(logits.shape):
+            inferred = "" if problem_type else (
+                f" (floating-point labels with num_labels={num_labels} are taken as multi-label; for class "
+                "ids pass integer labels or set problem_type='single_label_classification')"
+            )
+            raise ValueError(
+                f"labels: expected shape {tuple(logits.shape)} of 0/1 targets, got {tuple(labels.shape)}{inferred}"
+            )
+        if _checking_values() and not bool(((labels == 0) | (labels == 1)).all()):
+            raise ValueError(
+                "labels: expected 0/1 targets for multi-label classification, got values such as "
+                f"{float(labels[(labels != 0) & (labels != 1)][0]):g}"
+            )
+        return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
+    raise ValueError(
+        "problem_type: expected 'regression', 'single_label_classification' or 'multi_label_classification', "
+        f"got {resolved!r}"
+    )
 
 
 class BrainJepaClassifier(nn.Linear):
@@ -835,74 +873,15 @@ class BrainJepaForSequenceClassification(BrainJepaPreTrainedModel):
         self.classifier = BrainJepaClassifier(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
         self.post_init()
 
-    def _problem_type(self, labels: torch.Tensor) -> str:
-        if self.config.problem_type is not None:
-            return self.config.problem_type
-        if self.num_labels == 1:
-            return "regression"
-        if not labels.is_floating_point():
-            return "single_label_classification"
-        return "multi_label_classification"
-
-    def compute_loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        if not isinstance(labels, torch.Tensor):
-            raise ValueError(f"labels: expected a torch.Tensor, got {type(labels).__name__}; pass torch.tensor(labels)")
-        if self.num_labels < 1:
-            raise ValueError(
-                "labels: the model has no task head (num_labels=0), so there is no loss to compute; set num_labels "
-                "to the number of classes (1 for regression)"
-            )
-        if labels.is_floating_point():
-            _check_finite("labels", labels)
-        problem_type = self._problem_type(labels)
-        batch = logits.shape[0]
-        if problem_type == "regression":
-            if labels.numel() != batch * self.num_labels:
-                raise ValueError(
-                    f"labels: expected {batch * self.num_labels} regression targets for a batch of {batch} and "
-                    f"num_labels={self.num_labels}, got shape {tuple(labels.shape)}"
-                )
-            return F.mse_loss(logits.float(), labels.float().reshape(logits.shape))
-        if problem_type == "single_label_classification":
-            if _checking_values() and labels.is_floating_point() and not torch.equal(labels, labels.round()):
-                raise ValueError(f"labels: expected integer class ids for single-label classification, got dtype {labels.dtype} with fractional values")
-            labels = labels.reshape(-1).long()
-            if labels.numel() != batch:
-                raise ValueError(f"labels: expected shape ({batch},) class ids, got {labels.numel()} values")
-            if _checking_values() and (int(labels.min()) < 0 or int(labels.max()) >= self.num_labels):
-                raise ValueError(
-                    f"labels: expected class ids in [0, {self.num_labels - 1}], got values in [{int(labels.min())}, {int(labels.max())}]"
-                )
-            return F.cross_entropy(logits.float(), labels)
-        if problem_type == "multi_label_classification":
-            if tuple(labels.shape) != tuple(logits.shape):
-                inferred = "" if self.config.problem_type else (
-                    f" (floating-point labels with num_labels={self.num_labels} are taken as multi-label; for class "
-                    "ids pass integer labels or set problem_type='single_label_classification')"
-                )
-                raise ValueError(
-                    f"labels: expected shape {tuple(logits.shape)} of 0/1 targets, got {tuple(labels.shape)}{inferred}"
-                )
-            if _checking_values() and not bool(((labels == 0) | (labels == 1)).all()):
-                raise ValueError(
-                    "labels: expected 0/1 targets for multi-label classification, got values such as "
-                    f"{float(labels[(labels != 0) & (labels != 1)][0]):g}"
-                )
-            return F.binary_cross_entropy_with_logits(logits.float(), labels.float())
-        raise ValueError(
-            "problem_type: expected 'regression', 'single_label_classification' or 'multi_label_classification', "
-            f"got {problem_type!r}"
-        )
-
+    @can_return_tuple
     def forward(
         self,
         fmri_values: torch.Tensor,
         gradient: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         context_indices: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
+        output_hidden_states: bool | list[int] | None = None,
         output_attentions: bool | None = None,
-        return_dict: bool | None = None,
     ) -> SequenceClassifierOutput | tuple:
         r"""
         context_indices (`torch.LongTensor` of shape `(batch, num_context)`, *optional*):
@@ -910,20 +889,17 @@ class BrainJepaForSequenceClassification(BrainJepaPreTrainedModel):
         labels (`torch.Tensor` of shape `(batch,)` or `(batch, num_labels)`, *optional*):
             Regression targets, class ids, or multi-label 0/1 targets, by `config.problem_type`.
         """
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
         outputs = self.brain_jepa(
             fmri_values,
             gradient=gradient,
             context_indices=context_indices,
-            output_hidden_states=output_hidden_states,
-            output_attentions=output_attentions,
             return_dict=True,
+            **given_output_flags(output_hidden_states=output_hidden_states, output_attentions=output_attentions),
         )
         logits = self.classifier(self.fc_norm(outputs.pooler_output))
-        loss = self.compute_loss(logits, labels) if labels is not None else None
-        if not return_dict:
-            rest = tuple(v for v in (outputs.hidden_states, outputs.attentions) if v is not None)
-            return ((loss, logits) if loss is not None else (logits,)) + rest
+        loss = None
+        if labels is not None:
+            loss = sequence_classification_loss(logits, labels, self.config.problem_type, self.num_labels)
         return SequenceClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -939,4 +915,6 @@ __all__ = [
     "BrainJepaForPreTraining",
     "BrainJepaForPreTrainingOutput",
     "BrainJepaForSequenceClassification",
+    "resolve_problem_type",
+    "sequence_classification_loss",
 ]

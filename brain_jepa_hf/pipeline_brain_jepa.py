@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from transformers import Pipeline
 
-from .modeling_brain_jepa import resolve_dtype
+from .modeling_brain_jepa import resolve_dtype, resolve_problem_type
+
 
 SERIES_FILE_SUFFIXES = (".npy", ".csv", ".tsv", ".txt")
 
@@ -162,7 +163,7 @@ class BrainJepaClassificationPipeline(_BrainJepaPipeline):
     def postprocess(self, model_outputs, top_k: int | None = None):
         config = self.model.config
         logits = model_outputs.logits[0].float()
-        problem_type = config.problem_type or ("regression" if config.num_labels == 1 else "single_label_classification")
+        problem_type = resolve_problem_type(config.problem_type, config.num_labels)
         labels = [config.id2label.get(i, f"LABEL_{i}") for i in range(logits.shape[-1])]
         if problem_type == "regression":
             values = regression_in_original_units(config, logits)

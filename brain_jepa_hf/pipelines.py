@@ -17,6 +17,7 @@ from transformers.pipelines import PIPELINE_REGISTRY
 
 from .pipeline_brain_jepa import BrainJepaClassificationPipeline, BrainJepaFeatureExtractionPipeline
 
+
 FEATURE_EXTRACTION_TASK = "brain-jepa-feature-extraction"
 CLASSIFICATION_TASK = "brain-jepa-classification"
 PIPELINE_FILE = Path(__file__).with_name("pipeline_brain_jepa.py")

@@ -13,24 +13,39 @@ Two engines:
 
 from __future__ import annotations
 
-import json
 import warnings
-from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
+from .atomic_io import atomic_output_dir
+from .configuration_brain_jepa import check_local_path
+from .downstream_arguments import ModelArguments
+from .downstream_data import (
+    check_data_matches_model,
+    check_splits_not_empty,
+    give_model_gradient,
+    infer_label_info,
+    load_feature_extractor,
+    load_splits,
+)
+from .eval_results import write_eval_results
 from .metrics import task_metrics
+from .modeling_brain_jepa import sequence_classification_loss
+from .run_results import summarise, write_results
 
 
 class BrainJepaLinearProbe(nn.Module):
-    """Frozen encoder -> mean over tokens -> BatchNorm1d(affine=False) -> Linear."""
+    """Frozen encoder -> mean over tokens -> BatchNorm1d(affine=False) -> Linear. The encoder sits where
+    the task models keep theirs (`brain_jepa`, the base model prefix), so `probe.base_model` is it."""
+
+    base_model_prefix = "brain_jepa"
 
     def __init__(self, encoder, num_labels: int, problem_type: str):
         super().__init__()
-        self.encoder = encoder.eval().requires_grad_(False)
+        self.brain_jepa = encoder.eval().requires_grad_(False)
         self.problem_type = problem_type
         self.num_labels = num_labels
         hidden = encoder.config.hidden_size
@@ -38,34 +53,40 @@ class BrainJepaLinearProbe(nn.Module):
         self.classifier = nn.Linear(hidden, num_labels)
         nn.init.trunc_normal_(self.classifier.weight, std=0.01)
         nn.init.zeros_(self.classifier.bias)
+        self._register_load_state_dict_pre_hook(_rename_legacy_encoder_keys)
+
+    @property
+    def base_model(self):
+        return self.brain_jepa
 
     @property
     def config(self):
-        return self.encoder.config
+        return self.brain_jepa.config
 
     def train(self, mode: bool = True):
         super().train(mode)
-        self.encoder.eval()  # frozen: no drop path / dropout in the features
+        self.brain_jepa.eval()  # frozen: no drop path / dropout in the features
         return self
 
     def describe(self) -> dict:
         return {"probe": "BatchNorm1d(affine=False) + Linear", "num_labels": self.num_labels,
-                "problem_type": self.problem_type, "encoder": self.encoder.config.to_dict()}
+                "problem_type": self.problem_type, "encoder": self.brain_jepa.config.to_dict()}
 
     def forward(self, fmri_values: torch.Tensor, gradient: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None) -> SequenceClassifierOutput:
         with torch.no_grad():
-            features = self.encoder(fmri_values, gradient=gradient).pooler_output
+            features = self.brain_jepa(fmri_values, gradient=gradient).pooler_output
         logits = self.classifier(self.norm(features))
         loss = None
         if labels is not None:
-            if self.problem_type == "regression":
-                loss = nn.functional.mse_loss(logits.float().reshape(-1), labels.float().reshape(-1))
-            elif self.problem_type == "single_label_classification":
-                loss = nn.functional.cross_entropy(logits.float(), labels.long().reshape(-1))
-            else:
-                loss = nn.functional.binary_cross_entropy_with_logits(logits.float(), labels.float())
+            loss = sequence_classification_loss(logits, labels, self.problem_type, self.num_labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
+
+
+def _rename_legacy_encoder_keys(state_dict, prefix, *args) -> None:
+    """Probes saved before the encoder was named `brain_jepa` kept it under `encoder.`: load those too."""
+    for key in [k for k in state_dict if k.startswith(f"{prefix}encoder.")]:
+        state_dict[f"{prefix}brain_jepa.{key[len(prefix) + len('encoder.'):]}"] = state_dict.pop(key)
 
 
 def _plain_l2_logistic_options() -> dict:
@@ -122,16 +143,10 @@ def run_sklearn_probe(model_name_or_path, data_args, output_dir: str | None = No
     `output_dir` when given. `model` may be passed instead of loading `model_name_or_path`; `dtype`
     ("auto", "float32", "bfloat16") is the encoder's precision for the embeddings (None: as stored)."""
     from .embedding import compute_embeddings, distributed_state, load_encoder
-    from .finetuning import (
-        ModelArguments, check_data_matches_model, check_splits_not_empty, infer_label_info, load_feature_extractor,
-        load_splits, resolve_gradient, results_table, summarise,
-    )
 
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds: expected a positive integer, got {seeds!r}")
     if model is None:
-        from .configuration_brain_jepa import check_local_path
-
         check_local_path(model_name_or_path)  # a mistyped folder fails before the data are read
     splits = load_splits(data_args)
     check_splits_not_empty(splits)
@@ -145,7 +160,7 @@ def run_sklearn_probe(model_name_or_path, data_args, output_dir: str | None = No
     model_args = ModelArguments(model_name_or_path=None if model is not None else str(model_name_or_path))
     extractor = load_feature_extractor(model_args, data_args, encoder.config, splits["train"])
     check_data_matches_model(splits, encoder.config, extractor, data_args.fmri_column, str(model_name_or_path))
-    resolve_gradient(encoder, extractor, data_args)
+    give_model_gradient(encoder, extractor, data_args)
     features = {role: compute_embeddings(encoder, split, extractor, "mean", batch_size, data_args.fmri_column, progress, state)
                 for role, split in splits.items()}
     labels = {role: np.asarray(split[data_args.label_column]) for role, split in splits.items()}
@@ -170,15 +185,8 @@ def run_sklearn_probe(model_name_or_path, data_args, output_dir: str | None = No
         "test": summarise(per_seed, "test"),
     }
     if output_dir is not None and (state is None or state.is_main_process):
-        from .eval_results import write_eval_results
-        from .hub import atomic_output_dir
-
         with atomic_output_dir(output_dir, overwrite=overwrite, flag="--overwrite_output_dir") as staging:
-            (Path(staging) / "results.json").write_text(json.dumps(results, indent=2))
-            table = results_table([(f"{data_args.label_column} (linear probe, sklearn)", info.problem_type, results["test"])])
-            (Path(staging) / "results.md").write_text(
-                f"Test results over {seeds} seed(s), mean (std); metrics in original units.\n\n{table}"
-            )
+            write_results(staging, results, f"{data_args.label_column} (linear probe, sklearn)")
             write_eval_results(staging, results, dataset_id=getattr(data_args, "eval_dataset_id", None), mode="linear_probe")
     return results
 

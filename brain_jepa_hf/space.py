@@ -13,7 +13,9 @@ import re
 import shutil
 from pathlib import Path
 
+from . import __version__
 from .atomic_io import atomic_output_dir
+
 
 APP_FILE = "app.py"
 REQUIREMENTS_FILE = "requirements.txt"
@@ -25,8 +27,6 @@ _HUB_ID = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 
 def package_version() -> str:
-    from . import __version__
-
     return __version__
 
 

@@ -1,10 +1,10 @@
-"""Attention by network, group contrasts and attribution (brain_jepa_hf.analysis), on tiny models."""
+"""Attention by network, group contrasts and attribution (attention_pooling, network_statistics, cohort_attention,
+attribution), on tiny models."""
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
-from helpers import make_config, make_inputs
 
 from brain_jepa_hf import (
     BrainJepaConfig,
@@ -12,21 +12,24 @@ from brain_jepa_hf import (
     BrainJepaForSequenceClassification,
     BrainJepaModel,
 )
-from brain_jepa_hf.analysis import (
-    ATTRIBUTION_METHODS,
+from brain_jepa_hf.attention_pooling import (
     ROI_POOLED_ATTENTION,
     _pooled_attention_forward,
+    record_roi_attention,
+    roi_attention,
+    roi_pooled_attention,
+)
+from brain_jepa_hf.attribution import ATTRIBUTION_METHODS, roi_attribution
+from brain_jepa_hf.cohort_attention import cohort_attention
+from brain_jepa_hf.network_statistics import (
     attention_received,
     benjamini_hochberg,
-    cohort_attention,
     network_attribution,
     network_matrix,
     permutation_test,
-    record_roi_attention,
-    roi_attention,
-    roi_attribution,
-    roi_pooled_attention,
 )
+
+from helpers import make_config, make_inputs
 
 
 def naive_pooled(attentions, num_rois: int) -> torch.Tensor:
@@ -171,7 +174,7 @@ def test_attention_function_misuse_errors():
     model = eager_model(7, 2, attention_probs_dropout_prob=0.5)
     fmri, gradient = make_inputs(model.config, batch=1)
     model.config._attn_implementation = ROI_POOLED_ATTENTION  # set by hand, outside a recording
-    with pytest.raises(RuntimeError, match="only works inside brain_jepa_hf.analysis.record_roi_attention"):
+    with pytest.raises(RuntimeError, match="only works inside brain_jepa_hf.attention_pooling.record_roi_attention"):
         with torch.no_grad():
             model(fmri, gradient=gradient)
     model.config._attn_implementation = "eager"

@@ -383,7 +383,9 @@ def test_convert_with_a_user_table_and_bad_atlases(tmp_path, capsys):
 
 
 def test_pretraining_and_finetuning_arguments_set_an_atlas(tmp_path):
-    from brain_jepa_hf.finetuning import LabelInfo, ModelArguments, build_model
+    from brain_jepa_hf.downstream_arguments import ModelArguments
+    from brain_jepa_hf.downstream_data import LabelInfo
+    from brain_jepa_hf.finetuning import build_model
     from brain_jepa_hf.pretraining import PretrainingArguments
 
     table = write_table(tmp_path / "mine.csv", user_rows(23))
@@ -404,11 +406,8 @@ def test_pretraining_and_finetuning_arguments_set_an_atlas(tmp_path):
 
 def test_runs_on_the_embedded_example_store_its_atlas_by_default(tmp_path):
     from brain_jepa_hf.atlas import example_atlas
-    from brain_jepa_hf.finetuning import (
-        DataArguments,
-        ModelArguments,
-        resolve_example_atlas,
-    )
+    from brain_jepa_hf.downstream_arguments import DataArguments, ModelArguments
+    from brain_jepa_hf.downstream_data import resolve_example_atlas
     from brain_jepa_hf.pretraining import PretrainingArguments
 
     args = PretrainingArguments(output_dir=str(tmp_path), model_preset="tiny")

@@ -18,8 +18,9 @@ from brain_jepa_hf import (
     BrainJepaForSequenceClassification,
     BrainJepaModel,
 )
+from brain_jepa_hf.downstream_arguments import parse_arguments
 from brain_jepa_hf.embedding import embed
-from brain_jepa_hf.finetuning import parse_arguments, run_finetuning
+from brain_jepa_hf.finetuning import run_finetuning
 from brain_jepa_hf.pipelines import FEATURE_EXTRACTION_TASK, register_pipelines
 from brain_jepa_hf.probing import run_sklearn_probe
 
@@ -372,8 +373,8 @@ BUILDS = {
                   r"labels: expected a value in column 'age' .* got 1 empty/NaN/Inf \(subjects \['sub-1'\]\)"),
     "text in a numeric column": ("subject_id,age\nsub-0,50\nsub-1,fifty\nsub-2,61\nsub-3,70\n", None,
                                  r"labels: expected numbers or text in column 'age', got both: text 'fifty' for subject 'sub-1'"),
-    "gradient with 29 columns": (None, 29, r"gradient: expected 30 columns \(gradient_components, the model's gradient_dim\), "
-                                           r"got 29; pass gradient_components=29 \(--gradient-components\)"),
+    "gradient with 29 columns": (None, 29, r"gradient: expected 23 rows x 30 columns \(ROIs x gradient_components, the "
+                                           r"model's gradient_dim\), got 23 x 29; pass gradient_components=29 \(--gradient-components\)"),
 }
 
 
@@ -445,7 +446,8 @@ def test_errors_name_the_argument(tmp_path, case):
 
 
 def test_a_small_classification_set_splits_without_stratifying_what_cannot_be(tmp_path):
-    from brain_jepa_hf.finetuning import DataArguments, _split_dataset
+    from brain_jepa_hf.downstream_arguments import DataArguments
+    from brain_jepa_hf.downstream_data import _split_dataset
 
     data = small_dataset(num_subjects=12)
     data_args = DataArguments(dataset="unused", label_column="sex", validation_fraction=0.1, test_fraction=0.2)

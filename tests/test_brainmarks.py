@@ -29,8 +29,9 @@ from brain_jepa_hf.example_data import (
     example_gradient,
     load_example_dataset,
 )
+from brain_jepa_hf.downstream_arguments import DataArguments
+from brain_jepa_hf.downstream_data import load_splits
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
-from brain_jepa_hf.finetuning import DataArguments, load_splits
 from brain_jepa_hf.probing import run_sklearn_probe
 
 SUBJECTS, TIMEPOINTS = 20, 100

@@ -1,5 +1,6 @@
 """BrainJepaConfig: defaults are the released ViT-B, presets, and clear errors for impossible sizes."""
 
+import json
 import logging
 import warnings
 
@@ -47,6 +48,20 @@ def test_round_trip_through_auto_config(tmp_path):
     strip = lambda d: {k: v for k, v in d.items() if k != "_name_or_path"}  # noqa: E731
     assert strip(loaded.to_dict()) == strip(config.to_dict())
 
+
+
+def test_config_json_with_the_dropped_pooling_field_still_loads(tmp_path):
+    """config.json files written before the unused `pooling` field was dropped carry `"pooling": "mean"`
+    (the only value it took): they load as before, the key kept as a plain attribute."""
+    config = BrainJepaConfig.from_preset("tiny", num_rois=20)
+    config.save_pretrained(tmp_path)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    assert "pooling" not in saved
+    (tmp_path / "config.json").write_text(json.dumps({**saved, "pooling": "mean"}))
+    loaded = AutoConfig.from_pretrained(tmp_path)
+    assert type(loaded) is BrainJepaConfig and loaded.pooling == "mean"
+    strip = lambda d: {k: v for k, v in d.items() if k not in ("_name_or_path", "pooling")}  # noqa: E731
+    assert strip(loaded.to_dict()) == strip(config.to_dict())
 
 @pytest.mark.parametrize(
     "overrides, message",

@@ -1,4 +1,4 @@
-"""Arrow datasets from per-subject files and labels; the lazy feature-extractor view; failure safety."""
+"""Arrow datasets from per-subject files and labels; model-ready samples (FmriSamples); failure safety."""
 
 import stat
 
@@ -11,14 +11,14 @@ from transformers import default_data_collator
 
 from brain_jepa_hf.atomic_io import current_umask
 from brain_jepa_hf.data import (
-    FeatureExtractorTransform,
-    apply_feature_extractor,
     build_dataset,
     read_series,
     write_dataset,
 )
 from brain_jepa_hf.example_data import load_example_dataset
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
+from brain_jepa_hf.samples import FmriSamples
+
 
 R, T = 10, 64
 
@@ -96,39 +96,63 @@ def test_crop_to_num_timepoints_and_subject_regex(tmp_path):
     assert dataset["subject_id"] == ["sub-0", "sub-1", "sub-2"] and dataset.features["fmri"].shape == (R, 64)
 
 
-def test_feature_extractor_view_matches_direct_calls(tmp_path):
+def test_samples_match_direct_feature_extractor_calls(tmp_path):
     truth = write_cohort(tmp_path / "series")
     write_labels(tmp_path / "labels.csv", truth)
     dataset = build_dataset(tmp_path / "series", labels=tmp_path / "labels.csv", subject_column="participant",
                             output_dir=tmp_path / "out", time_axis=0, progress=False)
     series = dataset.with_format("numpy")[:]["fmri"]
     extractor = BrainJepaFeatureExtractor(num_rois=R, num_frames=16, sampling_rate=2).fit(series)
-    view = apply_feature_extractor(dataset, extractor, label_column="age")
-    example = view[2]
+    samples = FmriSamples(dataset, extractor, labels="age")
+    example = samples[2]
     assert tuple(example["fmri_values"].shape) == (1, R, 16) and example["fmri_values"].dtype == torch.float32
     torch.testing.assert_close(example["fmri_values"], extractor(series[2])["fmri_values"][0])
-    assert example["labels"] == example["age"] and example["subject_id"] == "sub-02"
-    batch = default_data_collator([view[i] for i in range(4)])
+    assert example["labels"] == torch.tensor(dataset[2]["age"], dtype=torch.float32)
+    batch = default_data_collator([samples[i] for i in range(4)])
     assert tuple(batch["fmri_values"].shape) == (4, 1, R, 16) and batch["labels"].dtype == torch.float32
-    assert batch["sex"].dtype == torch.int64
-    loader = torch.utils.data.DataLoader(view, batch_size=3, collate_fn=default_data_collator)
-    first = next(iter(loader))
+    assert default_data_collator([FmriSamples(dataset, extractor, labels="sex")[i] for i in range(4)])["labels"].dtype == torch.int64
+    loader = torch.utils.data.DataLoader(samples, batch_size=3, collate_fn=default_data_collator)
+    first = next(iter(loader))  # fetched as one batch (__getitems__)
     torch.testing.assert_close(first["fmri_values"], extractor(series[:3])["fmri_values"])
-    # the plain datasets transform path (python lists) gives the same tensors
-    plain = dataset.with_transform(FeatureExtractorTransform(extractor, label_column="age"))
-    torch.testing.assert_close(plain[2]["fmri_values"], example["fmri_values"])
-    # training views draw random clips, reproducibly under a seed
-    a = apply_feature_extractor(dataset, extractor, training=True, seed=3)[:]["fmri_values"]
-    b = apply_feature_extractor(dataset, extractor, training=True, seed=3)[:]["fmri_values"]
-    c = apply_feature_extractor(dataset, extractor, training=True, seed=4)[:]["fmri_values"]
-    torch.testing.assert_close(a, b)
-    assert not torch.equal(a, c)
+    torch.testing.assert_close(first["labels"], torch.tensor(dataset[:3]["age"], dtype=torch.float32))
+    # training samples draw random clips from (seed, epoch, row) alone: the same alone or in any batch
+    a = FmriSamples(dataset, extractor, training=True, seed=3)
+    b = FmriSamples(dataset, extractor, training=True, seed=3)
+    c = FmriSamples(dataset, extractor, training=True, seed=4)
+    batched = torch.stack([s["fmri_values"] for s in a.__getitems__([5, 1, 2])])
+    alone = torch.stack([b[i]["fmri_values"] for i in (5, 1, 2)])
+    torch.testing.assert_close(batched, alone, rtol=0, atol=0)
+    direct = extractor(series[1], training=True, seed=np.random.default_rng([3, 0, 1]))["fmri_values"][0]
+    torch.testing.assert_close(a[1]["fmri_values"], direct, rtol=0, atol=0)
+    assert not torch.equal(batched, torch.stack([c[i]["fmri_values"] for i in (5, 1, 2)]))
+    a.set_epoch(1)
+    assert not torch.equal(a[1]["fmri_values"], direct)
+    with pytest.raises(ValueError, match=r"labels: expected one value per row \(6\), got 2"):
+        FmriSamples(dataset, extractor, labels=np.zeros(2))
+    with pytest.raises(ValueError, match=r"fmri_column: expected a column of the dataset .*, got 'bold'"):
+        FmriSamples(dataset, extractor, fmri_column="bold")
 
 
-def test_example_dataset_uses_the_same_columns_and_view():
+def test_samples_of_series_of_several_lengths_match_one_call_per_series():
+    from datasets import Dataset
+
+    rng = np.random.default_rng(0)
+    rows = [rng.standard_normal((R, length)).astype(np.float32) for length in (40, 52, 40, 61)]
+    dataset = Dataset.from_dict({"fmri": [row.tolist() for row in rows]})
+    extractor = BrainJepaFeatureExtractor(num_rois=R, num_frames=8, sampling_rate=4, scaling="zscore")
+    for training in (False, True):
+        samples = FmriSamples(dataset, extractor, training=training, seed=1)
+        batched = [sample["fmri_values"] for sample in samples.__getitems__([0, 1, 2, 3])]
+        for index, row in enumerate(rows):
+            seed = np.random.default_rng([1, 0, index]) if training else None
+            expected = extractor(row, training=training, seed=seed)["fmri_values"][0]
+            torch.testing.assert_close(batched[index], expected, rtol=0, atol=0)
+
+
+def test_example_dataset_uses_the_same_columns_and_samples():
     example = load_example_dataset(num_subjects=4, num_timepoints=490)
     extractor = BrainJepaFeatureExtractor().fit(example.with_format("numpy")[:]["fmri"])
-    item = apply_feature_extractor(example, extractor, label_column="sex")[1]
+    item = FmriSamples(example, extractor, labels="sex")[1]
     assert tuple(item["fmri_values"].shape) == (1, 450, 160) and item["labels"].dtype == torch.int64
 
 

@@ -40,7 +40,8 @@ from brain_jepa_hf.example_data import (  # noqa: E402
     load_example_dataset,
 )
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor  # noqa: E402
-from brain_jepa_hf.finetuning import parse_arguments, run_finetuning  # noqa: E402
+from brain_jepa_hf.downstream_arguments import parse_arguments  # noqa: E402
+from brain_jepa_hf.finetuning import run_finetuning  # noqa: E402
 from brain_jepa_hf.gradients import save_gradient_csv  # noqa: E402
 from brain_jepa_hf.hub import prepare_hub_folder  # noqa: E402
 from brain_jepa_hf.pipelines import CLASSIFICATION_TASK, FEATURE_EXTRACTION_TASK  # noqa: E402

@@ -135,11 +135,7 @@ def test_embed_short_series_fail_before_any_work_naming_the_options(short_inputs
 
 
 def test_probe_and_finetune_short_series_name_the_options(short_inputs, tmp_path):
-    from brain_jepa_hf.finetuning import (
-        DataArguments,
-        build_argument_parser,
-        parse_arguments,
-    )
+    from brain_jepa_hf.downstream_arguments import DataArguments, build_argument_parser, parse_arguments
     from brain_jepa_hf.probing import run_sklearn_probe
 
     data = dict(dataset=str(short_inputs / "data"), label_column="age")

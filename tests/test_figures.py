@@ -8,8 +8,10 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from brain_jepa_hf import figures
-from brain_jepa_hf.figures import network_colors, plot_carpet, save_figure
+from brain_jepa_hf import brain_figures, training_figures
+from brain_jepa_hf.brain_figures import plot_carpet
+from brain_jepa_hf.figure_style import CLASS_COLORS, network_colors, save_figure
+
 
 NETWORKS = ["Vis", "SomMot", "DorsAttn", "Default", "Subcortical"]
 
@@ -99,36 +101,36 @@ def test_plot_network_bars(tmp_path):
     rng = np.random.default_rng(1)
     values = {"NC": rng.random(5) + 0.5, "MCI": rng.random(5) + 0.5}
     errors = {"NC": np.full(5, 0.05), "MCI": np.full((2, 5), 0.1)}
-    figure = draw(figures.plot_network_bars, values, NETWORKS, errors=errors, reference=1.0)
+    figure = draw(brain_figures.plot_network_bars, values, NETWORKS, errors=errors, reference=1.0)
     pixels = save_and_check(figure, tmp_path / "bars.png")
-    assert has_colors(pixels, figures.CLASS_COLORS[:2])  # one colour per class
+    assert has_colors(pixels, CLASS_COLORS[:2])  # one colour per class
     assert has_colors(pixels, network_colors(NETWORKS).values())  # network squares under the axis
     # a single group: bars in the network colours, same as in the carpet
-    single = save_and_check(draw(figures.plot_network_bars, {"MCI - NC": rng.standard_normal(5)}, NETWORKS),
+    single = save_and_check(draw(brain_figures.plot_network_bars, {"MCI - NC": rng.standard_normal(5)}, NETWORKS),
                             tmp_path / "single.png")
     assert has_colors(single, network_colors(NETWORKS).values())
 
 
 def test_plot_network_bars_errors():
     with pytest.raises(ValueError, match=r"values\['MCI'\]: expected 5 values \(one per network\), got shape \(4,\)"):
-        figures.plot_network_bars({"NC": np.ones(5), "MCI": np.ones(4)}, NETWORKS)
+        brain_figures.plot_network_bars({"NC": np.ones(5), "MCI": np.ones(4)}, NETWORKS)
     with pytest.raises(ValueError, match=r"networks: expected 5 labels \(one per network\), got 4"):
-        figures.plot_network_bars({"NC": np.ones(5)}, NETWORKS[:4])
+        brain_figures.plot_network_bars({"NC": np.ones(5)}, NETWORKS[:4])
     with pytest.raises(ValueError, match=r"values\['NC'\]: expected finite values, got 1 NaN/inf of 5"):
-        figures.plot_network_bars({"NC": [1, 2, np.nan, 4, 5]}, NETWORKS)
+        brain_figures.plot_network_bars({"NC": [1, 2, np.nan, 4, 5]}, NETWORKS)
     with pytest.raises(ValueError, match=r"errors: expected a mapping with the same groups as values \['NC'\], got \['MCI'\]"):
-        figures.plot_network_bars({"NC": np.ones(5)}, NETWORKS, errors={"MCI": np.ones(5)})
+        brain_figures.plot_network_bars({"NC": np.ones(5)}, NETWORKS, errors={"MCI": np.ones(5)})
     with pytest.raises(ValueError, match=r"errors\['NC'\]: expected lengths >= 0, got a minimum of -1"):
-        figures.plot_network_bars({"NC": np.ones(5)}, NETWORKS, errors={"NC": -np.ones(5)})
+        brain_figures.plot_network_bars({"NC": np.ones(5)}, NETWORKS, errors={"NC": -np.ones(5)})
     with pytest.raises(ValueError, match=r"networks: expected distinct network names, got duplicates \['Vis'\]"):
-        figures.plot_network_bars({"NC": np.ones(3)}, ["Vis", "Vis", "Default"])
+        brain_figures.plot_network_bars({"NC": np.ones(3)}, ["Vis", "Vis", "Default"])
 
 
 @pytest.mark.parametrize("signed", [False, True])
 def test_plot_network_matrix(tmp_path, signed):
     rng = np.random.default_rng(2)
     matrix = rng.standard_normal((5, 5)) if signed else rng.random((5, 5))
-    figure = draw(figures.plot_network_matrix, matrix, NETWORKS, row_label="query network", column_label="key network")
+    figure = draw(brain_figures.plot_network_matrix, matrix, NETWORKS, row_label="query network", column_label="key network")
     image = figure.axes[0].images[0]
     if signed:  # diverging map centred on 0
         assert image.norm.vmin == -image.norm.vmax and image.get_cmap().name.startswith("RdBu")
@@ -140,11 +142,11 @@ def test_plot_network_matrix(tmp_path, signed):
 
 def test_plot_network_matrix_errors():
     with pytest.raises(ValueError, match=r"matrix: expected a square \(K, K\) matrix, got shape \(5, 4\)"):
-        figures.plot_network_matrix(np.ones((5, 4)), NETWORKS)
+        brain_figures.plot_network_matrix(np.ones((5, 4)), NETWORKS)
     with pytest.raises(ValueError, match=r"matrix: expected a 2-D array, got shape \(2, 5, 5\)"):
-        figures.plot_network_matrix(np.ones((2, 5, 5)), NETWORKS)
+        brain_figures.plot_network_matrix(np.ones((2, 5, 5)), NETWORKS)
     with pytest.raises(ValueError, match=r"networks: expected 5 labels \(one per network\), got 3"):
-        figures.plot_network_matrix(np.ones((5, 5)), NETWORKS[:3])
+        brain_figures.plot_network_matrix(np.ones((5, 5)), NETWORKS[:3])
 
 
 def test_plot_glass_brain_shows_rois_without_coordinates(tmp_path):
@@ -152,7 +154,7 @@ def test_plot_glass_brain_shows_rois_without_coordinates(tmp_path):
     coords = rng.uniform(-60, 60, size=(23, 3))
     coords[:4] = np.nan  # e.g. subcortical rows of the released atlas
     values = rng.standard_normal(23)
-    figure = draw(figures.plot_glass_brain, values, coords, roi_networks(), title="tiny", colorbar_label="z")
+    figure = draw(brain_figures.plot_glass_brain, values, coords, roi_networks(), title="tiny", colorbar_label="z")
     strip = [axes for axes in figure.axes if axes.get_title().startswith("4 ROIs without coordinates (rows 0-3)")]
     assert len(strip) == 1
     np.testing.assert_allclose(strip[0].images[0].get_array().ravel(), values[:4])
@@ -161,7 +163,7 @@ def test_plot_glass_brain_shows_rois_without_coordinates(tmp_path):
     pixels = save_and_check(figure, tmp_path / "glass.png")
     assert has_colors(pixels, [cmap(0), cmap(cmap.N - 1)])  # colour-bar ends kept exactly in the palette PNG
     # all coordinates known: no strip
-    figure = draw(figures.plot_glass_brain, np.abs(values[4:]), coords[4:])
+    figure = draw(brain_figures.plot_glass_brain, np.abs(values[4:]), coords[4:])
     assert not any("without coordinates" in axes.get_title() for axes in figure.axes)
     save_and_check(figure, tmp_path / "glass_all.png")
 
@@ -169,59 +171,59 @@ def test_plot_glass_brain_shows_rois_without_coordinates(tmp_path):
 def test_plot_glass_brain_errors():
     coords = np.zeros((3, 3))
     with pytest.raises(ValueError, match=r"coords: expected shape \(3, 3\) \(x, y, z in MNI mm per ROI\), got \(4, 3\)"):
-        figures.plot_glass_brain(np.ones(3), np.zeros((4, 3)))
+        brain_figures.plot_glass_brain(np.ones(3), np.zeros((4, 3)))
     with pytest.raises(ValueError, match="values: expected finite values, got 1 NaN/inf of 3"):
-        figures.plot_glass_brain([1, np.nan, 2], coords)
+        brain_figures.plot_glass_brain([1, np.nan, 2], coords)
     coords[1, 0] = np.nan
     with pytest.raises(ValueError, match="coords: expected all three or none of x, y, z per ROI, got partly NaN rows 1"):
-        figures.plot_glass_brain(np.ones(3), coords)
+        brain_figures.plot_glass_brain(np.ones(3), coords)
     with pytest.raises(ValueError, match="coords: expected MNI coordinates for at least one ROI, got NaN for all"):
-        figures.plot_glass_brain(np.ones(3), np.full((3, 3), np.nan))
+        brain_figures.plot_glass_brain(np.ones(3), np.full((3, 3), np.nan))
 
 
 def test_plot_gradient_space(tmp_path):
     rng = np.random.default_rng(4)
-    figure = draw(figures.plot_gradient_space, rng.standard_normal((23, 3)), roi_networks())
+    figure = draw(brain_figures.plot_gradient_space, rng.standard_normal((23, 3)), roi_networks())
     legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
     assert legend == [f"{n} ({roi_networks().count(n)})" for n in NETWORKS]
     pixels = save_and_check(figure, tmp_path / "gradient.png")
     assert has_colors(pixels, network_colors(NETWORKS).values())
     with pytest.raises(ValueError, match=r"gradient: expected at least 2 gradient columns \(R, G >= 2\), got shape \(23, 1\)"):
-        figures.plot_gradient_space(np.ones((23, 1)), roi_networks())
+        brain_figures.plot_gradient_space(np.ones((23, 1)), roi_networks())
     with pytest.raises(ValueError, match=r"networks: expected 23 labels \(one per ROI \(row of gradient\)\), got 22"):
-        figures.plot_gradient_space(np.ones((23, 2)), roi_networks()[:22])
+        brain_figures.plot_gradient_space(np.ones((23, 2)), roi_networks()[:22])
     with pytest.raises(ValueError, match=r"components: expected two different columns in \[0, 2\], got \(0, 3\)"):
-        figures.plot_gradient_space(np.ones((23, 3)), roi_networks(), components=(0, 3))
+        brain_figures.plot_gradient_space(np.ones((23, 3)), roi_networks(), components=(0, 3))
 
 
 def test_plot_embedding_scatter_picks_legend_or_colour_bar(tmp_path):
     rng = np.random.default_rng(5)
     embeddings = rng.standard_normal((30, 8))
     classes = np.array(["NC", "MCI", "AD"])[rng.integers(0, 3, 30)]
-    figure = draw(figures.plot_embedding_scatter, embeddings, classes, label_name="diagnosis")
+    figure = draw(brain_figures.plot_embedding_scatter, embeddings, classes, label_name="diagnosis")
     assert figure.axes[0].get_legend() is not None and len(figure.axes) == 1
     assert figure.axes[0].get_xlabel().startswith("PC1 (") and "% of variance" in figure.axes[0].get_xlabel()
     save_and_check(figure, tmp_path / "classes.png")
-    figure = draw(figures.plot_embedding_scatter, embeddings, rng.uniform(50, 80, 30), label_name="age (years)")
+    figure = draw(brain_figures.plot_embedding_scatter, embeddings, rng.uniform(50, 80, 30), label_name="age (years)")
     assert figure.axes[0].get_legend() is None and len(figure.axes) == 2  # scatter + colour bar
     save_and_check(figure, tmp_path / "age.png")
-    figure = draw(figures.plot_embedding_scatter, embeddings, rng.integers(0, 2, 30))  # 0/1 labels: categories
+    figure = draw(brain_figures.plot_embedding_scatter, embeddings, rng.integers(0, 2, 30))  # 0/1 labels: categories
     assert figure.axes[0].get_legend() is not None
 
 
 def test_plot_embedding_scatter_errors():
     embeddings = np.zeros((4, 3))
     with pytest.raises(ValueError, match=r"labels: expected one label per embedding \(4,\), got shape \(3,\)"):
-        figures.plot_embedding_scatter(embeddings, [1, 2, 3])
+        brain_figures.plot_embedding_scatter(embeddings, [1, 2, 3])
     with pytest.raises(ValueError, match=r"embeddings: expected a 2-D array, got shape \(4,\)"):
-        figures.plot_embedding_scatter(np.zeros(4), [1, 2, 3, 4])
+        brain_figures.plot_embedding_scatter(np.zeros(4), [1, 2, 3, 4])
     with pytest.raises(ValueError, match=r"embeddings: expected at least 3 samples x 2 features for a 2-D PCA, got shape \(4, 1\)"):
-        figures.plot_embedding_scatter(np.zeros((4, 1)), [1, 2, 3, 4])
+        brain_figures.plot_embedding_scatter(np.zeros((4, 1)), [1, 2, 3, 4])
     with pytest.raises(ValueError, match=r"labels: expected no NaN/inf, got 1 \(those points would be dropped\)"):
-        figures.plot_embedding_scatter(embeddings, [1.5, np.nan, 2.5, 3.5])
+        brain_figures.plot_embedding_scatter(embeddings, [1.5, np.nan, 2.5, 3.5])
     with pytest.raises(ValueError, match=r"embeddings: expected finite values, got 1 NaN/inf of 12"):
         embeddings[2, 1] = np.nan
-        figures.plot_embedding_scatter(embeddings, [1, 2, 3, 4])
+        brain_figures.plot_embedding_scatter(embeddings, [1, 2, 3, 4])
 
 
 @pytest.fixture(scope="module")
@@ -260,9 +262,9 @@ def test_training_log_resumed_runs_collapse_warnings_and_a_cut_last_line(pretrai
     text = "".join(json.dumps(r) + "\n" for r in records) + json.dumps(resumed) + "\n" + '{"step": 4, "lo'
     log = tmp_path / "pretraining_log.jsonl"
     log.write_text(text)
-    read = figures.read_training_log(tmp_path)
+    read = training_figures.read_training_log(tmp_path)
     assert [r["step"] for r in read] == [1, 2, 3] and read[1]["loss"] == 0.125
-    figure = draw(figures.plot_training_curves, log)
+    figure = draw(training_figures.plot_training_curves, log)
     assert "collapse warnings at 1 steps (shaded)" in figure.get_suptitle()
     loss_axes = figure.axes[0]
     np.testing.assert_allclose(loss_axes.lines[0].get_ydata(), [records[0]["loss"], 0.125, records[2]["loss"]])
@@ -278,17 +280,17 @@ def test_training_log_errors(tmp_path, capsys):
     assert exited.value.code == 0 and "brain-jepa plot-training runs/example" in capsys.readouterr().out
 
     with pytest.raises(FileNotFoundError, match=r"run_dir_or_log: no pretraining_log.jsonl in .* \(is it a `brain-jepa pretrain` output folder\?\)"):
-        figures.plot_training_curves(tmp_path)
+        training_figures.plot_training_curves(tmp_path)
     log = tmp_path / "pretraining_log.jsonl"
     log.write_text("")
     with pytest.raises(ValueError, match="no records \\(empty log\\); pretraining writes one every logging_steps steps"):
-        figures.plot_training_curves(tmp_path)
+        training_figures.plot_training_curves(tmp_path)
     log.write_text('{"step": 1}\n')
     with pytest.raises(ValueError, match=r"line 1: expected fields \['step', 'loss', 'lr', 'target_std', 'target_effective_rank'\], missing \['loss', 'lr'"):
-        figures.read_training_log(log)
+        training_figures.read_training_log(log)
     log.write_text('not json\n{"step": 1}\n')
     with pytest.raises(ValueError, match=r"line 1 is not JSON"):
-        figures.read_training_log(log)
+        training_figures.read_training_log(log)
     assert main(["plot-training", str(tmp_path / "missing")]) == 1
     err = capsys.readouterr().err
     assert err == f"brain-jepa plot-training: error: RUN_DIR: {tmp_path / 'missing'} does not exist\n"

@@ -12,17 +12,11 @@ from scipy.stats import pearsonr
 from transformers import AutoModelForSequenceClassification, pipeline
 
 from brain_jepa_hf import BrainJepaForPreTraining, BrainJepaForSequenceClassification
+from brain_jepa_hf.downstream_arguments import DataArguments, FinetuningArguments, parse_arguments
+from brain_jepa_hf.downstream_data import load_splits
 from brain_jepa_hf.example_data import example_gradient, load_example_dataset
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
-from brain_jepa_hf.finetuning import (
-    BrainJepaTrainer,
-    DataArguments,
-    FinetuningArguments,
-    layer_decay_parameter_groups,
-    load_splits,
-    parse_arguments,
-    run_finetuning,
-)
+from brain_jepa_hf.finetuning import BrainJepaTrainer, layer_decay_parameter_groups, run_finetuning
 from brain_jepa_hf.gradients import save_gradient_csv
 from brain_jepa_hf.pipelines import CLASSIFICATION_TASK
 
@@ -264,7 +258,7 @@ def test_model_finetuned_from_a_hub_folder_serves_its_pipelines(tmp_path):
 def test_label_names_come_from_the_column_or_its_class_names():
     from datasets import ClassLabel, Dataset
 
-    from brain_jepa_hf.finetuning import infer_label_info
+    from brain_jepa_hf.downstream_data import infer_label_info
 
     ages = Dataset.from_dict({"age": [50.0, 61.5, 70.0]})
     assert infer_label_info({"train": ages}, "age", None).label_names == ("age",)

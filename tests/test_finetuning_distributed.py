@@ -16,9 +16,10 @@ from helpers import hub_env
 from hub_server import LoopbackHub
 from transformers import AutoModelForSequenceClassification
 
+from brain_jepa_hf.downstream_arguments import DataArguments
+from brain_jepa_hf.downstream_data import load_splits
 from brain_jepa_hf.example_data import example_gradient, load_example_dataset
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
-from brain_jepa_hf.finetuning import DataArguments, load_splits
 from brain_jepa_hf.gradients import save_gradient_csv
 from brain_jepa_hf.metrics import task_metrics
 from brain_jepa_hf.runtime import has_accelerator

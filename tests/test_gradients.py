@@ -84,6 +84,36 @@ def test_csv_round_trip_in_original_layout(tmp_path, group_gradients):
         load_gradient_csv(tmp_path / "missing.csv")
 
 
+def test_one_resolver_and_one_check_for_the_atlas_gradient(tmp_path):
+    from brain_jepa_hf.gradients import check_gradient, resolve_gradient
+
+    given, stored, held, example = (np.full((5, 3), value) for value in (1.0, 2.0, 3.0, 4.0))
+    save_gradient_csv(tmp_path / "given.csv", given)
+    save_gradient_csv(tmp_path / "gradient.csv", stored)
+
+    class Extractor:
+        gradient = held.tolist()
+
+    sources = dict(dataset_folder=tmp_path, feature_extractor=Extractor(), example=lambda: example)
+    assert resolve_gradient(tmp_path / "given.csv", **sources)[0, 0] == 1.0  # first: the given one
+    assert resolve_gradient(given, **sources)[0, 0] == 1.0
+    assert resolve_gradient(**sources)[0, 0] == 2.0  # then the dataset folder's gradient.csv
+    assert resolve_gradient(dataset_folder=tmp_path / "none", feature_extractor=Extractor(), example=lambda: example)[0, 0] == 3.0
+    assert resolve_gradient(example=lambda: example)[0, 0] == 4.0
+    assert resolve_gradient() is None
+    checked = check_gradient(given, 5, 3)
+    assert checked.dtype == np.float32 and checked.shape == (5, 3)
+    assert check_gradient(given, 5, dtype=np.float64).dtype == np.float64  # any number of columns
+    with pytest.raises(ValueError, match=r"^gradient: expected 5 rows x 4 columns \(ROIs x gradient_dim\), got 5 x 3$"):
+        check_gradient(given, 5, 4)
+    with pytest.raises(ValueError, match=r"^atlas: expected 6 rows x gradient_dim columns \(ROIs x components\), got 5 x 3; a hint$"):
+        check_gradient(given, 6, name="atlas", columns="components", hint="; a hint")
+    with pytest.raises(ValueError, match=r"gradient: expected 5 rows x 3 columns .*, got shape \(15,\)"):
+        check_gradient(given.ravel(), 5, 3)
+    with pytest.raises(ValueError, match=r"gradient: expected finite values, got NaN or Inf"):
+        check_gradient(np.where(given > 0, np.nan, 0.0), 5, 3)
+
+
 def test_gradients_from_time_series_recover_the_generating_structure():
     # three networks of ROIs driven by three shared signals: the first gradients separate them
     rng = np.random.default_rng(1)

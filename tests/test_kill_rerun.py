@@ -37,7 +37,7 @@ from original_layout import original_checkpoint
 
 def staging_rename(name: str) -> tuple[str, str]:
     """The moment a finished staging folder/file for output `name` is about to be renamed into place."""
-    return "os.rename", rf"/\.{name}\.tmp-[^/ ]+ "
+    return "os.rename", rf"/\.{re.escape(name)}\.tmp-[^/ ]+ "
 
 
 def alone(out: Path) -> bool:
@@ -183,7 +183,7 @@ def test_killed_after_a_swap_over_the_previous_output_the_rerun_removes_the_prev
 def test_embed_killed_between_chunks_and_after_the_final_write_reruns_to_the_same_bytes(inputs, reference, tmp_path):
     arguments, name, _ = commands(inputs)["embed"]
     out = tmp_path / "work" / name
-    assert_killed(brain_jepa_cli(*arguments(out), kill_at=("os.rename", r"/\.chunk-\d+\.npy\.tmp-\d+ ", 2)))
+    assert_killed(brain_jepa_cli(*arguments(out), kill_at=("os.rename", r"/\.chunk-\d+\.npy\.tmp-[^/ ]+ ", 2)))
     partial = out.with_name(name + ".partial")
     assert sorted(p.name for p in partial.iterdir() if not p.name.startswith(".")) == ["chunk-0000000000.npy", "meta.json"]
     assert [p.name.split(".tmp-")[0] for p in partial.glob(".*")] == [".chunk-0000000008.npy"]  # half-written

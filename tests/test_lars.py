@@ -10,12 +10,8 @@ import torch
 from helpers import make_config
 
 from brain_jepa_hf import BrainJepaForSequenceClassification, BrainJepaModel
-from brain_jepa_hf.finetuning import (
-    BrainJepaTrainer,
-    FinetuningArguments,
-    FmriCollator,
-    parse_arguments,
-)
+from brain_jepa_hf.downstream_arguments import FinetuningArguments, parse_arguments
+from brain_jepa_hf.finetuning import BrainJepaTrainer, FmriCollator
 from brain_jepa_hf.lars import Lars
 from brain_jepa_hf.probing import BrainJepaLinearProbe
 
@@ -143,7 +139,7 @@ def probe_args(tmp_path, **overrides) -> FinetuningArguments:
 
 def test_trainer_trains_the_probe_head_with_lars_and_leaves_the_encoder_alone(tmp_path):
     probe = tiny_probe()
-    encoder_before = copy.deepcopy(probe.encoder.state_dict())
+    encoder_before = copy.deepcopy(probe.base_model.state_dict())
     head_before = copy.deepcopy(probe.classifier.state_dict())
     args = probe_args(tmp_path, probe_optimizer="lars")
     trainer = BrainJepaTrainer(model=probe, args=args, train_dataset=tiny_samples(probe.config),
@@ -158,7 +154,7 @@ def test_trainer_trains_the_probe_head_with_lars_and_leaves_the_encoder_alone(tm
     assert decay == {"classifier.weight": args.weight_decay, "classifier.bias": 0.0}
     for group in optimizer.param_groups:  # the Trainer's cosine schedule drove each group's lr to its end value
         assert group["lr"] == pytest.approx(args.min_learning_rate)
-    for name, tensor in probe.encoder.state_dict().items():
+    for name, tensor in probe.base_model.state_dict().items():
         assert torch.equal(tensor, encoder_before[name]), name
     for name, tensor in probe.classifier.state_dict().items():
         assert not torch.equal(tensor, head_before[name]), name

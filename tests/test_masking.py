@@ -19,7 +19,9 @@ from brain_jepa_hf.masking import (
     build_mask_collator,
     first_k_true,
 )
-from brain_jepa_hf.masking_reference import loop_sample_masks, loop_spatiotemporal_masks
+
+from masking_reference import loop_sample_masks, loop_spatiotemporal_masks
+
 
 R, TP = 450, 10
 

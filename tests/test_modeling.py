@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 import torch
-from helpers import make_config, make_inputs
 from transformers import AutoModel, AutoModelForSequenceClassification
 
 from brain_jepa_hf import (
@@ -16,6 +15,9 @@ from brain_jepa_hf import (
     BrainJepaForSequenceClassification,
     BrainJepaModel,
 )
+
+from helpers import make_config, make_inputs
+
 
 ATOL = 1e-5
 
@@ -325,6 +327,30 @@ def test_label_errors_name_the_problem():
     with pytest.raises(ValueError, match=r"labels: expected 3 regression targets .* got shape \(2,\)"):
         regression(fmri, gradient=gradient, labels=torch.tensor([1.0, 2.0]))
 
+
+
+def test_the_probe_scores_labels_with_the_heads_loss_and_checks(tiny_config):
+    """One loss for the head and the linear probe: same value on the same logits, same label checks."""
+    from brain_jepa_hf.probing import BrainJepaLinearProbe
+
+    fmri, gradient = make_inputs(tiny_config)
+    probe = BrainJepaLinearProbe(BrainJepaModel(tiny_config), num_labels=3, problem_type="single_label_classification")
+    labels = torch.tensor([0, 2, 1])
+    out = probe.eval()(fmri, gradient=gradient, labels=labels)
+    torch.testing.assert_close(out.loss, torch.nn.functional.cross_entropy(out.logits, labels))
+    with pytest.raises(ValueError, match=r"labels: expected class ids in \[0, 2\], got values in \[0, 5\]"):
+        probe(fmri, gradient=gradient, labels=torch.tensor([0, 5, 1]))
+
+
+def test_base_model_is_the_encoder_of_every_model_and_of_the_probe(tiny_config):
+    from brain_jepa_hf.probing import BrainJepaLinearProbe
+
+    encoder = BrainJepaModel(tiny_config)
+    classifier = BrainJepaForSequenceClassification(make_config(num_labels=2))
+    pretraining = BrainJepaForPreTraining(tiny_config)
+    probe = BrainJepaLinearProbe(encoder, num_labels=2, problem_type="single_label_classification")
+    assert encoder.base_model is encoder and classifier.base_model is classifier.brain_jepa
+    assert pretraining.base_model is pretraining.target_encoder and probe.base_model is encoder
 
 # ------------------------------------------------------------------ bad input
 

@@ -11,7 +11,6 @@ import time
 
 import pytest
 import torch
-from helpers import PRETRAIN_FAST, read_log, run_pretrain
 from safetensors.torch import load_file
 
 from brain_jepa_hf import BrainJepaForPreTraining, BrainJepaModel
@@ -19,6 +18,8 @@ from brain_jepa_hf.atomic_io import usual_mode
 from brain_jepa_hf.commands.pretrain import parse_arguments
 from brain_jepa_hf.pretraining import PretrainingArguments, list_checkpoints
 from brain_jepa_hf.schedules import PretrainingSchedules
+
+from helpers import PRETRAIN_FAST, read_log, run_pretrain
 
 
 def test_schedules_follow_the_released_recipe():
@@ -53,6 +54,12 @@ def test_cli_precedence_and_argument_errors(tmp_path):
         parse_arguments(["--preset", "vit-huge"])
     with pytest.raises(ValueError, match=r"output_dir: expected a folder path"):
         PretrainingArguments().validate()
+    # the model config owns num_frames / patch_size: set once, by the flag or by model_overrides
+    assert parse_arguments(["--preset", "example-tiny", "--output_dir", "x"]).model_config(450).num_frames == 160
+    args = parse_arguments(["--num_frames", "80", "--model_overrides", '{"num_frames": 40}', "--output_dir", "x"])
+    with pytest.raises(ValueError, match=r"model_overrides: num_frames is also set by --num_frames=80; set it once"):
+        args.model_config(450)
+    assert parse_arguments(["--model_overrides", '{"patch_size": 8}', "--output_dir", "x"]).model_config(450).patch_size == 8
     with pytest.raises(ValueError, match=r"hub_model_id: expected a repository id .* got None"):
         PretrainingArguments(output_dir="x", push_to_hub=True).validate()
 

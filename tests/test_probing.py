@@ -14,7 +14,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from brain_jepa_hf import BrainJepaModel
-from brain_jepa_hf.finetuning import DataArguments, parse_arguments, run_finetuning
+from brain_jepa_hf.downstream_arguments import DataArguments, parse_arguments
+from brain_jepa_hf.finetuning import run_finetuning
 from brain_jepa_hf.probing import (
     BrainJepaLinearProbe,
     fit_sklearn_probe,
@@ -30,9 +31,20 @@ def test_probe_head_is_batchnorm_without_affine_and_encoder_stays_frozen():
     encoder = BrainJepaModel(make_config(drop_path_rate=0.5))
     probe = BrainJepaLinearProbe(encoder, num_labels=3, problem_type="single_label_classification").train()
     assert not probe.norm.affine and probe.norm.training
-    assert not probe.encoder.training  # no drop path in the features
+    assert not probe.base_model.training  # no drop path in the features
     assert [n for n, p in probe.named_parameters() if p.requires_grad] == ["classifier.weight", "classifier.bias"]
 
+
+
+def test_probe_weights_saved_under_the_old_encoder_name_still_load():
+    """Probes saved before the encoder took the base model's name (`brain_jepa`) stored it as `encoder.*`."""
+    config = make_config()
+    saved = BrainJepaLinearProbe(BrainJepaModel(config), num_labels=2, problem_type="single_label_classification")
+    old_names = {key.replace("brain_jepa.", "encoder.", 1): value for key, value in saved.state_dict().items()}
+    assert any(key.startswith("encoder.") for key in old_names)
+    probe = BrainJepaLinearProbe(BrainJepaModel(config), num_labels=2, problem_type="single_label_classification")
+    probe.load_state_dict(old_names)
+    torch.testing.assert_close(probe.state_dict(), saved.state_dict())
 
 def test_torch_probe_trains_only_the_head(tmp_path):
     config = make_config(num_rois=23, num_frames=40, patch_size=8)
@@ -53,7 +65,7 @@ def test_torch_probe_trains_only_the_head(tmp_path):
     for name, tensor in pretrained.brain_jepa.state_dict().items():
         if name in ("embeddings.gradient",):
             continue
-        assert torch.equal(state[f"encoder.{name}"], tensor), name  # frozen encoder unchanged
+        assert torch.equal(state[f"brain_jepa.{name}"], tensor), name  # frozen encoder unchanged
     assert state["classifier.weight"].abs().max() > 0  # the head was trained and saved
     assert "norm.running_mean" in state and state["norm.running_mean"].abs().sum() > 0
     assert json.loads((out / "probe_config.json").read_text())["probe"] == "BatchNorm1d(affine=False) + Linear"

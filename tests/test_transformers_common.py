@@ -9,7 +9,6 @@ from unittest import mock
 
 import pytest
 import torch
-from transformers_sdist import import_common
 
 from brain_jepa_hf import (
     BrainJepaConfig,
@@ -17,6 +16,9 @@ from brain_jepa_hf import (
     BrainJepaForSequenceClassification,
     BrainJepaModel,
 )
+
+from transformers_sdist import import_common
+
 
 # Needs `parameterized` (dev extra) and, on first use, pip access to fetch the sdist.
 modeling_common = import_common("test_modeling_common")
@@ -91,8 +93,8 @@ class BrainJepaCommonTests(ModelTesterMixin):
     # hardware tests, RUN_SLOW-only tests, RoPE/sliding-window/MoE/KV-cache/tensor-parallel/composite
     # model/keep-in-fp32/inputs_embeds/LM-head/vocabulary-resizing tests (Brain-JEPA has none of these),
     # weight-conversion mappings (checkpoints are converted by `brain-jepa convert` instead), and the
-    # `capture_outputs`-decorator tests (hidden states and attentions are collected explicitly here), and
-    # the input-embedding-weight check (the patch embedding keeps its weight in a Conv2d, as ViT's does).
+    # input-embedding-weight check (the patch embedding keeps its weight in a Conv2d, as ViT's does). The
+    # `capture_outputs` tests run: the encoder collects hidden states and attentions with it.
     # The model's files carry no "# Copyright <year>" line, from which the mixin would date it as pre-2023
     # and skip this check of `_init_weights`:
     test_can_init_all_missing_weights_before_2023 = True

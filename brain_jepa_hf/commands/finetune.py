@@ -32,17 +32,10 @@ seed's model (config, weights, remote code, feature extractor) and a README.md m
 """
 
 
-def print_summary(results: dict, output_dir) -> None:
-    from ..finetuning import results_table
-
-    task = results["task"]
-    print(results_table([(task["label_column"], task["problem_type"], results["test"])]))
-    if output_dir:
-        print(f"results written to {output_dir}/results.json and results.md", file=sys.stderr)
-
-
 def main(argv: list[str] | None = None) -> int:
-    from ..finetuning import build_argument_parser, parse_arguments, run_finetuning
+    from ..downstream_arguments import build_argument_parser, parse_arguments
+    from ..finetuning import run_finetuning
+    from ..run_results import print_summary
 
     parser = build_argument_parser("brain-jepa finetune", DESCRIPTION, EXAMPLES)
     model_args, data_args, training_args, _ = parse_arguments(sys.argv[1:] if argv is None else argv, parser)

@@ -37,7 +37,8 @@ def register(subparsers) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..figures import plot_training_curves, read_training_log, save_figure, training_log_path
+    from ..figure_style import save_figure
+    from ..training_figures import plot_training_curves, read_training_log, training_log_path
 
     try:
         log = training_log_path(args.run_dir, name="RUN_DIR")

@@ -27,9 +27,10 @@ PROBE_DEFAULTS = {"mode": "linear_probe", "weight_decay": 0.0, "learning_rate": 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from ..finetuning import build_argument_parser, parse_arguments, run_finetuning
+    from ..downstream_arguments import build_argument_parser, parse_arguments
+    from ..finetuning import run_finetuning
     from ..probing import run_sklearn_probe
-    from .finetune import print_summary
+    from ..run_results import print_summary
 
     parser = build_argument_parser("brain-jepa probe", DESCRIPTION, EXAMPLES)
     parser.add_argument("--engine", choices=("sklearn", "torch"), default="sklearn", help="probe engine")

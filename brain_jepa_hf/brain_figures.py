@@ -1,116 +1,26 @@
-"""Figures for Brain-JEPA analyses (matplotlib, headless Agg, no pyplot state).
+"""Figures of brain data and what a model makes of it: a carpet plot of one series, attention (or any
+value) per network as bars or a network x network heatmap, per-ROI values on a glass brain, ROIs in
+gradient space, and a PCA of embeddings.
 
-Every function takes plain arrays and label lists and returns a `matplotlib.figure.Figure`;
-`save_figure` writes it as a PNG and closes it.
-
-Network colours: each family of the Yeo/Schaefer networks (Vis, SomMot, DorsAttn, SalVentAttn,
-Limbic, Cont, Default, TempPar, Subcortical) has one hue from Paul Tol's colour-blind-safe "muted"
-palette, chosen near the usual Yeo hues; the 17-network members of a family (VisCent/VisPeri,
-ContA/B/C, ...) are lighter and darker shades of that hue, so they stay distinguishable by
-lightness alone. A name's colour depends only on the name, so it is the same in every figure.
-Other names (a user atlas) get colours from Tol's "light" and Okabe-Ito palettes by a stable hash.
-Classes (bar groups) use the Okabe-Ito palette.
+Every function takes plain arrays and label lists and returns a `matplotlib.figure.Figure` (Agg, no
+pyplot state); `figure_style.save_figure` writes it as a PNG and closes it. Bad input is a one-line
+`ValueError` naming the argument.
 """
 
 from __future__ import annotations
 
-import io
-import json
-import os
-import re
-import sys
-import zlib
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import ListedColormap
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import ListedColormap, Normalize
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
-from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+from matplotlib.transforms import ScaledTranslation, blended_transform_factory
 
-# Family hues (Tol "muted", Cont in Okabe-Ito orange), near the Yeo 2011 colours.
-FAMILY_COLORS: dict[str, str] = {
-    "Vis": "#332288",  # indigo
-    "SomMot": "#88CCEE",  # cyan
-    "DorsAttn": "#117733",  # green
-    "SalVentAttn": "#AA4499",  # purple
-    "Limbic": "#DDCC77",  # sand
-    "Cont": "#C87800",  # orange
-    "Default": "#CC6677",  # rose
-    "TempPar": "#44AA99",  # teal
-    "Subcortical": "#BBBBBB",  # light grey
-}
-# 17-network members: lighter/darker shades of their family's hue (distinguishable by lightness).
-MEMBER_COLORS: dict[str, str] = {
-    "VisCent": "#332288", "VisPeri": "#7E70C2",
-    "SomMotA": "#3F88B5", "SomMotB": "#88CCEE",
-    "DorsAttnA": "#117733", "DorsAttnB": "#66BB88",
-    "SalVentAttnA": "#AA4499", "SalVentAttnB": "#DDA0D2",
-    "LimbicA": "#DDCC77", "LimbicB": "#A89B4A",
-    "ContA": "#7A4A00", "ContB": "#C87800", "ContC": "#F0B040",
-    "DefaultA": "#7A2838", "DefaultB": "#CC6677", "DefaultC": "#EBA9A0",
-}
-# Common spellings of the families (compared lower-case without punctuation).
-FAMILY_ALIASES: dict[str, str] = {
-    "visual": "Vis", "somatomotor": "SomMot", "smn": "SomMot", "dorsalattention": "DorsAttn", "dan": "DorsAttn",
-    "ventralattention": "SalVentAttn", "salience": "SalVentAttn", "salienceventralattention": "SalVentAttn",
-    "van": "SalVentAttn", "control": "Cont", "frontoparietal": "Cont", "fpn": "Cont", "fpcn": "Cont",
-    "defaultmode": "Default", "dmn": "Default", "temporalparietal": "TempPar", "subcortex": "Subcortical",
-}
-# Names outside the Yeo vocabulary: Tol "light" then Okabe-Ito hues not already used above.
-OTHER_COLORS: tuple[str, ...] = (
-    "#77AADD", "#EE8866", "#EEDD88", "#FFAABB", "#99DDFF", "#44BB99", "#BBCC33", "#AAAA00",
-    "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#882255",
-)
-# Bar groups (classes): Okabe-Ito, black left out.
-CLASS_COLORS: tuple[str, ...] = ("#E69F00", "#56B4E9", "#009E73", "#D55E00", "#0072B2", "#CC79A7", "#F0E442", "#999999")
-
-COLOR_LEVELS = 64  # levels of continuous colour maps: smooth to the eye, few colours in the PNG
-WIDTH_IN = 8.0  # default figure width in inches; at dpi 120, 960 px
-
-
-def _key(name: str) -> str:
-    return re.sub(r"[^a-z0-9]", "", name.lower())
-
-
-_KNOWN: dict[str, str] = {}
-
-
-def _build_known() -> None:
-    for name, color in {**FAMILY_COLORS, **MEMBER_COLORS}.items():
-        _KNOWN[_key(name)] = color
-    for alias, family in FAMILY_ALIASES.items():
-        _KNOWN.setdefault(alias, FAMILY_COLORS[family])
-
-
-_build_known()
-
-
-def network_colors(names: Sequence[str]) -> dict[str, str]:
-    """Hex colour per distinct network name (order of first appearance). Yeo/Schaefer names
-    (7 and 17 networks, TempPar, Subcortical, common long forms) always get the same colour;
-    other names get one by a stable hash, distinct within the call while the palette lasts."""
-    if isinstance(names, str):
-        raise TypeError(f"names: expected a sequence of network names, got the string {names!r}")
-    distinct = list(dict.fromkeys(str(name) for name in names))
-    colors = {name: _KNOWN[_key(name)] for name in distinct if _key(name) in _KNOWN}
-    used = set(colors.values())
-    for name in distinct:
-        if name in colors:
-            continue
-        start = zlib.crc32(name.encode()) % len(OTHER_COLORS)
-        for step in range(len(OTHER_COLORS)):
-            candidate = OTHER_COLORS[(start + step) % len(OTHER_COLORS)]
-            if candidate not in used:
-                break
-        else:  # more than the palette holds: reuse, hashed
-            candidate = OTHER_COLORS[start]
-        colors[name] = candidate
-        used.add(candidate)
-    return colors
+from .figure_style import CLASS_COLORS, COLOR_LEVELS, OTHER_COLORS, WIDTH_IN, network_colors, new_figure
 
 
 # ----------------------------------------------------------------------------------------------
@@ -141,12 +51,6 @@ def _labels(labels, name: str, length: int, what: str) -> list[str]:
     return labels
 
 
-def _new_figure(width: float, height: float) -> Figure:
-    figure = Figure(figsize=(width, height), layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
 def _runs(labels: Sequence[str]) -> list[tuple[str, int, int]]:
     """Contiguous runs (label, start, stop) of a label list."""
     runs, start = [], 0
@@ -169,7 +73,53 @@ def _network_legend(figure: Figure, colors: Mapping[str, str], title: str = "net
 
 
 # ----------------------------------------------------------------------------------------------
-# figures
+# drawing helpers
+
+
+def _value_colormap(values: np.ndarray):
+    """(colormap, vmin, vmax): diverging RdBu centred on 0 for values of both signs,
+    sequential viridis over the data range otherwise (both colour-blind safe)."""
+    low, high = float(values.min()), float(values.max())
+    if low < 0 < high:
+        limit = max(-low, high)
+        return colormaps["RdBu_r"].resampled(COLOR_LEVELS), -limit, limit
+    if low == high:
+        low, high = low - 0.5, high + 0.5
+    return colormaps["viridis"].resampled(COLOR_LEVELS), low, high
+
+
+def _mark_networks(axes, names: Sequence[str], axis: str) -> None:
+    """Tick labels with a coloured square per network just outside the axis."""
+    colors = [network_colors(names)[n] for n in names]
+    positions = np.arange(len(names))
+    figure = axes.get_figure()
+    if axis == "x":
+        axes.set_xticks(positions, names, rotation=45, ha="right", rotation_mode="anchor")
+        transform = blended_transform_factory(axes.transData, axes.transAxes)
+        transform += ScaledTranslation(0, -7 / 72, figure.dpi_scale_trans)
+        x, y = positions, np.zeros(len(names))
+    else:
+        axes.set_yticks(positions, names)
+        transform = blended_transform_factory(axes.transAxes, axes.transData)
+        transform += ScaledTranslation(-7 / 72, 0, figure.dpi_scale_trans)
+        x, y = np.zeros(len(names)), positions
+    axes.tick_params(axis=axis, length=0, pad=14)
+    markers = axes.scatter(x, y, c=colors, marker="s", s=36, transform=transform, clip_on=False,
+                           edgecolors="#444444", linewidths=0.3, zorder=5)
+    markers.set_in_layout(False)
+
+
+def _network_names(networks, name: str, length: int) -> list[str]:
+    names = _labels(networks, name, length, "network")
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(f"{name}: expected distinct network names, got duplicates {duplicates}")
+    return names
+
+
+
+# ----------------------------------------------------------------------------------------------
+# series
 
 
 def plot_carpet(series, networks=None, tr=None, title=None, standardize: bool = True, limit: float = 2.0) -> Figure:
@@ -194,7 +144,7 @@ def plot_carpet(series, networks=None, tr=None, title=None, standardize: bool = 
         unit = "signal"
 
     height = 5.0 if labels is None else 5.4 + 0.2 * np.ceil(len(set(labels)) / 6)
-    figure = _new_figure(WIDTH_IN + 1.0, height)
+    figure = new_figure(WIDTH_IN + 1.0, height)
     if labels is None:
         axes = figure.add_subplot()
     else:
@@ -224,142 +174,6 @@ def plot_carpet(series, networks=None, tr=None, title=None, standardize: bool = 
     axes.set_title(title or f"Carpet plot: {num_rois} ROIs x {num_frames} frames")
     return figure
 
-
-def save_figure(figure: Figure, path, dpi: int = 120, max_colors: int | None = 256) -> Path:
-    """Write `figure` as a PNG at `path` (written beside it and renamed into place) and close it.
-    `max_colors` (<= 256) makes a small palette PNG (see `_palette_image`); None keeps full RGB."""
-    from .atomic_io import reporting_full_disk, staged_file, usual_mode
-
-    path = Path(path)
-    if max_colors is not None and not 2 <= int(max_colors) <= 256:
-        raise ValueError(f"max_colors: expected None or a number of colours in [2, 256], got {max_colors}")
-    if path.suffix.lower() != ".png":
-        raise ValueError(f"path: expected a file name ending in .png, got {str(path)!r}")
-    if path.is_dir():
-        raise ValueError(f"path: expected a file name, got the folder {str(path)!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rendered = io.BytesIO()
-    try:
-        figure.savefig(rendered, format="png", dpi=dpi)
-        exact = _exact_colors(figure)
-    finally:
-        _close(figure)
-    image = _palette_image(rendered, max_colors, exact)
-    handle, temporary = staged_file(path)
-    try:
-        with reporting_full_disk(path, "path"), os.fdopen(handle, "wb") as stream:
-            image.save(stream, format="png", optimize=True)
-        os.chmod(temporary, usual_mode(directory=False))
-        os.replace(temporary, path)
-    finally:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-    return path
-
-
-def _exact_colors(figure: Figure) -> np.ndarray:
-    """8-bit RGB the palette reduction must keep: every level of the (<= 256-level) colour maps in
-    `figure` (colour bars, images) and the opaque face colours of its patches and markers (network
-    and class colours)."""
-    from matplotlib.collections import Collection
-
-    colors = []
-    for artist in figure.findobj(lambda a: hasattr(a, "get_cmap") and hasattr(a, "norm")):
-        cmap = artist.get_cmap()
-        if cmap is not None and cmap.N <= 256:
-            colors.append(cmap(np.arange(cmap.N)))
-    for artist in figure.findobj(lambda a: isinstance(a, (Collection, Patch))):
-        faces = np.atleast_2d(artist.get_facecolor())
-        if faces.size:
-            colors.append(faces)
-    if not colors:
-        return np.zeros((0, 3), dtype=np.int32)
-    rgba = np.concatenate(colors)
-    rgba = rgba[rgba[:, 3] == 1.0]  # translucent fills are blended, not drawn as given
-    return np.unique(np.round(rgba[:, :3] * 255).astype(np.int32), axis=0)
-
-
-def _palette_image(png: io.BytesIO, max_colors: int | None, keep: np.ndarray):
-    """The rendered figure as an 8-bit palette image (about 3x smaller than RGB): the colours in
-    `keep` (colour-map levels, fills) and then the most frequent others (fills, markers, text) are kept
-    exactly, up to `max_colors`; rarer anti-aliasing shades at edges become their nearest kept
-    colour. Exact when the figure has at most `max_colors` colours; plain RGB when None."""
-    from PIL import Image
-
-    png.seek(0)
-    with Image.open(png) as opened:
-        image = opened.convert("RGB")  # the figure background is opaque white
-    if max_colors is None:
-        return image
-    pixels = np.asarray(image).reshape(-1, 3).astype(np.int32)
-    codes, inverse, counts = np.unique(pixels[:, 0] << 16 | pixels[:, 1] << 8 | pixels[:, 2], return_inverse=True,
-                                       return_counts=True)
-    kept = np.isin(codes, keep[:, 0] << 16 | keep[:, 1] << 8 | keep[:, 2])
-    priority = np.where(kept, counts.max() + 1, counts)  # `keep` first, then by frequency
-    chosen = np.argsort(-priority, kind="stable")[:max_colors]
-    colors = np.stack([codes >> 16, codes >> 8 & 255, codes & 255], axis=1)
-    palette = colors[chosen]
-    nearest = np.empty(len(colors), dtype=np.uint8)
-    for start in range(0, len(colors), 4096):  # bounded memory for figures with many shades
-        chunk = colors[start : start + 4096]
-        nearest[start : start + 4096] = ((chunk[:, None, :] - palette[None]) ** 2).sum(-1).argmin(1)
-    indexed = Image.frombytes("P", image.size, nearest[inverse.ravel()].tobytes())
-    indexed.putpalette(palette.astype(np.uint8).ravel().tolist())
-    return indexed
-
-
-def _close(figure: Figure) -> None:
-    pyplot = sys.modules.get("matplotlib.pyplot")
-    if pyplot is not None:
-        pyplot.close(figure)  # a figure made with pyplot; no-op for ours
-    figure.clear()
-
-
-# ----------------------------------------------------------------------------------------------
-# shared drawing helpers
-
-
-def _value_colormap(values: np.ndarray):
-    """(colormap, vmin, vmax): diverging RdBu centred on 0 for values of both signs,
-    sequential viridis over the data range otherwise (both colour-blind safe)."""
-    low, high = float(values.min()), float(values.max())
-    if low < 0 < high:
-        limit = max(-low, high)
-        return colormaps["RdBu_r"].resampled(COLOR_LEVELS), -limit, limit
-    if low == high:
-        low, high = low - 0.5, high + 0.5
-    return colormaps["viridis"].resampled(COLOR_LEVELS), low, high
-
-
-def _mark_networks(axes, names: Sequence[str], axis: str) -> None:
-    """Tick labels with a coloured square per network just outside the axis."""
-    from matplotlib.transforms import ScaledTranslation, blended_transform_factory
-
-    colors = [network_colors(names)[n] for n in names]
-    positions = np.arange(len(names))
-    figure = axes.get_figure()
-    if axis == "x":
-        axes.set_xticks(positions, names, rotation=45, ha="right", rotation_mode="anchor")
-        transform = blended_transform_factory(axes.transData, axes.transAxes)
-        transform += ScaledTranslation(0, -7 / 72, figure.dpi_scale_trans)
-        x, y = positions, np.zeros(len(names))
-    else:
-        axes.set_yticks(positions, names)
-        transform = blended_transform_factory(axes.transAxes, axes.transData)
-        transform += ScaledTranslation(-7 / 72, 0, figure.dpi_scale_trans)
-        x, y = np.zeros(len(names)), positions
-    axes.tick_params(axis=axis, length=0, pad=14)
-    markers = axes.scatter(x, y, c=colors, marker="s", s=36, transform=transform, clip_on=False,
-                           edgecolors="#444444", linewidths=0.3, zorder=5)
-    markers.set_in_layout(False)
-
-
-def _network_names(networks, name: str, length: int) -> list[str]:
-    names = _labels(networks, name, length, "network")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise ValueError(f"{name}: expected distinct network names, got duplicates {duplicates}")
-    return names
 
 
 # ----------------------------------------------------------------------------------------------
@@ -405,7 +219,7 @@ def plot_network_bars(
 
     num_groups, num_networks = data.shape
     width = float(np.clip(2.8 + num_networks * (0.28 + 0.14 * num_groups), 5.5, 12.0))
-    figure = _new_figure(width, 4.6)
+    figure = new_figure(width, 4.6)
     axes = figure.add_subplot()
     colors = network_colors(names)
     bar_width = 0.8 / num_groups
@@ -444,7 +258,7 @@ def plot_network_matrix(
         raise ValueError(f"matrix: expected a square (K, K) matrix, got shape {matrix.shape}")
     names = _network_names(networks, "networks", matrix.shape[0])
     size = len(names)
-    figure = _new_figure(float(np.clip(3.2 + 0.42 * size, 5.5, 11.0)), float(np.clip(2.6 + 0.4 * size, 4.5, 10.0)))
+    figure = new_figure(float(np.clip(3.2 + 0.42 * size, 5.5, 11.0)), float(np.clip(2.6 + 0.4 * size, 4.5, 10.0)))
     axes = figure.add_subplot()
     cmap, vmin, vmax = _value_colormap(matrix)
     picture = axes.imshow(matrix, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest", aspect="auto")
@@ -488,9 +302,7 @@ def plot_glass_brain(
     MNI152 template, offline). ROIs whose coordinates are NaN (e.g. the released atlas's 50
     subcortical rows) are drawn in a strip underneath on the same colour scale, grouped by
     `networks` (R labels) when given."""
-    from matplotlib.cm import ScalarMappable
-    from matplotlib.colors import Normalize
-    from nilearn import plotting
+    from nilearn import plotting  # slow to import: only for this figure
 
     values = _array(values, "values", ndim=1)
     coords = _array(coords, "coords", ndim=2, finite=False)
@@ -551,7 +363,7 @@ def plot_gradient_space(gradient, networks, title: str = "Brain gradient positio
         raise ValueError(f"components: expected two different columns in [0, {gradient.shape[1] - 1}], got {tuple(components)}")
     labels = _labels(networks, "networks", gradient.shape[0], "ROI (row of gradient)")
     colors = network_colors(labels)
-    figure = _new_figure(7.6, 5.6)
+    figure = new_figure(7.6, 5.6)
     axes = figure.add_subplot()
     size = float(np.clip(3000 / gradient.shape[0], 10, 60))
     for name, color in colors.items():
@@ -609,7 +421,7 @@ def plot_embedding_scatter(
     variance = singular**2
     explained = variance[:2] / variance.sum() if variance.sum() > 0 else np.zeros(2)
 
-    figure = _new_figure(7.2, 5.4)
+    figure = new_figure(7.2, 5.4)
     axes = figure.add_subplot()
     size = float(np.clip(4000 / count, 8, 50))
     if is_categorical:
@@ -638,114 +450,7 @@ def plot_embedding_scatter(
     return figure
 
 
-# ----------------------------------------------------------------------------------------------
-# pretraining curves
-
-REQUIRED_LOG_FIELDS = ("step", "loss", "lr", "target_std", "target_effective_rank")
-
-
-def training_log_path(run_dir_or_log, name: str = "run_dir_or_log") -> Path:
-    """The log file of a run folder, or the file itself; FileNotFoundError naming what is missing."""
-    from .run_folder import LOG_FILE
-
-    path = Path(run_dir_or_log)
-    if path.is_dir():
-        path = path / LOG_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"{name}: no {LOG_FILE} in {path.parent} (is it a `brain-jepa pretrain` output folder?)")
-    elif not path.is_file():
-        raise FileNotFoundError(f"{name}: {path} does not exist")
-    return path
-
-
-def read_training_log(run_dir_or_log) -> list[dict]:
-    """Records of a run's `pretraining_log.jsonl` (a folder or the file), one per logged step, in
-    step order. A resumed run re-logs the steps after its checkpoint: the last record of a step
-    wins. An unfinished last line (a run killed mid-write) is skipped; any other bad line is an error."""
-    path = training_log_path(run_dir_or_log)
-    text = path.read_text()
-    lines = text.split("\n")
-    by_step: dict[int, dict] = {}
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            if number == len(lines):  # no newline after it: cut off while being written
-                continue
-            raise ValueError(f"{path}: line {number} is not JSON ({err.msg})") from None
-        if not isinstance(record, dict):
-            raise ValueError(f"{path}: line {number}: expected a JSON object, got {type(record).__name__}")
-        absent = [field for field in REQUIRED_LOG_FIELDS if field not in record]
-        if absent:
-            raise ValueError(f"{path}: line {number}: expected fields {list(REQUIRED_LOG_FIELDS)}, missing {absent}")
-        by_step[int(record["step"])] = record
-    if not by_step:
-        raise ValueError(f"{path}: no records (empty log); pretraining writes one every logging_steps steps")
-    return [by_step[step] for step in sorted(by_step)]
-
-
-def _hidden_size(log_path: Path) -> int | None:
-    config = log_path.parent / "config.json"
-    try:
-        return int(json.loads(config.read_text())["hidden_size"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def plot_training_curves(run_dir_or_log, title: str | None = None) -> Figure:
-    """Pretraining curves from a run folder's `pretraining_log.jsonl` (or the file): loss, target
-    feature std (and pooled std across samples), effective rank of the target features, learning
-    rate; steps flagged by the collapse monitor are shaded in every panel."""
-    path = training_log_path(run_dir_or_log)
-    records = read_training_log(path)
-    steps = np.array([r["step"] for r in records], dtype=float)
-
-    def column(field):
-        return np.array([np.nan if r.get(field) is None else float(r[field]) for r in records])
-
-    marker = "o" if len(records) <= 40 else None
-    style = {"marker": marker, "markersize": 3, "linewidth": 1.4}
-    figure = _new_figure(9.0, 6.2)
-    (loss_axes, std_axes), (rank_axes, lr_axes) = figure.subplots(2, 2, sharex=True)
-    loss_axes.plot(steps, column("loss"), color="#0072B2", **style)
-    loss_axes.set_ylabel("loss (smooth L1)")
-    loss_axes.set_title("Prediction loss (mean over the logging window)", fontsize="medium")
-    stds = [column("target_std")]
-    std_axes.plot(steps, stds[0], color="#009E73", label="across target tokens", **style)
-    pooled = column("pooled_sample_std")
-    if np.isfinite(pooled).any():
-        stds.append(pooled)
-        std_axes.plot(steps, pooled, color="#E69F00", linestyle="--", label="pooled, across subjects", **style)
-        std_axes.legend(frameon=False, fontsize="small")
-    finite = np.concatenate(stds)[np.isfinite(np.concatenate(stds))]
-    if finite.size and finite.min() > 0:
-        std_axes.set_yscale("log")  # the two stds differ by orders of magnitude; collapse shows as a plunge
-        std_axes.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-        std_axes.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-        std_axes.yaxis.set_minor_formatter(NullFormatter())
-    std_axes.set_ylabel("std per dimension")
-    std_axes.set_title("Target feature std (falls to 0 on collapse)", fontsize="medium")
-    rank_axes.plot(steps, column("target_effective_rank"), color="#CC79A7", **style)
-    width = _hidden_size(path)
-    rank_axes.set_ylabel("effective rank" + (f" (of {width} dims)" if width else ""))
-    rank_axes.set_title("Target feature effective rank (falls to 1 on collapse)", fontsize="medium")
-    lr_axes.plot(steps, column("lr"), color="#D55E00", **style)
-    lr_axes.set_ylabel("learning rate")
-    lr_axes.set_title("Learning rate", fontsize="medium")
-    lr_axes.yaxis.set_major_formatter(FormatStrFormatter("%.1e"))
-    flagged = [r["step"] for r in records if r.get("collapse_warning")]
-    for axes in (loss_axes, std_axes, rank_axes, lr_axes):
-        axes.spines[["top", "right"]].set_visible(False)
-        axes.grid(color="#e5e5e5", linewidth=0.6)
-        for step in flagged:
-            axes.axvspan(step - 0.5, step + 0.5, color="#D55E00", alpha=0.15, linewidth=0)
-    for axes in (rank_axes, lr_axes):
-        axes.set_xlabel("optimizer step")
-    heading = title or f"Pretraining: {path.parent.name}"
-    summary = f"{len(records)} logged steps, last step {int(steps[-1])}"
-    if flagged:
-        summary += f"; collapse warnings at {len(flagged)} steps (shaded)"
-    figure.suptitle(f"{heading}\n{summary}", fontsize="large")
-    return figure
+__all__ = [
+    "plot_carpet", "plot_embedding_scatter", "plot_glass_brain", "plot_gradient_space", "plot_network_bars",
+    "plot_network_matrix",
+]

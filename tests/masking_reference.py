@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import torch
 
-from .masking import BrainJepaMaskCollator
+from brain_jepa_hf.masking import BrainJepaMaskCollator
 
 
 def _uniform(low: float, high: float, generator: torch.Generator) -> float:
