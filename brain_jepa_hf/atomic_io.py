@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Callable
 
 
-def check_output_dir(output_dir: str | Path, overwrite: bool) -> Path:
-    """Refuse an existing target unless `overwrite`; never accept a file in its place."""
+def check_output_dir(output_dir: str | Path, overwrite: bool, flag: str = "--overwrite") -> Path:
+    """Refuse an existing target unless `overwrite` (the command's `flag`); never accept a file in its place."""
     output_dir = Path(output_dir)
     if output_dir.exists() and not output_dir.is_dir():
         raise FileExistsError(f"output_dir: {output_dir} exists and is not a folder")
     if output_dir.exists() and not overwrite:
-        raise FileExistsError(f"output_dir: {output_dir} already exists; pass overwrite=True (--overwrite) to replace it")
+        raise FileExistsError(f"output_dir: {output_dir} already exists; pass overwrite=True ({flag}) to replace it")
     return output_dir
 
 
@@ -43,6 +43,74 @@ def follow_umask(folder: str | Path) -> None:
     for path in Path(folder).rglob("*"):
         if not path.is_symlink():
             path.chmod(usual_mode(directory=path.is_dir()))
+
+
+# What a write raises when no byte more fits: a full disk, a quota, or a file-size limit (RLIMIT_FSIZE).
+OUT_OF_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+# The same, as writers that do not raise an OSError word it (pyarrow, safetensors, torch's C++ streams).
+OUT_OF_SPACE_TEXTS = ("no space left on device", "disk quota exceeded", "file too large", "iostream error")
+
+
+class DiskFullError(OSError):
+    """No space was left to write an output; the previous output is unchanged and nothing half-written stays."""
+
+
+def is_out_of_space(error: BaseException | None) -> bool:
+    """Whether `error`, or an error it was raised from, says that no byte more could be written."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in OUT_OF_SPACE_ERRNOS:
+            return True
+        if any(text in str(error).lower() for text in OUT_OF_SPACE_TEXTS):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def disk_full_error(target: str | Path, argument: str = "output_dir") -> DiskFullError:
+    """The one-line error for a write to `target` that found no space left."""
+    target = Path(target)
+    folder = next((p for p in (target, *target.parents) if p.is_dir()), Path.cwd())
+    free = shutil.disk_usage(folder).free / 2**20
+    error = DiskFullError(
+        f"{argument}: the disk is full: no space left to write {target} ({free:.0f} MiB free on its filesystem, or a "
+        f"quota / file-size limit was reached); nothing half-written was left and any previous output there is "
+        f"unchanged: free some space or choose another {argument}"
+    )
+    error.errno = errno.ENOSPC
+    return error
+
+
+@contextlib.contextmanager
+def reporting_full_disk(target: str | Path, argument: str = "output_dir"):
+    """Turn an out-of-space failure of the block, however the writer words it, into `disk_full_error`;
+    the block itself removes what it half-wrote."""
+    try:
+        yield
+    except DiskFullError:
+        raise
+    except Exception as err:
+        if is_out_of_space(err):
+            raise disk_full_error(target, argument) from err
+        raise
+
+
+class _PythonWrites:
+    """A binary file seen only through its `write`: numpy then writes through Python, whose errors raise,
+    instead of C stdio on a duplicated descriptor, whose errors at close it drops (a full disk would
+    leave a short .npy file and no error)."""
+
+    def __init__(self, handle):
+        self.write = handle.write
+
+
+def save_npy(path: str | Path, array) -> None:
+    """`np.save(path, array)` that raises when the disk is full instead of leaving a truncated file."""
+    import numpy as np
+
+    with open(path, "wb") as handle:
+        np.save(_PythonWrites(handle), array)
 
 
 def remove_stale(paths) -> list[Path]:
@@ -90,20 +158,22 @@ def fsync_tree(folder: str | Path) -> None:
             fsync_path(path)
 
 
-def write_atomic(path: str | Path, write: Callable[[Path], object]) -> Path:
+def write_atomic(path: str | Path, write: Callable[[Path], object], argument: str = "output") -> Path:
     """Write the file `path` whole or not at all, durably: `write(temporary)` fills a temporary file
     beside it (one a killed earlier write left is removed first), which is flushed to disk, given the
-    usual permissions and renamed onto `path`; the folder entry is flushed too. Returns `path`."""
+    usual permissions and renamed onto `path`; the folder entry is flushed too. Returns `path`. A full
+    disk raises `DiskFullError` naming `path` (as `argument`), with nothing half-written left."""
     path = Path(path)
     handle, name = staged_file(path)
     os.close(handle)
     temporary = Path(name)
     try:
-        write(temporary)
-        fsync_path(temporary)
-        temporary.chmod(usual_mode(directory=False))
-        os.replace(temporary, path)
-        fsync_path(path.parent)
+        with reporting_full_disk(path, argument):
+            write(temporary)
+            fsync_path(temporary)
+            temporary.chmod(usual_mode(directory=False))
+            os.replace(temporary, path)
+            fsync_path(path.parent)
     finally:
         temporary.unlink(missing_ok=True)
     return path
@@ -156,7 +226,8 @@ def move_into_place(staging: Path, target: Path) -> None:
     if target.exists() and exchange_paths(staging, target):
         shutil.rmtree(staging, ignore_errors=True)  # the previous folder
     elif target.exists():
-        backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
+        with reporting_full_disk(target):  # the backup folder is the one thing still created here
+            backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
         target.rename(backup / target.name)
         staging.rename(target)
         shutil.rmtree(backup, ignore_errors=True)
@@ -165,23 +236,26 @@ def move_into_place(staging: Path, target: Path) -> None:
 
 
 @contextlib.contextmanager
-def atomic_output_dir(output_dir: str | Path, overwrite: bool = False):
+def atomic_output_dir(output_dir: str | Path, overwrite: bool = False, flag: str = "--overwrite"):
     """Yield a temporary folder beside `output_dir`; move it into place only if the block succeeds.
 
     Staging left by a killed earlier run for the same target is removed first; replacing an existing
-    output swaps the two folders in one step, so the target path always holds the old or the new output."""
+    output swaps the two folders in one step, so the target path always holds the old or the new output.
+    A full disk raises `DiskFullError` naming `output_dir`; `flag` is the command's overwrite option."""
     output_dir = Path(output_dir).resolve()
     if output_dir.parent.is_dir():
         restore_interrupted_swap(output_dir)
-    output_dir = check_output_dir(output_dir, overwrite)
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale(stale_staging(output_dir))
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
-    staging.chmod(usual_mode(directory=True))
+    output_dir = check_output_dir(output_dir, overwrite, flag)
+    with reporting_full_disk(output_dir):
+        output_dir.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale(stale_staging(output_dir))
+        staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.tmp-", dir=output_dir.parent))
+        staging.chmod(usual_mode(directory=True))
     try:
-        yield staging
+        with reporting_full_disk(output_dir):
+            yield staging
         follow_umask(staging)
-        check_output_dir(output_dir, overwrite)  # it may have appeared meanwhile
+        check_output_dir(output_dir, overwrite, flag)  # it may have appeared meanwhile
         move_into_place(staging, output_dir)
     finally:
         if staging.exists():

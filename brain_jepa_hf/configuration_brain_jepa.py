@@ -38,29 +38,44 @@ class ModelFolderNotFoundError(ValueError, FileNotFoundError):
     for it, an OSError."""
 
 
+def check_local_path(name_or_path, subfolder: str | None = None, argument: str = "pretrained_model_name_or_path") -> None:
+    """Fail at once, naming the path, when `name_or_path` looks like a local folder (starts with `.`, `/` or
+    `~`, has a backslash or more than one `/`, or its parent folder exists) but is absent: transformers would
+    take it for a Hub id and retry the Hub for a minute before saying it "couldn't connect"."""
+    if name_or_path is None or not isinstance(name_or_path, (str, os.PathLike)):
+        return
+    text = os.fspath(name_or_path)
+    path = os.path.expanduser(text)
+    if subfolder:
+        path = os.path.join(path, subfolder)
+    if os.path.exists(path):
+        return
+    parent = os.path.dirname(os.path.expanduser(text))
+    looks_local = (
+        isinstance(name_or_path, os.PathLike) or text.startswith((".", "/", "~")) or "\\" in text
+        or text.count("/") > 1 or bool(parent) and os.path.isdir(parent)
+    )
+    if looks_local:
+        raise ModelFolderNotFoundError(
+            f"{argument}: no such folder {text!r} (a Hub id looks like 'user/model'); check the path"
+        )
+
+
 def check_model_location(name_or_path, kwargs: dict) -> None:
-    """Fail at once, naming the path, for a local folder that is absent or holds no config.json
+    """`check_local_path`, and a local folder without config.json fails at once too, naming the path
     (instead of Hub retries or an unrelated loading error)."""
     if name_or_path is None or kwargs.get("config") is not None and not isinstance(kwargs["config"], str):
         return
     path = os.path.expanduser(str(name_or_path))
     if kwargs.get("subfolder"):
         path = os.path.join(path, kwargs["subfolder"])
-    if os.path.isdir(path):
-        if not os.path.isfile(os.path.join(path, "config.json")):
-            probe = " (it holds a linear probe: probe_config.json)" if os.path.isfile(os.path.join(path, "probe_config.json")) else ""
-            raise ValueError(
-                f"pretrained_model_name_or_path: expected a saved model folder with config.json, got {path} without "
-                f"one{probe}; pass the folder that `convert`, `pretrain` or `finetune` wrote"
-            )
-        return
-    text = str(name_or_path)
-    parent = os.path.dirname(path)
-    looks_local = text.startswith((".", "/", "~")) or "\\" in text or text.count("/") > 1 or bool(parent) and os.path.isdir(parent)
-    if looks_local and not os.path.exists(path):
-        raise ModelFolderNotFoundError(
-            f"pretrained_model_name_or_path: no such folder {text!r} (a Hub id looks like 'user/model'); check the path"
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
+        probe = " (it holds a linear probe: probe_config.json)" if os.path.isfile(os.path.join(path, "probe_config.json")) else ""
+        raise ValueError(
+            f"pretrained_model_name_or_path: expected a saved model folder with config.json, got {path} without "
+            f"one{probe}; pass the folder that `convert`, `pretrain` or `finetune` wrote"
         )
+    check_local_path(name_or_path, kwargs.get("subfolder"))
 
 
 class BrainJepaConfig(PreTrainedConfig):

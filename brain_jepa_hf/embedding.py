@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .atomic_io import remove_stale, write_atomic
+from .atomic_io import DiskFullError, remove_stale, reporting_full_disk, save_npy, write_atomic
 from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 from .modeling_brain_jepa import BrainJepaModel, check_device, resolve_dtype
 from .runtime import has_accelerator
@@ -141,8 +141,7 @@ def _check_model_fits(model, feature_extractor, dataset, fmri_column: str) -> No
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    with open(path, "wb") as handle:
-        np.save(handle, array)
+    save_npy(path, array)  # raises on a full disk (np.save on a file handle may leave a short file silently)
 
 
 def embed(
@@ -199,10 +198,10 @@ def embed(
     state = distributed_state() if state is None else state
     processes = _Processes(state)
     chunks = _ChunkFolder(partial, len(dataset), chunk_size)
+    if stats is not None:  # also when a rerun finds the work done
+        stats.update(rows=0, seconds=0.0, dtype=str(encoder.dtype).removeprefix("torch."))
     if _prepare_partial(output, chunks, meta, overwrite, processes):
         return output  # a kill fell between writing the output and removing the chunks: the output is complete
-    if stats is not None:
-        stats.update(rows=0, seconds=0.0, dtype=str(encoder.dtype).removeprefix("torch."))
     with tqdm(total=len(dataset), initial=chunks.rows_on_disk(), desc="embedding", unit="sample",
               disable=not (progress and processes.is_main)) as bar:
         finished = _embed_chunks(encoder, dataset, feature_extractor, pooling, batch_size, fmri_column, chunks,
@@ -305,8 +304,9 @@ def _prepare_partial(output: Path, chunks: _ChunkFolder, meta: dict, overwrite: 
         # Half-written files of a killed run: the output's and the chunks' temporary files.
         remove_stale(output.parent.glob(f".{glob.escape(output.name)}.tmp-*"))
         remove_stale(partial.glob(".chunk-*.tmp-*"))
-        partial.mkdir(parents=True, exist_ok=True)
-        chunks.meta_path.write_text(json.dumps(meta, indent=2))
+        with reporting_full_disk(partial, "output"):
+            partial.mkdir(parents=True, exist_ok=True)
+            chunks.meta_path.write_text(json.dumps(meta, indent=2))
     processes.wait()
     return False
 
@@ -334,7 +334,12 @@ def _embed_chunks(encoder, dataset, feature_extractor, pooling, batch_size, fmri
             stats["rows"] += stop - start
             stats["seconds"] += time.perf_counter() - began
         chunk = np.concatenate(parts)
-        write_atomic(chunks.path(start), lambda path: _save_npy(path, chunk))
+        try:
+            write_atomic(chunks.path(start), lambda path: _save_npy(path, chunk))
+        except DiskFullError:
+            if processes.is_main and not any(chunks.folder.glob("chunk-*.npy")):  # nothing finished to resume from
+                shutil.rmtree(chunks.folder, ignore_errors=True)
+            raise
         new_chunks += 1
     processes.wait()
     bar.n = chunks.rows_on_disk()

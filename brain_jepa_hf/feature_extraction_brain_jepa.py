@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from transformers import BatchFeature, FeatureExtractionMixin
 
+from .configuration_brain_jepa import check_local_path
 
 SCALINGS = ("robust", "zscore", "none")
 SHORT_SERIES_STRATEGIES = ("error", "stretch", "pad")
@@ -96,6 +97,12 @@ class BrainJepaFeatureExtractor(FeatureExtractionMixin):
     """
 
     model_input_names = ["fmri_values"]
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        """As in transformers; a local path that does not exist fails at once with "no such folder"."""
+        check_local_path(pretrained_model_name_or_path, kwargs.get("subfolder"))
+        return super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
 
     def __init__(
         self,

@@ -34,6 +34,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from .atlas import resolve_atlas, set_atlas
 from .atomic_io import atomic_output_dir, check_output_dir
 from .console import show_training_progress
+from .configuration_brain_jepa import check_local_path
 from .downstream_arguments import DataArguments, FinetuningArguments, ModelArguments
 from .downstream_data import (
     LabelInfo,
@@ -226,13 +227,14 @@ def shared_output_dir(output_dir: str | Path, overwrite: bool, state):
     place only after every process has finished with it."""
     from accelerate.utils import broadcast_object_list
 
-    check_output_dir(output_dir, overwrite)  # every process stops alike on an existing folder
+    flag = "--overwrite_output_dir"
+    check_output_dir(output_dir, overwrite, flag)  # every process stops alike on an existing folder
     if state.num_processes == 1:
-        with atomic_output_dir(output_dir, overwrite=overwrite) as staging:
+        with atomic_output_dir(output_dir, overwrite=overwrite, flag=flag) as staging:
             yield staging
         return
     if state.is_main_process:
-        with atomic_output_dir(output_dir, overwrite=overwrite) as staging:
+        with atomic_output_dir(output_dir, overwrite=overwrite, flag=flag) as staging:
             broadcast_object_list([str(staging)])
             yield staging
             state.wait_for_everyone()
@@ -265,6 +267,7 @@ class PreparedRun:
 def prepare_run(model_args: ModelArguments, data_args: DataArguments) -> PreparedRun:
     """Load data, config and feature extractor and check they fit together; every data or checkpoint
     problem raises here, before a model is built or trained."""
+    check_local_path(model_args.model_name_or_path)  # a mistyped folder fails before the data are read
     splits = load_splits(data_args)
     check_splits_not_empty(splits)
     label_info = infer_label_info(splits, data_args.label_column, data_args.problem_type)

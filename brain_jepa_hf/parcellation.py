@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .atomic_io import atomic_output_dir
+from .atomic_io import atomic_output_dir, save_npy
 
 
 NIFTI_SUFFIX = re.compile(r"\.nii(\.gz)?$")
@@ -184,7 +184,7 @@ def parcellate_files(
         for i, (subject, image) in enumerate(tqdm(list(zip(subjects, images)), desc="parcellate", unit="scan",
                                                   disable=not progress)):
             series = parcellate(image, atlases, confounds=None if confounds is None else confounds[i], **kwargs)
-            np.save(temp_dir / f"{subject}.npy", series)
+            save_npy(temp_dir / f"{subject}.npy", series)  # raises on a full disk, unlike np.save
     return [output_dir / f"{s}.npy" for s in subjects]
 
 

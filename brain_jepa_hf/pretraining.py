@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import yaml
 
-from .atomic_io import follow_umask, fsync_tree, write_text_atomic
+from .atomic_io import follow_umask, fsync_tree, is_out_of_space, reporting_full_disk, write_text_atomic
 from .collapse_monitor import CollapseMonitor, feature_statistics, sample_spread
 from .example_data import example_gradient, load_example_dataset
 from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
@@ -390,7 +390,9 @@ class PretrainingRun:
         accelerator.wait_for_everyone()
         try:
             accelerator.save_state(str(staging))
-        except (RuntimeError, OSError) as err:
+        except Exception as err:  # a full disk: e.g. "basic_ios::clear: iostream error" or a SafetensorError
+            if not isinstance(err, (RuntimeError, OSError)) and not is_out_of_space(err):
+                raise
             shutil.rmtree(staging, ignore_errors=True)
             raise disk_full_error(staging.parent, self.global_step, err) from err
         collator_states = gather_object([self.collator.state_dict()])
@@ -446,7 +448,12 @@ def save_final_model(model, feature_extractor, output_dir: Path) -> None:
 
     temporary = output_dir / FINAL_STAGING
     shutil.rmtree(temporary, ignore_errors=True)
-    prepare_hub_folder(model, temporary, feature_extractor=feature_extractor, repo_id=str(output_dir.resolve()))
+    try:
+        with reporting_full_disk(output_dir):
+            prepare_hub_folder(model, temporary, feature_extractor=feature_extractor, repo_id=str(output_dir.resolve()))
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)  # nothing half-written stays; the checkpoints remain
+        raise
     follow_umask(temporary)
     fsync_tree(temporary)
     for path in temporary.iterdir():

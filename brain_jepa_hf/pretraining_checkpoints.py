@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic_io import follow_umask, fsync_tree, move_into_place, remove_stale
+from .atomic_io import follow_umask, fsync_tree, is_out_of_space, move_into_place, remove_stale
 from .pretraining_arguments import NOT_FINGERPRINTED
 from .run_folder import CHECKPOINT_PREFIX, RUN_SETTINGS_FILE, STATE_FILE
 
@@ -157,8 +157,9 @@ def disk_full_error(root: Path, global_step: int, error: Exception) -> OSError:
     """The one-line error for a checkpoint that could not be written (a full disk surfaces as e.g.
     "basic_ios::clear: iostream error")."""
     free = shutil.disk_usage(root).free / 2**20
+    full = ": the disk is full" if is_out_of_space(error) else ""
     return OSError(
-        f"output_dir: could not write the step-{global_step} checkpoint under {root} ({error}); {free:.0f} MiB "
+        f"output_dir: could not write the step-{global_step} checkpoint under {root}{full} ({error}); {free:.0f} MiB "
         "free there: free some space or choose another output_dir, then resume with --resume_from_checkpoint latest"
     )
 

@@ -21,6 +21,7 @@ from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
 from .atomic_io import atomic_output_dir
+from .configuration_brain_jepa import check_local_path
 from .downstream_arguments import ModelArguments
 from .downstream_data import (
     check_data_matches_model,
@@ -145,6 +146,8 @@ def run_sklearn_probe(model_name_or_path, data_args, output_dir: str | None = No
 
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"seeds: expected a positive integer, got {seeds!r}")
+    if model is None:
+        check_local_path(model_name_or_path)  # a mistyped folder fails before the data are read
     splits = load_splits(data_args)
     check_splits_not_empty(splits)
     info = infer_label_info(splits, data_args.label_column, data_args.problem_type)
@@ -182,7 +185,7 @@ def run_sklearn_probe(model_name_or_path, data_args, output_dir: str | None = No
         "test": summarise(per_seed, "test"),
     }
     if output_dir is not None and (state is None or state.is_main_process):
-        with atomic_output_dir(output_dir, overwrite=overwrite) as staging:
+        with atomic_output_dir(output_dir, overwrite=overwrite, flag="--overwrite_output_dir") as staging:
             write_results(staging, results, f"{data_args.label_column} (linear probe, sklearn)")
             write_eval_results(staging, results, dataset_id=getattr(data_args, "eval_dataset_id", None), mode="linear_probe")
     return results

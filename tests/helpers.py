@@ -84,6 +84,83 @@ def read_log(output_dir):
     return [json.loads(line) for line in (output_dir / "pretraining_log.jsonl").read_text().splitlines()]
 
 
+# Runs `python -m brain_jepa_hf` (runpy, so it works wherever the command line lives) with two optional
+# faults: an audit hook that SIGKILLs the process at the n-th audit event whose arguments match a pattern
+# (a kill point that is reached for sure, e.g. the rename of a staging folder into place), and the time
+# from after the heavy imports to exit, written to a file (so a "fails at once" check leaves out startup).
+CLI_RUNNER = """
+import os, re, runpy, signal, sys, time
+kill_at = os.environ.pop("BRAIN_JEPA_TEST_KILL_AT", None)
+if kill_at:
+    event, rest = kill_at.split("|", 1)
+    pattern, countdown = rest.rsplit("|", 1)
+    pattern, countdown = re.compile(pattern), [int(countdown)]
+
+    def hook(name, arguments):
+        if name == event and pattern.search(" ".join(map(str, arguments))):
+            countdown[0] -= 1
+            if countdown[0] == 0:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    sys.addaudithook(hook)
+elapsed_file = os.environ.pop("BRAIN_JEPA_TEST_ELAPSED", None)
+if elapsed_file:  # what the commands import, imported before the clock starts (modules may move: best effort)
+    import importlib
+    for module in ("torch", "transformers", "datasets", "accelerate", "sklearn.linear_model", "brain_jepa_hf",
+                   "brain_jepa_hf.cli", "brain_jepa_hf.embedding", "brain_jepa_hf.finetuning", "brain_jepa_hf.probing",
+                   "brain_jepa_hf.analysis_report", "brain_jepa_hf.data"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
+start = time.perf_counter()
+sys.argv = ["brain_jepa_hf", *sys.argv[1:]]
+try:
+    runpy.run_module("brain_jepa_hf", run_name="__main__", alter_sys=True)
+finally:
+    if elapsed_file:
+        with open(elapsed_file, "w") as handle:
+            handle.write(str(time.perf_counter() - start))
+"""
+
+
+def brain_jepa_cli(*arguments, kill_at: tuple | None = None, file_size_limit: int | None = None, env: dict | None = None,
+                   elapsed_file: Path | None = None, cwd: Path | None = None, background: bool = False,
+                   timeout: float = 600):
+    """`python -m brain_jepa_hf ARGUMENTS` in a subprocess (offline, one thread), as a user runs it.
+
+    kill_at=(audit event, regex over its arguments[, n]) SIGKILLs the process at the n-th (default first)
+    matching audit event, before the operation happens (e.g. ("os.rename", r"/\\.out\\.tmp-") : just before a
+    staging folder is moved into place). file_size_limit sets RLIMIT_FSIZE in the child, so a write past that
+    many bytes fails with EFBIG as a full disk fails with ENOSPC (SIGXFSZ ignored: the write raises instead)."""
+    import resource
+    import signal
+
+    env = dict(env if env is not None else {**os.environ, "HF_HUB_OFFLINE": "1"})
+    env.update(OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join(sys.path))
+    if kill_at is not None:
+        event, pattern, *nth = kill_at
+        env["BRAIN_JEPA_TEST_KILL_AT"] = f"{event}|{pattern}|{nth[0] if nth else 1}"
+    if elapsed_file is not None:
+        env["BRAIN_JEPA_TEST_ELAPSED"] = str(elapsed_file)
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # kept across exec: the write fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    command = [sys.executable, "-c", CLI_RUNNER, *map(str, arguments)]
+    preexec = limit_file_size if file_size_limit is not None else None
+    if background:
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
+                                cwd=cwd, preexec_fn=preexec)
+    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout, preexec_fn=preexec)
+
+
+def listing(folder: Path) -> list[str]:
+    """Every entry under `folder`, hidden ones included, as sorted relative paths."""
+    return sorted(p.relative_to(folder).as_posix() for p in Path(folder).rglob("*"))
+
+
 def hub_env(hub, home: Path, token: str | None = "hf_loopback_test_token") -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
     env.update({"HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(home),
