@@ -64,7 +64,10 @@ def worker(mode: str, smoke: bool, batch: int, num_layers: int | None) -> dict:
     gradient = torch.randn(config.num_rois, config.gradient_dim)
     model.set_gradient(gradient)
     fmri = torch.randn(batch, 1, config.num_rois, config.num_frames)
-    networks = [f"network{k}" for k in torch.arange(config.num_rois).mul(18).div(config.num_rois, rounding_mode="floor").tolist()]
+    networks = [
+        f"network{k}"
+        for k in torch.arange(config.num_rois).mul(18).div(config.num_rois, rounding_mode="floor").tolist()
+    ]
 
     def plain(values):
         with torch.no_grad():
@@ -82,8 +85,16 @@ def worker(mode: str, smoke: bool, batch: int, num_layers: int | None) -> dict:
     run(fmri)
     wall, cpu = time.perf_counter() - start_wall, time.process_time() - start_cpu
     peak = read_status("VmHWM")
-    return {"mode": mode, "seconds": wall, "cpu_seconds": cpu, "extra_bytes": peak - before, "peak_bytes": peak,
-            "peak_reset": reset_ok, "attn": model.config._attn_implementation, "threads": torch.get_num_threads()}
+    return {
+        "mode": mode,
+        "seconds": wall,
+        "cpu_seconds": cpu,
+        "extra_bytes": peak - before,
+        "peak_bytes": peak,
+        "peak_reset": reset_ok,
+        "attn": model.config._attn_implementation,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def main() -> None:
@@ -91,8 +102,12 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny config (quick check that the script runs)")
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=2, help="measurements per mode, interleaved")
-    parser.add_argument("--num-layers", type=int, help="encoder depth (default: the config's, 12 for ViT-B); "
-                        "every layer costs the same, so fewer layers give the same ratios sooner")
+    parser.add_argument(
+        "--num-layers",
+        type=int,
+        help="encoder depth (default: the config's, 12 for ViT-B); "
+        "every layer costs the same, so fewer layers give the same ratios sooner",
+    )
     parser.add_argument("--worker", choices=["plain", "analysis"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -102,7 +117,9 @@ def main() -> None:
     results = {"plain": [], "analysis": []}
     for repeat in range(args.repeats):
         for mode in ("plain", "analysis"):
-            command = [sys.executable, __file__, "--worker", mode, "--batch", str(args.batch)] + (["--smoke"] if args.smoke else [])
+            command = [sys.executable, __file__, "--worker", mode, "--batch", str(args.batch)] + (
+                ["--smoke"] if args.smoke else []
+            )
             if args.num_layers is not None:
                 command += ["--num-layers", str(args.num_layers)]
             done = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -110,8 +127,11 @@ def main() -> None:
                 sys.exit(f"{mode} worker failed:\n{done.stderr[-3000:]}")
             result = json.loads(done.stdout.strip().splitlines()[-1])
             results[mode].append(result)
-            print(f"[{repeat + 1}/{args.repeats}] {mode:8s} {result['seconds']:8.2f} s  cpu {result['cpu_seconds']:8.2f} s  "
-                  f"extra {result['extra_bytes'] / 2**20:8.1f} MiB  peak {result['peak_bytes'] / 2**20:8.1f} MiB", flush=True)
+            print(
+                f"[{repeat + 1}/{args.repeats}] {mode:8s} {result['seconds']:8.2f} s  cpu {result['cpu_seconds']:8.2f} s  "
+                f"extra {result['extra_bytes'] / 2**20:8.1f} MiB  peak {result['peak_bytes'] / 2**20:8.1f} MiB",
+                flush=True,
+            )
 
     def median(mode, key):
         return statistics.median(r[key] for r in results[mode])
@@ -120,20 +140,28 @@ def main() -> None:
     if args.num_layers is not None:
         shape += f", {args.num_layers} layer(s)"
     info = results["plain"][0]
-    print(f"\n{shape}, batch {args.batch}, fp32 CPU, {info['threads']} threads, plain attention = {info['attn']}, "
-          f"medians of {args.repeats}:")
+    print(
+        f"\n{shape}, batch {args.batch}, fp32 CPU, {info['threads']} threads, plain attention = {info['attn']}, "
+        f"medians of {args.repeats}:"
+    )
     time_ratio = median("analysis", "seconds") / median("plain", "seconds")
     cpu_ratio = median("analysis", "cpu_seconds") / median("plain", "cpu_seconds")
     extra_ratio = median("analysis", "extra_bytes") / median("plain", "extra_bytes")
     peak_ratio = median("analysis", "peak_bytes") / median("plain", "peak_bytes")
-    print(f"time ratio        {time_ratio:5.2f}x  (wall; cpu-time ratio {cpu_ratio:.2f}x)  goal <= 1.3x: "
-          f"{'met' if time_ratio <= 1.3 else 'NOT met'}")
-    print(f"peak memory ratio {extra_ratio:5.2f}x  (memory the call adds; whole-process peak ratio {peak_ratio:.2f}x)  "
-          f"goal <= 1.5x: {'met' if extra_ratio <= 1.5 else 'NOT met'}")
+    print(
+        f"time ratio        {time_ratio:5.2f}x  (wall; cpu-time ratio {cpu_ratio:.2f}x)  goal <= 1.3x: "
+        f"{'met' if time_ratio <= 1.3 else 'NOT met'}"
+    )
+    print(
+        f"peak memory ratio {extra_ratio:5.2f}x  (memory the call adds; whole-process peak ratio {peak_ratio:.2f}x)  "
+        f"goal <= 1.5x: {'met' if extra_ratio <= 1.5 else 'NOT met'}"
+    )
     if not all(r["peak_reset"] for rs in results.values() for r in rs):
         print("note: /proc/self/clear_refs could not reset the peak; 'extra' then includes the model construction")
     if args.smoke:
-        print("(smoke run: the goals apply to the ViT-B run; a tiny model spends a larger share of its time in attention)")
+        print(
+            "(smoke run: the goals apply to the ViT-B run; a tiny model spends a larger share of its time in attention)"
+        )
 
 
 if __name__ == "__main__":

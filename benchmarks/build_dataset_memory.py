@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+
 CHILD = r"""
 import json, resource, sys, time
 import numpy as np
@@ -46,8 +47,12 @@ print(json.dumps({"rows": rows, "seconds": time.perf_counter() - start, "baselin
 
 
 def run_child(kind: str, input_dir: Path, output_dir: Path) -> dict:
-    result = subprocess.run([sys.executable, "-c", CHILD, kind, str(input_dir), str(output_dir)],
-                            capture_output=True, text=True, env={**os.environ, "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"})
+    result = subprocess.run(
+        [sys.executable, "-c", CHILD, kind, str(input_dir), str(output_dir)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "HF_DATASETS_DISABLE_PROGRESS_BARS": "1"},
+    )
     if result.returncode:
         raise RuntimeError(result.stderr[-3000:])
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -72,7 +77,9 @@ def main() -> None:
             np.save(source / f"sub-{i:05d}.npy", rng.standard_normal((args.rois, args.timepoints), dtype=np.float32))
         per_subject_mib = args.rois * args.timepoints * 4 / 2**20
         print(f"subjects of {args.rois} x {args.timepoints} float32 = {per_subject_mib:.2f} MiB each")
-        print(f"{'build':9s} {'subjects':>8s} {'data MiB':>9s} {'peak RSS MiB':>13s} {'build cost MiB':>15s} {'seconds':>8s}")
+        print(
+            f"{'build':9s} {'subjects':>8s} {'data MiB':>9s} {'peak RSS MiB':>13s} {'build cost MiB':>15s} {'seconds':>8s}"
+        )
         results: dict = {}
         for count in args.subjects:
             folder = root / f"n{count}"
@@ -85,13 +92,17 @@ def main() -> None:
                 assert report["rows"] == count
                 cost = (report["peak_kib"] - report["baseline_kib"]) / 1024
                 results[(kind, count)] = report["peak_kib"] / 1024
-                print(f"{kind:9s} {count:8d} {count * per_subject_mib:9.0f} {report['peak_kib'] / 1024:13.0f} "
-                      f"{cost:15.0f} {report['seconds']:8.1f}")
+                print(
+                    f"{kind:9s} {count:8d} {count * per_subject_mib:9.0f} {report['peak_kib'] / 1024:13.0f} "
+                    f"{cost:15.0f} {report['seconds']:8.1f}"
+                )
                 subprocess.run(["rm", "-rf", str(out)], check=True)
         low, high = min(args.subjects), max(args.subjects)
         for kind in ("streamed",) + (() if args.no_naive else ("naive",)):
-            print(f"{kind}: peak RSS at {high} / at {low} subjects = {results[(kind, high)] / results[(kind, low)]:.2f}x "
-                  f"(data grew {high / low:.0f}x)")
+            print(
+                f"{kind}: peak RSS at {high} / at {low} subjects = {results[(kind, high)] / results[(kind, low)]:.2f}x "
+                f"(data grew {high / low:.0f}x)"
+            )
 
 
 if __name__ == "__main__":

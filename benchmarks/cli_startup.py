@@ -53,15 +53,19 @@ def main() -> None:
 
     baseline = statistics.median(times["python -c pass"])
     width = max(map(len, runs))
-    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
-          f"{args.repeats} rounds, median wall time (min-max)")
+    print(
+        f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}, "
+        f"{args.repeats} rounds, median wall time (min-max)"
+    )
     print(f"{'command':<{width}}  {'median s':>8}  {'range s':>11}  {'x pass':>6}  < {LIMIT_S:g} s")
     failed = 0
     for name, values in times.items():
         median = statistics.median(values)
         verdict = "" if name == "python -c pass" else ("PASS" if median < LIMIT_S else "FAIL")
         failed += verdict == "FAIL"
-        print(f"{name:<{width}}  {median:8.3f}  {min(values):5.2f}-{max(values):<5.2f}  {median / baseline:6.1f}  {verdict}".rstrip())
+        print(
+            f"{name:<{width}}  {median:8.3f}  {min(values):5.2f}-{max(values):<5.2f}  {median / baseline:6.1f}  {verdict}".rstrip()
+        )
     print(f"{len(times) - 1 - failed} of {len(times) - 1} under {LIMIT_S:g} s")
 
 

@@ -53,9 +53,7 @@ def floor_draw(collator: BrainJepaMaskCollator, batch_size: int, generator: torc
 
 
 def measure(collator: BrainJepaMaskCollator, batch_size: int, rounds: int, calls: int, frames: int) -> dict:
-    examples = [
-        {"fmri_values": torch.randn(1, collator.num_rois, frames), "label": i % 2} for i in range(batch_size)
-    ]
+    examples = [{"fmri_values": torch.randn(1, collator.num_rois, frames), "label": i % 2} for i in range(batch_size)]
     generator = torch.Generator().manual_seed(0)
     step = iter(range(10**9))
 
@@ -96,7 +94,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=20, help="alternating timing rounds per batch size")
     parser.add_argument("--calls", type=int, default=10, help="batches per implementation per round")
     parser.add_argument(
-        "--threads", type=int, default=1,
+        "--threads",
+        type=int,
+        default=1,
         help="torch.set_num_threads; 1 by default: the ops are small, and extra threads only add "
         "contention on a shared machine (0 keeps torch's default)",
     )

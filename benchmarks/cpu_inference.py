@@ -33,6 +33,7 @@ from brain_jepa_hf.example_data import example_gradient, load_example_dataset
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 from brain_jepa_hf.modeling_brain_jepa import cpu_has_fast_bf16
 
+
 SPEEDUP_GOAL = 1.8
 BOUND_GOAL = 1.1
 COSINE_GOAL = 0.999
@@ -95,13 +96,15 @@ def subject_batches(config: BrainJepaConfig, batch_sizes: list[int]) -> dict[int
     """Distinct example-cohort subjects for each batch size, through the feature extractor's centre clip."""
     total = sum(batch_sizes)
     dataset = load_example_dataset(num_subjects=total, num_timepoints=max(490, config.num_frames))
-    extractor = BrainJepaFeatureExtractor(num_rois=config.num_rois, num_frames=config.num_frames, sampling_rate=1,
-                                          scaling="zscore")
+    extractor = BrainJepaFeatureExtractor(
+        num_rois=config.num_rois, num_frames=config.num_frames, sampling_rate=1, scaling="zscore"
+    )
     series = list(dataset.with_format("numpy")["fmri"])
     batches, first = {}, 0
     for batch in batch_sizes:
-        batches[batch] = extractor(series[first:first + batch], time_axis=-1, training=False,
-                                   return_tensors="pt")["fmri_values"]
+        batches[batch] = extractor(series[first : first + batch], time_axis=-1, training=False, return_tensors="pt")[
+            "fmri_values"
+        ]
         first += batch
     return batches
 
@@ -132,16 +135,22 @@ def main() -> None:
     config = build_config(args.smoke)
     num_tokens = config.num_patches
     fast_bf16 = cpu_has_fast_bf16()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-          f"CPU capability {torch.backends.cpu.get_cpu_capability()}")
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
+        f"CPU capability {torch.backends.cpu.get_cpu_capability()}"
+    )
     print(f"bfloat16 matmul instructions (AVX512-BF16 / AMX-BF16): {'yes' if fast_bf16 else 'no'}")
-    print(f"encoder: {'tiny (smoke)' if args.smoke else 'ViT-B'}, depth {config.num_hidden_layers}, width "
-          f"{config.hidden_size}, {config.num_rois} ROIs x {config.num_frames} frames = {num_tokens} tokens")
+    print(
+        f"encoder: {'tiny (smoke)' if args.smoke else 'ViT-B'}, depth {config.num_hidden_layers}, width "
+        f"{config.hidden_size}, {config.num_rois} ROIs x {config.num_frames} frames = {num_tokens} tokens"
+    )
 
     counted, formula = counted_flops(config, num_frames=2 * config.patch_size)
     flops = forward_flops(config, num_tokens)
-    print(f"FLOPs per sample: {flops / 1e12:.3f} TFLOP (formula, 2 x multiply-adds of all matmuls; on a one-block "
-          f"short-input copy FlopCounterMode counts {counted / 1e9:.4f} GFLOP, formula {formula / 1e9:.4f})")
+    print(
+        f"FLOPs per sample: {flops / 1e12:.3f} TFLOP (formula, 2 x multiply-adds of all matmuls; on a one-block "
+        f"short-input copy FlopCounterMode counts {counted / 1e9:.4f} GFLOP, formula {formula / 1e9:.4f})"
+    )
 
     torch.manual_seed(0)
     model32 = BrainJepaModel(config).eval()
@@ -166,22 +175,29 @@ def main() -> None:
                 kept = rates.setdefault((batch, dtype), measured)
                 rates[batch, dtype] = {name: max(kept[name], measured[name]) for name in measured}
                 seconds, pooled = timed(model, fmri)
-                print(f"  batch {batch}, {str(dtype)[6:]}: block GEMMs {measured['block']:.1f} GFLOP/s, forward {seconds:.2f} s",
-                      file=sys.stderr, flush=True)
+                print(
+                    f"  batch {batch}, {str(dtype)[6:]}: block GEMMs {measured['block']:.1f} GFLOP/s, forward {seconds:.2f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
                 if dtype == torch.float32:
                     best32, pooled32 = min(best32, seconds), pooled
                 else:
                     best16, pooled16 = min(best16, seconds), pooled
         results[batch] = (best32, best16, pooled32, pooled16)
 
-    print(f"\nmatmul rates on the block's GEMM shapes, GFLOP/s (best of {args.trials} per measurement, "
-          f"each column the best of the measurements interleaved with the forwards):")
+    print(
+        f"\nmatmul rates on the block's GEMM shapes, GFLOP/s (best of {args.trials} per measurement, "
+        f"each column the best of the measurements interleaved with the forwards):"
+    )
     print(f"{'rows':>6} {'dtype':9} " + " ".join(f"{name:>7}" for name in gemm_shapes(config, 1)) + f" {'block':>7}")
     for (batch, dtype), row in rates.items():
         print(f"{batch * num_tokens:>6} {str(dtype)[6:]:9} " + " ".join(f"{row[name]:>7.1f}" for name in row))
 
     print(f"\nforward, inference mode, fp32 and bf16 interleaved, best of {repeats} (bf16: {bf16_repeats})")
-    print(f"{'batch':>5} {'fp32 s/sample':>13} {'bound s':>8} {'fp32/bound':>10} {'bf16 s/sample':>13} {'bf16 speedup':>12}")
+    print(
+        f"{'batch':>5} {'fp32 s/sample':>13} {'bound s':>8} {'fp32/bound':>10} {'bf16 s/sample':>13} {'bf16 speedup':>12}"
+    )
     summary, cosines, max_diff = [], [], 0.0
     for batch, (best32, best16, pooled32, pooled16) in results.items():
         bound = flops * batch / (rates[batch, torch.float32]["block"] * 1e9)
@@ -189,8 +205,11 @@ def main() -> None:
         cosines += F.cosine_similarity(pooled16, pooled32, dim=-1).tolist()
         max_diff = max(max_diff, float((pooled16 - pooled32).abs().max()))
         summary.append((batch, best32 / bound, speedup))
-        print(f"{batch:>5} {best32 / batch:>13.3f} {bound / batch:>8.3f} {best32 / bound:>10.2f} "
-              f"{best16 / batch:>13.3f} {speedup:>11.2f}x", flush=True)
+        print(
+            f"{batch:>5} {best32 / batch:>13.3f} {bound / batch:>8.3f} {best32 / bound:>10.2f} "
+            f"{best16 / batch:>13.3f} {speedup:>11.2f}x",
+            flush=True,
+        )
 
     print()
     for batch, ratio, speedup in summary:
@@ -202,9 +221,11 @@ def main() -> None:
             line += f"no fast bf16 on this CPU (bf16 runs at {speedup:.2f}x the fp32 speed; auto picks float32)"
         print(line)
     worst = min(cosines)
-    print(f"agreement bf16 vs fp32, pooled embeddings of {len(cosines)} example subjects: min cosine {worst:.6f} "
-          f"(goal >= {COSINE_GOAL}: {'ok' if worst >= COSINE_GOAL else 'below goal'}), max abs diff {max_diff:.4g} "
-          f"(pooled values up to {float(pooled32.abs().max()):.3g})")
+    print(
+        f"agreement bf16 vs fp32, pooled embeddings of {len(cosines)} example subjects: min cosine {worst:.6f} "
+        f"(goal >= {COSINE_GOAL}: {'ok' if worst >= COSINE_GOAL else 'below goal'}), max abs diff {max_diff:.4g} "
+        f"(pooled values up to {float(pooled32.abs().max()):.3g})"
+    )
 
 
 if __name__ == "__main__":

@@ -41,8 +41,9 @@ def prepare(folder: Path, subjects: int, gpu: bool) -> None:
     torch.manual_seed(0)
     config = BrainJepaConfig() if gpu else BrainJepaConfig.from_preset("tiny")  # ViT-B is the default config
     BrainJepaModel(config).save_pretrained(folder / "model")
-    BrainJepaFeatureExtractor(num_rois=450, num_frames=160, sampling_rate=3, scaling="zscore",
-                              gradient=example_gradient()).save_pretrained(folder / "model")
+    BrainJepaFeatureExtractor(
+        num_rois=450, num_frames=160, sampling_rate=3, scaling="zscore", gradient=example_gradient()
+    ).save_pretrained(folder / "model")
     load_example_dataset(num_subjects=subjects, progress=True).save_to_disk(str(folder / "cohort"))
 
 
@@ -60,8 +61,16 @@ def worker(folder: Path, output: Path, device: str, batch_size: int) -> None:
     if state is not None:
         state.wait_for_everyone()
     start = time.perf_counter()
-    embed(encoder, dataset, output, feature_extractor=extractor, batch_size=batch_size, chunk_size=batch_size,
-          progress=False, state=state)
+    embed(
+        encoder,
+        dataset,
+        output,
+        feature_extractor=extractor,
+        batch_size=batch_size,
+        chunk_size=batch_size,
+        progress=False,
+        state=state,
+    )
     seconds = time.perf_counter() - start
     if state is None or state.is_main_process:
         print(json.dumps({"seconds": seconds, "subjects": len(dataset)}))
@@ -70,21 +79,53 @@ def worker(folder: Path, output: Path, device: str, batch_size: int) -> None:
 def run(folder: Path, processes: int, threads: int, device: str, batch_size: int) -> dict:
     output = folder / f"emb-{processes}.npy"
     output.unlink(missing_ok=True)
-    arguments = [str(Path(__file__).resolve()), "--worker", str(folder), "--output", str(output), "--device", device,
-                 "--batch-size", str(batch_size)]
+    arguments = [
+        str(Path(__file__).resolve()),
+        "--worker",
+        str(folder),
+        "--output",
+        str(output),
+        "--device",
+        device,
+        "--batch-size",
+        str(batch_size),
+    ]
     if processes == 1:
         command = [sys.executable, *arguments]
     else:
-        command = ["accelerate", "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
-                   "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()), *arguments]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
+        command = [
+            "accelerate",
+            "launch",
+            "--multi_gpu",
+            "--num_processes",
+            str(processes),
+            "--num_machines",
+            "1",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--main_process_port",
+            str(free_port()),
+            *arguments,
+        ]
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(threads),
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=3600)
     if result.returncode != 0:
         raise RuntimeError(result.stderr[-3000:])
     record = json.loads([line for line in result.stdout.splitlines() if line.startswith("{")][-1])
-    return {"processes": processes, "threads_per_process": threads, **record,
-            "subjects_per_s": record["subjects"] / record["seconds"], "output": output}
+    return {
+        "processes": processes,
+        "threads_per_process": threads,
+        **record,
+        "subjects_per_s": record["subjects"] / record["seconds"],
+        "output": output,
+    }
 
 
 def main() -> None:
@@ -113,16 +154,22 @@ def main() -> None:
         else:
             rows.append(run(folder, 2, max(1, cores // 2), device, args.batch_size))
         model = "ViT-B" if gpus else "tiny"
-        print(f"embed() throughput, {model} encoder, 450 ROIs x 160 frames, {args.subjects} example subjects, "
-              f"batch {args.batch_size}, {device} ({gpus or cores} {'GPUs' if gpus else 'CPU cores'}), torch {torch.__version__}")
+        print(
+            f"embed() throughput, {model} encoder, 450 ROIs x 160 frames, {args.subjects} example subjects, "
+            f"batch {args.batch_size}, {device} ({gpus or cores} {'GPUs' if gpus else 'CPU cores'}), torch {torch.__version__}"
+        )
         print("| processes | threads / process | seconds | subjects/s |")
         print("|---|---|---|---|")
         for row in rows:
-            print(f"| {row['processes']} | {row['threads_per_process']} | {row['seconds']:.2f} | {row['subjects_per_s']:.2f} |")
+            print(
+                f"| {row['processes']} | {row['threads_per_process']} | {row['seconds']:.2f} | {row['subjects_per_s']:.2f} |"
+            )
         if len(rows) == 2:
             identical = rows[0]["output"].read_bytes() == rows[1]["output"].read_bytes()
-            print(f"2 / 1 process throughput ratio: {rows[1]['subjects_per_s'] / rows[0]['subjects_per_s']:.2f}; "
-                  f"outputs byte-identical: {identical}")
+            print(
+                f"2 / 1 process throughput ratio: {rows[1]['subjects_per_s'] / rows[0]['subjects_per_s']:.2f}; "
+                f"outputs byte-identical: {identical}"
+            )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -92,8 +92,20 @@ def main() -> None:
     results = {}
     for batch in args.batch_sizes:
         for attn in ("eager", "sdpa"):
-            command = [sys.executable, __file__, "--worker", attn, str(batch), "--num-layers", str(args.num_layers), "--repeats", str(args.repeats)]
-            row = json.loads(subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1])
+            command = [
+                sys.executable,
+                __file__,
+                "--worker",
+                attn,
+                str(batch),
+                "--num-layers",
+                str(args.num_layers),
+                "--repeats",
+                str(args.repeats),
+            ]
+            row = json.loads(
+                subprocess.run(command, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+            )
             results[attn, batch] = row
             print(
                 f"{attn:6} {batch:>5} {row['seconds_per_sample']:>9.2f} {row['peak_rss_gib']:>9.2f} "

@@ -52,20 +52,33 @@ def input_features(split, extractor) -> dict[str, np.ndarray]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pretrained", default="runs/bench-pretrain-tiny",
-                        help="pretraining output folder (created if missing), or one of its checkpoints/step-N folders")
-    parser.add_argument("--pretrain_steps", type=int, default=100, help="steps of `brain-jepa pretrain --preset example-tiny` if it must run")
+    parser.add_argument(
+        "--pretrained",
+        default="runs/bench-pretrain-tiny",
+        help="pretraining output folder (created if missing), or one of its checkpoints/step-N folders",
+    )
+    parser.add_argument(
+        "--pretrain_steps",
+        type=int,
+        default=100,
+        help="steps of `brain-jepa pretrain --preset example-tiny` if it must run",
+    )
     parser.add_argument("--subjects", type=int, default=200, help="subjects of the evaluation cohort (example seed 0)")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--cv_folds", type=int, default=5)
-    parser.add_argument("--finetune_steps", type=int, default=30, help="optimizer steps per fine-tuning run; 0 skips fine-tuning")
-    parser.add_argument("--finetune_seeds", type=int, default=None, help="seeds of the fine-tuning runs (default: --seeds)")
+    parser.add_argument(
+        "--finetune_steps", type=int, default=30, help="optimizer steps per fine-tuning run; 0 skips fine-tuning"
+    )
+    parser.add_argument(
+        "--finetune_seeds", type=int, default=None, help="seeds of the fine-tuning runs (default: --seeds)"
+    )
     parser.add_argument("--batch_size", type=int, default=16)
     parser.add_argument("--output_json", default=None)
     parser.add_argument(
-        "--per_roi_probe", action="store_true",
+        "--per_roi_probe",
+        action="store_true",
         help="also probe each encoder's token features averaged over time per ROI (R x D features): a diagnostic "
-             "of whether the labels reach the tokens at all, beyond what mean pooling keeps",
+        "of whether the labels reach the tokens at all, beyond what mean pooling keeps",
     )
     args = parser.parse_args()
 
@@ -82,8 +95,23 @@ def main() -> int:
     pretrained = Path(args.pretrained)
     if not (pretrained / "config.json").is_file():
         print(f"pretraining {pretrained} ({args.pretrain_steps} steps, example cohort seed 1) ...", flush=True)
-        subprocess.run([sys.executable, "-m", "brain_jepa_cli", "pretrain", "--preset", "example-tiny", "--seed", "1",
-                        "--max_steps", str(args.pretrain_steps), "--output_dir", str(pretrained)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "brain_jepa_cli",
+                "pretrain",
+                "--preset",
+                "example-tiny",
+                "--seed",
+                "1",
+                "--max_steps",
+                str(args.pretrain_steps),
+                "--output_dir",
+                str(pretrained),
+            ],
+            check=True,
+        )
     encoder = BrainJepaModel.from_pretrained(pretrained).eval()
     extractor = BrainJepaFeatureExtractor.from_pretrained(pretrained)
     torch.manual_seed(0)
@@ -99,10 +127,16 @@ def main() -> int:
     args_path = run_folder / "pretraining_args.yaml"
     pretrain_args = yaml.safe_load(args_path.read_text()) if args_path.is_file() else {}
     if pretrain_args.get("dataset") is None and pretrain_args.get("seed") == 0:
-        print("WARNING: the pretrained model was trained on the example cohort with seed 0, the cohort evaluated here; "
-              "pretrain with --seed 1 for an evaluation on unseen subjects", flush=True)
-    pretrained_on = (f"dataset {pretrain_args['dataset']}" if pretrain_args.get("dataset")
-                     else f"example cohort seed {pretrain_args.get('seed', '?')}, {pretrain_args.get('example_subjects', '?')} subjects")
+        print(
+            "WARNING: the pretrained model was trained on the example cohort with seed 0, the cohort evaluated here; "
+            "pretrain with --seed 1 for an evaluation on unseen subjects",
+            flush=True,
+        )
+    pretrained_on = (
+        f"dataset {pretrain_args['dataset']}"
+        if pretrain_args.get("dataset")
+        else f"example cohort seed {pretrain_args.get('seed', '?')}, {pretrain_args.get('example_subjects', '?')} subjects"
+    )
 
     rows, collapse, started = [], {}, time.time()
     tasks = {"age": "regression", "sex": "single_label_classification"}
@@ -110,17 +144,25 @@ def main() -> int:
     check_splits_not_empty(splits)
     sources = {}
     for init, model in (("pretrained", encoder), ("random init", random_encoder)):
-        sources[init] = {role: compute_embeddings(model, split, extractor, "mean", args.batch_size) for role, split in splits.items()}
+        sources[init] = {
+            role: compute_embeddings(model, split, extractor, "mean", args.batch_size)
+            for role, split in splits.items()
+        }
         if args.per_roi_probe:
             grid = (model.config.num_rois, model.config.num_time_patches)
             sources[f"{init}, per-ROI token means (diagnostic)"] = {
                 role: compute_embeddings(model, split, extractor, "tokens", args.batch_size)
-                .reshape(len(split), *grid, -1).mean(axis=2).reshape(len(split), -1)
+                .reshape(len(split), *grid, -1)
+                .mean(axis=2)
+                .reshape(len(split), -1)
                 for role, split in splits.items()
             }
         every = np.concatenate(list(sources[init].values()))
-        collapse[init] = {"mean_dim_std": float(every.std(0).mean()), "effective_rank": effective_rank(every),
-                          "width": every.shape[1]}
+        collapse[init] = {
+            "mean_dim_std": float(every.std(0).mean()),
+            "effective_rank": effective_rank(every),
+            "width": every.shape[1],
+        }
     # Where the planted labels live: the same probe on the model's input, as connectivity and as
     # first-order per-ROI statistics (what mean-pooled token features can carry without learning).
     inputs = {role: input_features(split, extractor) for role, split in splits.items()}
@@ -141,7 +183,13 @@ def main() -> int:
             per_seed = []
             for seed in range(args.seeds):
                 out, _ = fit_sklearn_probe(fit_x, fit_y, features["test"], problem_type, args.cv_folds, seed)
-                per_seed.append({"test": task_metrics(problem_type, out, test_y, info.target_mean, info.target_std, info.num_labels)})
+                per_seed.append(
+                    {
+                        "test": task_metrics(
+                            problem_type, out, test_y, info.target_mean, info.target_std, info.num_labels
+                        )
+                    }
+                )
             rows.append((f"{label}: linear probe (sklearn), {source}", problem_type, summarise(per_seed)))
 
     if args.finetune_steps > 0:
@@ -150,32 +198,62 @@ def main() -> int:
                 for init, extra in (("pretrained", []), ("random init", ["--random_init"])):
                     out = Path(work) / f"{label}-{init.replace(' ', '-')}"
                     model_args, data_args, training_args, _ = parse_arguments(
-                        ["--model_name_or_path", str(pretrained), *extra, "--dataset", "example",
-                         "--example_subjects", str(args.subjects), "--label_column", label,
-                         "--seeds", str(args.finetune_seeds or args.seeds), "--max_steps", str(args.finetune_steps),
-                         "--eval_strategy", "steps", "--save_strategy", "steps",
-                         "--eval_steps", str(max(1, args.finetune_steps // 3)),
-                         "--save_steps", str(max(1, args.finetune_steps // 3)), "--logging_steps", "5",
-                         "--per_device_train_batch_size", str(args.batch_size), "--seed", "0", "--use_cpu",
-                         "--disable_tqdm", "true", "--output_dir", str(out)]
+                        [
+                            "--model_name_or_path",
+                            str(pretrained),
+                            *extra,
+                            "--dataset",
+                            "example",
+                            "--example_subjects",
+                            str(args.subjects),
+                            "--label_column",
+                            label,
+                            "--seeds",
+                            str(args.finetune_seeds or args.seeds),
+                            "--max_steps",
+                            str(args.finetune_steps),
+                            "--eval_strategy",
+                            "steps",
+                            "--save_strategy",
+                            "steps",
+                            "--eval_steps",
+                            str(max(1, args.finetune_steps // 3)),
+                            "--save_steps",
+                            str(max(1, args.finetune_steps // 3)),
+                            "--logging_steps",
+                            "5",
+                            "--per_device_train_batch_size",
+                            str(args.batch_size),
+                            "--seed",
+                            "0",
+                            "--use_cpu",
+                            "--disable_tqdm",
+                            "true",
+                            "--output_dir",
+                            str(out),
+                        ]
                     )
                     results = run_finetuning(model_args, data_args, training_args)
                     rows.append((f"{label}: fine-tune, {init}", results["task"]["problem_type"], results["test"]))
 
     print()
-    print(f"Settings: pretrained={pretrained} ({pretrain_summary.get('global_step', '?')} steps, model preset "
-          f"{pretrain_args.get('model_preset', '?')}, peak LR {pretrain_args.get('learning_rate', '?')}, "
-          f"{encoder.config.hidden_size} wide x {encoder.config.num_hidden_layers} layers, {encoder.config.num_rois} ROIs x "
-          f"{encoder.config.num_frames} frames, pretrained on {pretrained_on}); "
-          f"evaluation cohort: example seed 0, {args.subjects} subjects, split 70/10/20; linear probe: pooled "
-          f"embeddings + StandardScaler + ridge / logistic regression, {args.cv_folds}-fold CV on train+validation; "
-          f"fine-tune: {args.finetune_steps} steps, batch {args.batch_size}, recipe defaults (AdamW, layer decay 0.75, "
-          f"drop path 0.1, warmup + cosine); {args.seeds} seeds (probe) / {args.finetune_seeds or args.seeds} (fine-tune); "
-          f"wall time {time.time() - started:.0f} s.")
+    print(
+        f"Settings: pretrained={pretrained} ({pretrain_summary.get('global_step', '?')} steps, model preset "
+        f"{pretrain_args.get('model_preset', '?')}, peak LR {pretrain_args.get('learning_rate', '?')}, "
+        f"{encoder.config.hidden_size} wide x {encoder.config.num_hidden_layers} layers, {encoder.config.num_rois} ROIs x "
+        f"{encoder.config.num_frames} frames, pretrained on {pretrained_on}); "
+        f"evaluation cohort: example seed 0, {args.subjects} subjects, split 70/10/20; linear probe: pooled "
+        f"embeddings + StandardScaler + ridge / logistic regression, {args.cv_folds}-fold CV on train+validation; "
+        f"fine-tune: {args.finetune_steps} steps, batch {args.batch_size}, recipe defaults (AdamW, layer decay 0.75, "
+        f"drop path 0.1, warmup + cosine); {args.seeds} seeds (probe) / {args.finetune_seeds or args.seeds} (fine-tune); "
+        f"wall time {time.time() - started:.0f} s."
+    )
     print("Collapse check (pooled embeddings of all evaluation subjects):")
     for init, values in collapse.items():
-        print(f"  {init:12s} mean per-dim std {values['mean_dim_std']:.4f}, effective rank "
-              f"{values['effective_rank']:.1f} of {values['width']}")
+        print(
+            f"  {init:12s} mean per-dim std {values['mean_dim_std']:.4f}, effective rank "
+            f"{values['effective_rank']:.1f} of {values['width']}"
+        )
     print()
     print(results_table(rows))
     if args.output_json:

@@ -21,6 +21,7 @@ import sys
 
 import torch
 
+
 # Relative error (max |a - b| / max |reference|) allowed per precision.
 TOLERANCE = {torch.float32: 2e-4, torch.bfloat16: 4e-2}
 
@@ -35,8 +36,11 @@ def attention_paths(device: str) -> list[tuple[str, str, object]]:
     if device == "cuda":
         from torch.nn.attention import SDPBackend, sdpa_kernel
 
-        for name, backend in (("flash", SDPBackend.FLASH_ATTENTION), ("memory-efficient", SDPBackend.EFFICIENT_ATTENTION),
-                              ("cudnn", SDPBackend.CUDNN_ATTENTION)):
+        for name, backend in (
+            ("flash", SDPBackend.FLASH_ATTENTION),
+            ("memory-efficient", SDPBackend.EFFICIENT_ATTENTION),
+            ("cudnn", SDPBackend.CUDNN_ATTENTION),
+        ):
             paths.append((f"sdpa ({name} kernel)", "sdpa", lambda backend=backend: sdpa_kernel([backend])))
         if importlib.util.find_spec("flash_attn") is not None:
             paths.append(("flash_attention_2", "flash_attention_2", contextlib.nullcontext))
@@ -82,8 +86,15 @@ def check_attention(config, device: str, batch: int) -> list[tuple[str, str, flo
                 try:
                     hidden, grad = encoder_outputs(model, fmri, indices, dtype, path)
                 except RuntimeError as error:  # a kernel that does not support this dtype/shape here
-                    rows.append((f"{path[0]}, {tokens}", str(dtype).removeprefix("torch."), float("nan"), float("nan"),
-                                 None if "No available kernel" in str(error) or "not supported" in str(error) else False))
+                    rows.append(
+                        (
+                            f"{path[0]}, {tokens}",
+                            str(dtype).removeprefix("torch."),
+                            float("nan"),
+                            float("nan"),
+                            None if "No available kernel" in str(error) or "not supported" in str(error) else False,
+                        )
+                    )
                     continue
                 out_error, grad_error = relative_error(hidden, reference[0]), relative_error(grad, reference[1])
                 ok = out_error <= TOLERANCE[dtype] and grad_error <= 2 * TOLERANCE[dtype]
@@ -103,15 +114,20 @@ def check_bf16_pretraining_step(config, device: str, batch: int) -> list[tuple[s
             loss = model(fmri, context, targets).loss
         loss.backward()
         grads = [p.grad for p in model.parameters() if p.grad is not None]
-        results[dtype] = (loss.item(), all(torch.isfinite(g).all() for g in grads),
-                          torch.cat([g.flatten().float() for g in grads]))
+        results[dtype] = (
+            loss.item(),
+            all(torch.isfinite(g).all() for g in grads),
+            torch.cat([g.flatten().float() for g in grads]),
+        )
     loss_error = abs(results[torch.bfloat16][0] - results[torch.float32][0]) / abs(results[torch.float32][0])
     cosine = torch.nn.functional.cosine_similarity(results[torch.bfloat16][2], results[torch.float32][2], dim=0).item()
     before = next(model.brain_jepa.parameters()).detach().clone()
     model.update_target_encoder(0.99)
     ema_moved = not torch.equal(before, next(model.brain_jepa.parameters()).detach())
     ok = loss_error <= 2e-2 and cosine >= 0.99 and results[torch.bfloat16][1] and ema_moved
-    return [("JEPA step, bf16 autocast vs fp32 (loss rel. error, 1 - grad cosine)", "bfloat16", loss_error, 1 - cosine, ok)]
+    return [
+        ("JEPA step, bf16 autocast vs fp32 (loss rel. error, 1 - grad cosine)", "bfloat16", loss_error, 1 - cosine, ok)
+    ]
 
 
 def main() -> int:
@@ -131,10 +147,14 @@ def main() -> int:
             return 2
         device = "cuda"
         config = BrainJepaConfig.from_preset("vit-small", num_hidden_layers=4)
-    print(f"torch {torch.__version__}, device {torch.cuda.get_device_name() if device == 'cuda' else 'cpu'}, "
-          f"encoder {config.hidden_size} wide x {config.num_hidden_layers} layers, {config.num_rois} ROIs x "
-          f"{config.num_frames} frames, batch {args.batch_size}; reference: eager fp32")
-    rows = check_attention(config, device, args.batch_size) + check_bf16_pretraining_step(config, device, args.batch_size)
+    print(
+        f"torch {torch.__version__}, device {torch.cuda.get_device_name() if device == 'cuda' else 'cpu'}, "
+        f"encoder {config.hidden_size} wide x {config.num_hidden_layers} layers, {config.num_rois} ROIs x "
+        f"{config.num_frames} frames, batch {args.batch_size}; reference: eager fp32"
+    )
+    rows = check_attention(config, device, args.batch_size) + check_bf16_pretraining_step(
+        config, device, args.batch_size
+    )
     width = max(len(row[0]) for row in rows)
     print(f"{'check':<{width}} | dtype    | out rel. err | grad rel. err | result")
     failed = 0
@@ -142,8 +162,10 @@ def main() -> int:
         verdict = "n/a (kernel unavailable)" if ok is None else ("ok" if ok else "FAIL")
         failed += ok is False
         print(f"{name:<{width}} | {dtype:<8} | {out_error:>12.2e} | {grad_error:>13.2e} | {verdict}")
-    print(f"tolerances: fp32 {TOLERANCE[torch.float32]:g}, bf16 {TOLERANCE[torch.bfloat16]:g} (gradients 2x); "
-          f"{failed} failed")
+    print(
+        f"tolerances: fp32 {TOLERANCE[torch.float32]:g}, bf16 {TOLERANCE[torch.bfloat16]:g} (gradients 2x); "
+        f"{failed} failed"
+    )
     return 1 if failed else 0
 
 

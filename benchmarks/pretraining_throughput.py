@@ -27,11 +27,16 @@ def encoder_flops(num_tokens: int, width: int, depth: int, mlp_ratio: float, pat
 def step_flops(config, batch: int, num_context: int, num_targets: int) -> float:
     n = config.num_patches
     target = encoder_flops(n, config.hidden_size, config.num_hidden_layers, config.mlp_ratio, config.patch_size)
-    context = encoder_flops(num_context, config.hidden_size, config.num_hidden_layers, config.mlp_ratio, config.patch_size)
+    context = encoder_flops(
+        num_context, config.hidden_size, config.num_hidden_layers, config.mlp_ratio, config.patch_size
+    )
     predictor_tokens = num_context + num_targets
-    predictor = encoder_flops(
-        predictor_tokens, config.predictor_hidden_size, config.predictor_num_hidden_layers, config.mlp_ratio, 0
-    ) + 2 * predictor_tokens * config.hidden_size * config.predictor_hidden_size
+    predictor = (
+        encoder_flops(
+            predictor_tokens, config.predictor_hidden_size, config.predictor_num_hidden_layers, config.mlp_ratio, 0
+        )
+        + 2 * predictor_tokens * config.hidden_size * config.predictor_hidden_size
+    )
     return batch * (target + 3 * (context + predictor))
 
 
@@ -64,8 +69,13 @@ def measure(preset: str, batch: int, steps: int, device: str, dtype: torch.dtype
             times.append(time.perf_counter() - start)
             flops += step_flops(config, batch, context.shape[1], targets.shape[1])
     seconds = sum(times)
-    return {"preset": preset, "batch": batch, "samples_per_s": batch * steps / seconds,
-            "steps_per_s": steps / seconds, "tflops": flops / seconds / 1e12}
+    return {
+        "preset": preset,
+        "batch": batch,
+        "samples_per_s": batch * steps / seconds,
+        "steps_per_s": steps / seconds,
+        "tflops": flops / seconds / 1e12,
+    }
 
 
 def main() -> None:
@@ -85,7 +95,10 @@ def main() -> None:
         for label, dtype in modes:
             row = measure(preset, args.batch_size, args.steps, device, dtype)
             mfu = f"{row['tflops'] / args.peak_tflops:6.1%}" if dtype is not None else "     -"
-            print(f"{preset:9} {label:5} {row['samples_per_s']:>10.2f} {row['steps_per_s']:>8.3f} {row['tflops']:>8.3f} {mfu}", flush=True)
+            print(
+                f"{preset:9} {label:5} {row['samples_per_s']:>10.2f} {row['steps_per_s']:>8.3f} {row['tflops']:>8.3f} {mfu}",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

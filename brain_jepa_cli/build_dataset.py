@@ -44,21 +44,43 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=int, default=0, help="with --example: generator seed (default 0)")
     add_argument(parser, "--output-dir", required=True, help="dataset folder to create")
     parser.add_argument("--labels", help="CSV/TSV labels table with a subject column")
-    add_argument(parser, "--subject-column", default="subject_id", help="subject column of --labels (default subject_id)")
+    add_argument(
+        parser, "--subject-column", default="subject_id", help="subject column of --labels (default subject_id)"
+    )
     add_argument(parser, "--label-columns", nargs="+", help="label columns to keep (default: all)")
-    add_argument(parser, "--time-axis", type=int, default=-1, choices=(0, 1, -1, -2),
-                        help="-1 if file rows are ROIs (default, as parcellate writes), 0 if rows are time points")
+    add_argument(
+        parser,
+        "--time-axis",
+        type=int,
+        default=-1,
+        choices=(0, 1, -1, -2),
+        help="-1 if file rows are ROIs (default, as parcellate writes), 0 if rows are time points",
+    )
     add_argument(parser, "--num-rois", type=int, help="expected ROI count (checked for every file)")
     add_argument(parser, "--num-timepoints", type=int, help="crop every series to its first N volumes")
     add_argument(parser, "--subject-regex", help="regex whose first group is the subject ID in file names")
     gradient = parser.add_mutually_exclusive_group()
     gradient.add_argument("--gradient", help="gradient CSV to store as gradient.csv in the dataset folder")
-    add_argument(gradient, "--compute-gradient", action="store_true",
-                          help="compute gradient.csv from the subjects' group FC (brainspace, 30 components)")
-    add_argument(parser, "--gradient-components", type=int, default=30,
-                        help="gradients computed (--compute-gradient) or expected in --gradient (default 30)")
-    add_argument(parser, "--gradient-sparsity", type=float, default=0.9,
-                        help="with --compute-gradient: fraction of each affinity row zeroed (default 0.9)")
+    add_argument(
+        gradient,
+        "--compute-gradient",
+        action="store_true",
+        help="compute gradient.csv from the subjects' group FC (brainspace, 30 components)",
+    )
+    add_argument(
+        parser,
+        "--gradient-components",
+        type=int,
+        default=30,
+        help="gradients computed (--compute-gradient) or expected in --gradient (default 30)",
+    )
+    add_argument(
+        parser,
+        "--gradient-sparsity",
+        type=float,
+        default=0.9,
+        help="with --compute-gradient: fraction of each affinity row zeroed (default 0.9)",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --output-dir")
     parser.set_defaults(func=run)
 
@@ -70,8 +92,9 @@ def run(args: argparse.Namespace) -> int:
                 raise ValueError("--example: expected no input_dir or --labels with the synthetic cohort")
             from brain_jepa_hf.example_data import write_example_dataset
 
-            folder = write_example_dataset(args.output_dir, num_subjects=args.num_subjects, seed=args.seed,
-                                           overwrite=args.overwrite)
+            folder = write_example_dataset(
+                args.output_dir, num_subjects=args.num_subjects, seed=args.seed, overwrite=args.overwrite
+            )
             print(f"wrote {args.num_subjects} example subjects (synthetic) to {folder}")
             return 0
         if not args.input_dir:
@@ -79,16 +102,27 @@ def run(args: argparse.Namespace) -> int:
         from brain_jepa_hf.data import build_dataset
 
         dataset = build_dataset(
-            args.input_dir, labels=args.labels, subject_column=args.subject_column, output_dir=args.output_dir,
-            label_columns=args.label_columns, time_axis=args.time_axis, num_rois=args.num_rois,
-            num_timepoints=args.num_timepoints, subject_regex=args.subject_regex, overwrite=args.overwrite,
-            gradient=args.gradient, compute_gradient=args.compute_gradient,
-            gradient_components=args.gradient_components, gradient_sparsity=args.gradient_sparsity,
+            args.input_dir,
+            labels=args.labels,
+            subject_column=args.subject_column,
+            output_dir=args.output_dir,
+            label_columns=args.label_columns,
+            time_axis=args.time_axis,
+            num_rois=args.num_rois,
+            num_timepoints=args.num_timepoints,
+            subject_regex=args.subject_regex,
+            overwrite=args.overwrite,
+            gradient=args.gradient,
+            compute_gradient=args.compute_gradient,
+            gradient_components=args.gradient_components,
+            gradient_sparsity=args.gradient_sparsity,
         )
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"brain-jepa build-dataset: error: {err}", file=sys.stderr)
         return 1
     shape = dataset.features["fmri"].shape
-    print(f"wrote {len(dataset)} subjects ({shape[0]} ROIs x {shape[1]} volumes), columns {dataset.column_names}, "
-          f"to {args.output_dir}")
+    print(
+        f"wrote {len(dataset)} subjects ({shape[0]} ROIs x {shape[1]} volumes), columns {dataset.column_names}, "
+        f"to {args.output_dir}"
+    )
     return 0

@@ -19,10 +19,12 @@ examples:
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "demo", help="web demo of a model: upload a scan, see embedding, prediction and figures",
+        "demo",
+        help="web demo of a model: upload a scan, see embedding, prediction and figures",
         description="Start the gradio demo page of a Brain-JEPA model (folder or Hub id) and print its URL. "
         "Needs the demo extra: pip install 'brain-jepa-hf[demo]'.",
-        epilog=EXAMPLES, formatter_class=HelpFormatter,
+        epilog=EXAMPLES,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--model", default=None, help="model folder or Hub id (default: $BRAIN_JEPA_MODEL)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")

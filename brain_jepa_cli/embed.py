@@ -36,8 +36,11 @@ DESCRIPTION = (
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "embed", help="embeddings of a dataset (pooled or per token) into .npy / .parquet",
-        description=DESCRIPTION, epilog=EXAMPLES, formatter_class=HelpFormatter,
+        "embed",
+        help="embeddings of a dataset (pooled or per token) into .npy / .parquet",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=HelpFormatter,
     )
     add_arguments(parser)
     parser.set_defaults(func=run)
@@ -45,8 +48,11 @@ def register(subparsers) -> None:
 
 def add_arguments(parser) -> None:
     parser.add_argument("--model", required=True, help="model folder or Hub id")
-    parser.add_argument("--dataset", default="example",
-                        help="'example', a save_to_disk / build-dataset folder or a Brainmarks dataset folder")
+    parser.add_argument(
+        "--dataset",
+        default="example",
+        help="'example', a save_to_disk / build-dataset folder or a Brainmarks dataset folder",
+    )
     parser.add_argument("--split", default=None, help="split of a DatasetDict (default: all splits, in order)")
     parser.add_argument("--output", required=True, help="output file ending in .npy or .parquet")
     parser.add_argument("--pooling", choices=("mean", "tokens"), default="mean")
@@ -81,15 +87,27 @@ def _embed(args):
     state = distributed_state()
     device = state.device if state is not None and args.device != "cpu" else args.device
     encoder = load_encoder(args.model, device=device, dtype=args.dtype)  # first: a wrong model path fails at once
-    dataset = open_dataset(args.dataset, split=args.split, example_subjects=args.example_subjects,
-                           fmri_column=args.fmri_column)
+    dataset = open_dataset(
+        args.dataset, split=args.split, example_subjects=args.example_subjects, fmri_column=args.fmri_column
+    )
     extractor = BrainJepaFeatureExtractor.from_pretrained(args.feature_extractor or args.model)
     set_series_options(extractor, sampling_rate=args.sampling_rate, short_series=args.short_series)
     check_series_fit(series_lengths(dataset, args.fmri_column), extractor, args.fmri_column)  # before the bar
     stats = {}
-    path = embed(encoder, dataset, args.output, feature_extractor=extractor, pooling=args.pooling,
-                 batch_size=args.batch_size, chunk_size=args.chunk_size, fmri_column=args.fmri_column,
-                 id_column=args.id_column, overwrite=args.overwrite, state=state, stats=stats)
+    path = embed(
+        encoder,
+        dataset,
+        args.output,
+        feature_extractor=extractor,
+        pooling=args.pooling,
+        batch_size=args.batch_size,
+        chunk_size=args.chunk_size,
+        fmri_column=args.fmri_column,
+        id_column=args.id_column,
+        overwrite=args.overwrite,
+        state=state,
+        stats=stats,
+    )
     if state is not None and not state.is_main_process:
         return None
     print_summary(stats, args.dtype, device)
@@ -105,13 +123,17 @@ def print_summary(stats: dict, requested_dtype: str, device) -> None:
     precision = describe_precision(requested_dtype, stats["dtype"])
     if stats["rows"]:
         seconds = stats["seconds"]
-        print(f"embedded {stats['rows']} subjects on {device} in {precision}: {seconds:.1f} s, "
-              f"{stats['rows'] / max(seconds, 1e-9):.2f} subjects/s, {seconds / stats['rows']:.3f} s/subject")
+        print(
+            f"embedded {stats['rows']} subjects on {device} in {precision}: {seconds:.1f} s, "
+            f"{stats['rows'] / max(seconds, 1e-9):.2f} subjects/s, {seconds / stats['rows']:.3f} s/subject"
+        )
     else:
         print(f"nothing left to embed ({precision}): every chunk was finished by an earlier run")
     if stats["dtype"] == "bfloat16" and torch.device(device).type == "cpu" and not cpu_has_fast_bf16():
-        print("note: this CPU has no bfloat16 matrix instructions (AVX512-BF16/AMX), so bfloat16 is emulated "
-              "and slower than float32 here; --dtype auto picks float32 on it")
+        print(
+            "note: this CPU has no bfloat16 matrix instructions (AVX512-BF16/AMX), so bfloat16 is emulated "
+            "and slower than float32 here; --dtype auto picks float32 on it"
+        )
 
 
 if __name__ == "__main__":  # e.g. `accelerate launch -m brain_jepa_cli.embed`: one-line errors, --debug

@@ -62,8 +62,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def register(subparsers) -> None:
-    subparsers.add_parser("finetune", help="fine-tune a pretrained encoder on labels (Trainer, layer decay, seeds)",
-                          description=DESCRIPTION, epilog=EXAMPLES, add_help=False)
+    subparsers.add_parser(
+        "finetune",
+        help="fine-tune a pretrained encoder on labels (Trainer, layer decay, seeds)",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        add_help=False,
+    )
 
 
 if __name__ == "__main__":  # e.g. `accelerate launch -m brain_jepa_cli.finetune`: one-line errors, --debug

@@ -43,16 +43,29 @@ def register(subparsers) -> None:
     add_argument(source, "--series-dir", help="folder of per-subject series (.npy/.csv/.tsv); their mean FC is used")
     source.add_argument("--dataset", help="dataset folder from `brain-jepa build-dataset` (column fmri)")
     source.add_argument("--example", action="store_true", help="the synthetic example cohort's group FC")
-    add_argument(source, "--brainspace-group", choices=("main", "holdout"),
-                        help="brainspace's real Schaefer-400 group FC")
+    add_argument(
+        source, "--brainspace-group", choices=("main", "holdout"), help="brainspace's real Schaefer-400 group FC"
+    )
     parser.add_argument("--output", required=True, help="gradient CSV to write")
-    add_argument(parser, "--time-axis", type=int, default=-1, choices=(0, 1, -1, -2),
-                        help="for --series-dir: -1 if file rows are ROIs (default), 0 if rows are time points")
+    add_argument(
+        parser,
+        "--time-axis",
+        type=int,
+        default=-1,
+        choices=(0, 1, -1, -2),
+        help="for --series-dir: -1 if file rows are ROIs (default), 0 if rows are time points",
+    )
     add_argument(parser, "--n-components", type=int, default=30, help="number of gradients (default 30)")
     parser.add_argument("--kernel", default="cosine", help="affinity kernel (default cosine)")
-    parser.add_argument("--approach", default="dm", choices=("dm", "le", "pca"),
-                        help="embedding: diffusion maps (default), Laplacian eigenmaps or PCA")
-    parser.add_argument("--sparsity", type=float, default=0.9, help="fraction of each affinity row zeroed (default 0.9)")
+    parser.add_argument(
+        "--approach",
+        default="dm",
+        choices=("dm", "le", "pca"),
+        help="embedding: diffusion maps (default), Laplacian eigenmaps or PCA",
+    )
+    parser.add_argument(
+        "--sparsity", type=float, default=0.9, help="fraction of each affinity row zeroed (default 0.9)"
+    )
     parser.add_argument("--reference", help="gradient CSV to Procrustes-align to (same shape)")
     add_argument(parser, "--random-state", type=int, default=0, help="seed of the eigen-solver (default 0)")
     parser.set_defaults(func=run)
@@ -107,8 +120,13 @@ def run(args: argparse.Namespace) -> int:
         fc = load_fc(args)
         reference = None if args.reference is None else g.load_gradient_csv(args.reference)
         gradients = g.compute_gradients(
-            fc, n_components=args.n_components, kernel=args.kernel, approach=args.approach,
-            sparsity=args.sparsity, random_state=args.random_state, reference=reference,
+            fc,
+            n_components=args.n_components,
+            kernel=args.kernel,
+            approach=args.approach,
+            sparsity=args.sparsity,
+            random_state=args.random_state,
+            reference=reference,
         )
         g.save_gradient_csv(args.output, gradients)
     except (ValueError, FileNotFoundError) as err:

@@ -61,7 +61,9 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 def add_dtype_argument(parser, default: str) -> None:
     """`--dtype auto|float32|bfloat16`, the inference precision of the encoder."""
     parser.add_argument(
-        "--dtype", choices=DTYPE_CHOICES, default=default,
+        "--dtype",
+        choices=DTYPE_CHOICES,
+        default=default,
         help=f"encoder precision (default {default}); auto = bfloat16 on CPUs with AVX512-BF16/AMX and on GPUs "
         "with bfloat16, float32 otherwise",
     )
@@ -69,13 +71,22 @@ def add_dtype_argument(parser, default: str) -> None:
 
 def add_series_fit_arguments(parser) -> None:
     """`--sampling-rate` and `--short-series`: override the feature extractor's clip stride and short-series rule."""
-    add_argument(parser, "--sampling-rate", type=int, default=None,
-                 help="override the feature extractor's clip stride. " + SAMPLING_RATE_HELP)
-    add_argument(parser, "--short-series", choices=SHORT_SERIES_CHOICES, default=None,
-                 help="override the feature extractor's rule. " + SHORT_SERIES_HELP)
+    add_argument(
+        parser,
+        "--sampling-rate",
+        type=int,
+        default=None,
+        help="override the feature extractor's clip stride. " + SAMPLING_RATE_HELP,
+    )
+    add_argument(
+        parser,
+        "--short-series",
+        choices=SHORT_SERIES_CHOICES,
+        default=None,
+        help="override the feature extractor's rule. " + SHORT_SERIES_HELP,
+    )
 
 
 def describe_precision(requested: str, used: str) -> str:
     """'bfloat16 (--dtype auto)' or 'float32'."""
     return f"{used} (--dtype auto)" if requested == "auto" else used
-

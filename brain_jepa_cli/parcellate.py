@@ -38,8 +38,12 @@ def register(subparsers) -> None:
         formatter_class=HelpFormatter,
     )
     parser.add_argument("images", nargs="+", help="4-D NIfTI files, or folders of .nii/.nii.gz files")
-    parser.add_argument("--atlas", action="append", required=True,
-                        help="label atlas NIfTI; repeat for several, in ROI order (subcortical first for Brain-JEPA)")
+    parser.add_argument(
+        "--atlas",
+        action="append",
+        required=True,
+        help="label atlas NIfTI; repeat for several, in ROI order (subcortical first for Brain-JEPA)",
+    )
     add_argument(parser, "--output-dir", required=True, help="folder to create with one <scan>.npy per scan")
     parser.add_argument("--confounds", nargs="+", help="confound CSV/TSV files with a header row, one per scan")
     add_argument(parser, "--confound-columns", nargs="+", help="confound columns to use (default: all)")
@@ -72,9 +76,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         images = expand_images(args.images)
         written = parcellate_files(
-            images, args.atlas, args.output_dir, confounds=args.confounds, overwrite=args.overwrite,
-            confound_columns=args.confound_columns, detrend=args.detrend, standardize=args.standardize,
-            t_r=args.t_r, low_pass=args.low_pass, high_pass=args.high_pass,
+            images,
+            args.atlas,
+            args.output_dir,
+            confounds=args.confounds,
+            overwrite=args.overwrite,
+            confound_columns=args.confound_columns,
+            detrend=args.detrend,
+            standardize=args.standardize,
+            t_r=args.t_r,
+            low_pass=args.low_pass,
+            high_pass=args.high_pass,
         )
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"brain-jepa parcellate: error: {err}", file=sys.stderr)

@@ -29,9 +29,10 @@ def register(subparsers) -> None:
         epilog=EXAMPLES,
         formatter_class=HelpFormatter,
     )
-    parser.add_argument("run_dir", metavar="RUN_DIR", help="a `brain-jepa pretrain` output folder, or its pretraining_log.jsonl")
-    parser.add_argument("--output", default=None,
-                        help="PNG to write (default: pretraining_curves.png beside the log)")
+    parser.add_argument(
+        "run_dir", metavar="RUN_DIR", help="a `brain-jepa pretrain` output folder, or its pretraining_log.jsonl"
+    )
+    parser.add_argument("--output", default=None, help="PNG to write (default: pretraining_curves.png beside the log)")
     parser.add_argument("--title", default=None, help="figure title (default: the run folder's name)")
     parser.add_argument("--dpi", type=int, default=120, help="resolution of the PNG (default 120)")
     parser.set_defaults(func=run)
@@ -54,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"brain-jepa plot-training: error: {err}", file=sys.stderr)
         return 1
     last = records[-1]
-    print(f"wrote {output} ({len(records)} logged steps; step {last['step']}: loss {last['loss']:.4f}, "
-          f"target std {last['target_std']:.4f}, effective rank {last['target_effective_rank']:.1f})")
+    print(
+        f"wrote {output} ({len(records)} logged steps; step {last['step']}: loss {last['loss']:.4f}, "
+        f"target std {last['target_std']:.4f}, effective rank {last['target_effective_rank']:.1f})"
+    )
     return 0

@@ -34,7 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     from brain_jepa_hf.pretraining_arguments import PretrainingArguments
 
     parser = HfArgumentParser(
-        PretrainingArguments, prog="brain-jepa pretrain", description=HELP, epilog=EXAMPLES,
+        PretrainingArguments,
+        prog="brain-jepa pretrain",
+        description=HELP,
+        epilog=EXAMPLES,
         formatter_class=HelpFormatter,
     )
     parser.add_argument("--preset", default=None, help="A bundled recipe: example-tiny or released-vit-base.")

@@ -66,11 +66,20 @@ def main(argv: list[str] | None = None) -> int:
         results = run_finetuning(model_args, data_args, training_args)
     else:
         if not model_args.model_name_or_path:
-            raise ValueError("model_name_or_path: expected a pretrained folder or Hub id for the sklearn probe, got none")
+            raise ValueError(
+                "model_name_or_path: expected a pretrained folder or Hub id for the sklearn probe, got none"
+            )
         results = run_sklearn_probe(
-            model_args.model_name_or_path, data_args, output_dir=training_args.output_dir, seeds=training_args.seeds,
-            seed=training_args.seed, cv=extra.cv_folds, batch_size=training_args.per_device_eval_batch_size,
-            revision=model_args.revision, overwrite=training_args.overwrite_output_dir, dtype=extra.dtype,
+            model_args.model_name_or_path,
+            data_args,
+            output_dir=training_args.output_dir,
+            seeds=training_args.seeds,
+            seed=training_args.seed,
+            cv=extra.cv_folds,
+            batch_size=training_args.per_device_eval_batch_size,
+            revision=model_args.revision,
+            overwrite=training_args.overwrite_output_dir,
+            dtype=extra.dtype,
         )
         if training_args.process_index == 0:
             print(f"embeddings in {describe_precision(extra.dtype, results['model']['dtype'])}", file=sys.stderr)
@@ -80,8 +89,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def register(subparsers) -> None:
-    subparsers.add_parser("probe", help="linear probe of a frozen encoder (sklearn CV fast path or torch)",
-                          description=DESCRIPTION, epilog=EXAMPLES, add_help=False)
+    subparsers.add_parser(
+        "probe",
+        help="linear probe of a frozen encoder (sklearn CV fast path or torch)",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        add_help=False,
+    )
 
 
 if __name__ == "__main__":  # e.g. `accelerate launch -m brain_jepa_cli.probe`: one-line errors, --debug

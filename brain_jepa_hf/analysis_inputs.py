@@ -42,12 +42,19 @@ def check_arguments(level, attribution_method, permutations, batch_size, attribu
     if level not in LEVELS:
         raise ValueError(f"level: expected one of {LEVELS}, got {level!r}")
     if attribution_method not in ATTRIBUTION_METHODS:
-        raise ValueError(f"attribution_method: expected one of {tuple(ATTRIBUTION_METHODS)}, got {attribution_method!r}")
-    for name, value, low in (("permutations", permutations, 0), ("batch_size", batch_size, 1),
-                             ("attribution_steps", attribution_steps, 1)):
+        raise ValueError(
+            f"attribution_method: expected one of {tuple(ATTRIBUTION_METHODS)}, got {attribution_method!r}"
+        )
+    for name, value, low in (
+        ("permutations", permutations, 0),
+        ("batch_size", batch_size, 1),
+        ("attribution_steps", attribution_steps, 1),
+    ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
-    if max_subjects is not None and (isinstance(max_subjects, bool) or not isinstance(max_subjects, int) or max_subjects < 1):
+    if max_subjects is not None and (
+        isinstance(max_subjects, bool) or not isinstance(max_subjects, int) or max_subjects < 1
+    ):
         raise ValueError(f"max_subjects: expected a positive integer or None, got {max_subjects!r}")
 
 
@@ -57,7 +64,9 @@ def check_output_dir(output_dir, overwrite: bool) -> Path:
         if not output_dir.is_dir():
             raise FileExistsError(f"output_dir: {output_dir} exists and is not a folder")
         if any(output_dir.iterdir()) and not overwrite:
-            raise FileExistsError(f"output_dir: {output_dir} is not empty; pass --overwrite (overwrite=True) to replace it")
+            raise FileExistsError(
+                f"output_dir: {output_dir} is not empty; pass --overwrite (overwrite=True) to replace it"
+            )
     return output_dir
 
 
@@ -106,8 +115,14 @@ def load_models(model, with_head: bool, device, dtype):
 
 def check_layers(layers, num_layers: int) -> None:
     for layer in layers or []:
-        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not -num_layers <= layer < num_layers:
-            raise ValueError(f"layers: expected indices in [{-num_layers}, {num_layers - 1}] (the model has {num_layers} layers), got {layer!r}")
+        if (
+            isinstance(layer, bool)
+            or not isinstance(layer, (int, np.integer))
+            or not -num_layers <= layer < num_layers
+        ):
+            raise ValueError(
+                f"layers: expected indices in [{-num_layers}, {num_layers - 1}] (the model has {num_layers} layers), got {layer!r}"
+            )
 
 
 def analysis_atlas(atlas_spec, config):
@@ -121,7 +136,9 @@ def analysis_atlas(atlas_spec, config):
             f"--atlas {RELEASED} (the released 450-ROI layout) or --atlas {EXAMPLE} (the embedded example cohort)"
         )
     if atlas.num_rois != config.num_rois:
-        raise ValueError(f"atlas: expected {config.num_rois} rows (the model's num_rois), got {atlas.num_rois} in {atlas.name!r}")
+        raise ValueError(
+            f"atlas: expected {config.num_rois} rows (the model's num_rois), got {atlas.num_rois} in {atlas.name!r}"
+        )
     return atlas
 
 
@@ -130,11 +147,15 @@ def read_label(dataset, label_column, count) -> ReportLabel | None:
     if label_column is None:
         return None
     if label_column not in dataset.column_names:
-        raise ValueError(f"label_column: expected one of the dataset's columns {dataset.column_names}, got {label_column!r}")
+        raise ValueError(
+            f"label_column: expected one of the dataset's columns {dataset.column_names}, got {label_column!r}"
+        )
     raw = dataset.select(range(count))[label_column]
     missing = sum(1 for v in raw if v is None or (isinstance(v, float) and math.isnan(v)))
     if missing:
-        raise ValueError(f"label_column: {missing} of the {count} analysed rows have no {label_column!r} value; drop them first")
+        raise ValueError(
+            f"label_column: {missing} of the {count} analysed rows have no {label_column!r} value; drop them first"
+        )
     values = np.asarray(raw, dtype=object)
     if any(isinstance(v, (list, tuple, np.ndarray)) for v in raw[:1]):
         raise ValueError(f"label_column: expected one value per subject, got sequences in {label_column!r}")
@@ -177,7 +198,9 @@ def check_cohort(dataset, fmri_column: str, config, max_subjects: int | None) ->
         raise ValueError(f"fmri_column: expected a column {fmri_column!r}, got columns {dataset.column_names}")
     rows = _fmri_rows(dataset, fmri_column)
     if rows is not None and rows != config.num_rois:
-        raise ValueError(f"dataset: its {fmri_column!r} series have {rows} ROIs (rows), the model expects num_rois={config.num_rois}")
+        raise ValueError(
+            f"dataset: its {fmri_column!r} series have {rows} ROIs (rows), the model expects num_rois={config.num_rois}"
+        )
     count = len(dataset) if max_subjects is None else min(len(dataset), max_subjects)
     if count == 0:
         raise ValueError("dataset: expected at least one row, got 0")
@@ -202,12 +225,15 @@ def check_contrast_classes(label: ReportLabel | None, permutations: int, count: 
         )
 
 
-def analysis_feature_extractor(model, folder: Path | None, feature_extractor, sampling_rate: int | None,
-                               short_series: str | None):
+def analysis_feature_extractor(
+    model, folder: Path | None, feature_extractor, sampling_rate: int | None, short_series: str | None
+):
     """The given feature extractor (a copy when options change it) or the model folder's, with the options set."""
     if feature_extractor is None:
         if folder is None and not isinstance(model, str):
-            raise ValueError("feature_extractor: expected one for a model instance (a folder or Hub id brings its own)")
+            raise ValueError(
+                "feature_extractor: expected one for a model instance (a folder or Hub id brings its own)"
+            )
         feature_extractor = BrainJepaFeatureExtractor.from_pretrained(str(model))
     elif sampling_rate is not None or short_series is not None:
         feature_extractor = copy.deepcopy(feature_extractor)  # the caller's stays as it was
@@ -216,7 +242,17 @@ def analysis_feature_extractor(model, folder: Path | None, feature_extractor, sa
 
 
 __all__ = [
-    "LEVELS", "MAX_CLASSES", "ReportLabel", "analysis_atlas", "analysis_feature_extractor", "check_arguments",
-    "check_cohort", "check_contrast_classes", "check_layers", "check_output_dir", "load_models", "model_config",
+    "LEVELS",
+    "MAX_CLASSES",
+    "ReportLabel",
+    "analysis_atlas",
+    "analysis_feature_extractor",
+    "check_arguments",
+    "check_cohort",
+    "check_contrast_classes",
+    "check_layers",
+    "check_output_dir",
+    "load_models",
+    "model_config",
     "read_label",
 ]

@@ -85,16 +85,36 @@ def parse_layers(text):
         try:
             return [int(part) for part in text.split(",") if part.strip()]
         except ValueError:
-            raise ValueError(f"layers: expected 'all' or comma-separated layer indices like 0,5,11, got {text!r}") from None
+            raise ValueError(
+                f"layers: expected 'all' or comma-separated layer indices like 0,5,11, got {text!r}"
+            ) from None
     return list(text)
 
 
 def analyze_model(
-    model, dataset, output_dir, *, label_column: str | None = None, atlas=None, level: str = "coarse", layers=None,
-    max_subjects: int | None = None, batch_size: int = 4, permutations: int = 5000, seed: int = 0,
-    device: str = "cpu", attribution: bool | None = None, attribution_method: str = "integrated_gradients",
-    attribution_steps: int = 32, feature_extractor=None, fmri_column: str = "fmri", split: str | None = None,
-    overwrite: bool = False, progress: bool = True, dtype: str = "float32", sampling_rate: int | None = None,
+    model,
+    dataset,
+    output_dir,
+    *,
+    label_column: str | None = None,
+    atlas=None,
+    level: str = "coarse",
+    layers=None,
+    max_subjects: int | None = None,
+    batch_size: int = 4,
+    permutations: int = 5000,
+    seed: int = 0,
+    device: str = "cpu",
+    attribution: bool | None = None,
+    attribution_method: str = "integrated_gradients",
+    attribution_steps: int = 32,
+    feature_extractor=None,
+    fmri_column: str = "fmri",
+    split: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    dtype: str = "float32",
+    sampling_rate: int | None = None,
     short_series: str | None = None,
 ) -> AnalysisResult:
     """
@@ -121,7 +141,11 @@ def analyze_model(
     check_layers(layers, config.num_hidden_layers)
     atlas = analysis_atlas(atlas, config)
     warnings = []
-    dataset_name = dataset if isinstance(dataset, str) else ("a datasets.Dataset" if not isinstance(dataset, os.PathLike) else str(dataset))
+    dataset_name = (
+        dataset
+        if isinstance(dataset, str)
+        else ("a datasets.Dataset" if not isinstance(dataset, os.PathLike) else str(dataset))
+    )
     dataset = open_dataset(dataset, split=split, example_subjects=max_subjects, progress=progress)
     if dataset_name == "example" and atlas.name == "released":
         warnings.append(
@@ -138,29 +162,54 @@ def analyze_model(
     encoder, classifier = load_models(model, has_head and attribution is not False, device, dtype)
 
     cohort = cohort_attention(
-        encoder, subset, feature_extractor, networks, layers=layers,
+        encoder,
+        subset,
+        feature_extractor,
+        networks,
+        layers=layers,
         label_column=label.column if label is not None and label.categorical else None,
-        batch_size=batch_size, progress=progress, fmri_column=fmri_column,
+        batch_size=batch_size,
+        progress=progress,
+        fmri_column=fmri_column,
     )
-    embeddings = compute_embeddings(encoder, subset, feature_extractor, batch_size=batch_size,
-                                    fmri_column=fmri_column, progress=progress)
+    embeddings = compute_embeddings(
+        encoder, subset, feature_extractor, batch_size=batch_size, fmri_column=fmri_column, progress=progress
+    )
     attributions = None
     if classifier is not None:
-        attributions = _attributions(classifier, subset, feature_extractor, attribution_method, attribution_steps,
-                                     batch_size, fmri_column, progress)
+        attributions = _attributions(
+            classifier,
+            subset,
+            feature_extractor,
+            attribution_method,
+            attribution_steps,
+            batch_size,
+            fmri_column,
+            progress,
+        )
 
     with atomic_output_dir(output_dir, overwrite=True) as staging:
         result = AnalysisResult(output_dir=output_dir, report=output_dir / "report.md", warnings=warnings)
-        context = _report_context(staging, result, atlas, level, cohort, label, count, permutations, seed, encoder.dtype)
+        context = _report_context(
+            staging, result, atlas, level, cohort, label, count, permutations, seed, encoder.dtype
+        )
         attention_sections(context)
         gradient_section(context, encoder, config, feature_extractor)
         embedding_section(context, embeddings, subset)
         if folder is not None and (folder / "pretraining_log.jsonl").is_file():
             training_section(context, folder)
         if attributions is not None:
-            attribution_section(context, attributions, ATTRIBUTION_METHODS[attribution_method], attribution_method,
-                                attribution_steps, classifier)
-        text = _report_text(context, model, dataset_name, config, warnings, classifier is not None, sorted(result.tables))
+            attribution_section(
+                context,
+                attributions,
+                ATTRIBUTION_METHODS[attribution_method],
+                attribution_method,
+                attribution_steps,
+                classifier,
+            )
+        text = _report_text(
+            context, model, dataset_name, config, warnings, classifier is not None, sorted(result.tables)
+        )
         (staging / "report.md").write_text(text)
         result.findings = {key: line for _, key, _, line in context.sections}
     for warning in warnings:
@@ -168,8 +217,9 @@ def analyze_model(
     return result
 
 
-def _report_context(staging: Path, result: AnalysisResult, atlas, level, cohort, label, count, permutations, seed,
-                    dtype) -> ReportContext:
+def _report_context(
+    staging: Path, result: AnalysisResult, atlas, level, cohort, label, count, permutations, seed, dtype
+) -> ReportContext:
     """The sections' context, writing figures and tables into `staging` and recording their final paths in `result`."""
     (staging / "figures").mkdir()
     (staging / "tables").mkdir()
@@ -195,10 +245,16 @@ def _attributions(classifier, dataset, feature_extractor, method, steps, batch_s
     values, targets, gaps, spans = [], [], [], []
     with tqdm(total=len(dataset), desc="attribution", unit="subject", disable=not progress) as bar:
         for first in range(0, len(dataset), batch_size):
-            series = view[first: first + batch_size][fmri_column]
+            series = view[first : first + batch_size][fmri_column]
             features = feature_extractor(series, time_axis=-1, training=False, return_tensors="pt")
-            details = roi_attribution(classifier, features["fmri_values"].to(device), method=method, steps=steps,
-                                      gradient=gradient, return_details=True)
+            details = roi_attribution(
+                classifier,
+                features["fmri_values"].to(device),
+                method=method,
+                steps=steps,
+                gradient=gradient,
+                return_details=True,
+            )
             values.append(details.values)
             targets.append(details.target)
             if details.completeness_gap is not None:
@@ -206,8 +262,10 @@ def _attributions(classifier, dataset, feature_extractor, method, steps, batch_s
                 spans.append(details.output - details.baseline_output)
             bar.update(len(details.values))
     return {
-        "values": np.concatenate(values), "target": np.concatenate(targets),
-        "gap": np.concatenate(gaps) if gaps else None, "span": np.concatenate(spans) if spans else None,
+        "values": np.concatenate(values),
+        "target": np.concatenate(targets),
+        "gap": np.concatenate(gaps) if gaps else None,
+        "span": np.concatenate(spans) if spans else None,
     }
 
 
@@ -229,20 +287,34 @@ def _report_text(context: ReportContext, model, dataset_name, config, warnings, 
         f"- Precision: {str(context.dtype).removeprefix('torch.')}",
     ]
     if context.label is not None:
-        kind = f"categorical, classes {', '.join(context.label.names[v] for v in context.label.classes)}" if context.label.categorical else "continuous"
+        kind = (
+            f"categorical, classes {', '.join(context.label.names[v] for v in context.label.classes)}"
+            if context.label.categorical
+            else "continuous"
+        )
         lines.append(f"- Label: `{context.label.column}` ({kind})")
-    lines += ["", "## Methods", "",
-              f"- **Attention** ({ATTENTION_METHOD}). Values are shown relative to uniform attention (x uniform: 1 = "
-              "every ROI receives the same; figures show the percentage above or below it), averaged over the ROIs of a network so that large networks are not favoured "
-              "for their size. Attention weights are not explanations: a highly attended network is not shown to drive "
-              "the model's output."]
+    lines += [
+        "",
+        "## Methods",
+        "",
+        f"- **Attention** ({ATTENTION_METHOD}). Values are shown relative to uniform attention (x uniform: 1 = "
+        "every ROI receives the same; figures show the percentage above or below it), averaged over the ROIs of a network so that large networks are not favoured "
+        "for their size. Attention weights are not explanations: a highly attended network is not shown to drive "
+        "the model's output.",
+    ]
     if context.label is not None and context.label.categorical and context.permutations > 0:
-        lines.append(f"- **Group contrast**: {PERMUTATION_TEXT.format(n=context.permutations, seed=context.seed)}; "
-                     f"significant at q < {FDR_LEVEL}. Pairs of classes are not corrected for each other.")
+        lines.append(
+            f"- **Group contrast**: {PERMUTATION_TEXT.format(n=context.permutations, seed=context.seed)}; "
+            f"significant at q < {FDR_LEVEL}. Pairs of classes are not corrected for each other."
+        )
     if has_attribution:
-        lines.append("- **Attribution** of the fine-tuned head's predicted-class output (see its section); a sensitivity "
-                     "of that output to the input, not a causal effect.")
-    lines.append("- **Embeddings**: mean over all tokens of the encoder's last layer, deterministic centre clip; PCA to 2-D.")
+        lines.append(
+            "- **Attribution** of the fine-tuned head's predicted-class output (see its section); a sensitivity "
+            "of that output to the input, not a causal effect."
+        )
+    lines.append(
+        "- **Embeddings**: mean over all tokens of the encoder's last layer, deterministic centre clip; PCA to 2-D."
+    )
     if warnings:
         lines += ["", "## Warnings", ""] + [f"- {w}" for w in warnings]
     for heading, key, alt, interpretation in context.sections:

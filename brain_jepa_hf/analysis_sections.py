@@ -69,7 +69,10 @@ def _display_order(names: list[str]) -> np.ndarray:
     """Positions of `names` in the usual order (Subcortical, Vis, SomMot, DorsAttn, SalVentAttn, Limbic,
     Cont, Default, then the 17 networks in Schaefer order); names outside it keep their order, last."""
     released = released_atlas()
-    usual = {name: k for k, name in enumerate(dict.fromkeys(released.network_order("coarse") + released.network_order("fine")))}
+    usual = {
+        name: k
+        for k, name in enumerate(dict.fromkeys(released.network_order("coarse") + released.network_order("fine")))
+    }
     return np.array(sorted(range(len(names)), key=lambda k: (usual.get(names[k], len(usual)), k)), dtype=np.int64)
 
 
@@ -89,11 +92,18 @@ def _pca(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _roi_frame(atlas, values: dict):
-    frame = pd.DataFrame({
-        "index": np.arange(atlas.num_rois), "roi": list(atlas.roi_names), "hemisphere": list(atlas.hemispheres),
-        "network": list(atlas.networks), "coarse_network": list(atlas.coarse_networks),
-        "x": atlas.coords[:, 0], "y": atlas.coords[:, 1], "z": atlas.coords[:, 2],
-    })
+    frame = pd.DataFrame(
+        {
+            "index": np.arange(atlas.num_rois),
+            "roi": list(atlas.roi_names),
+            "hemisphere": list(atlas.hemispheres),
+            "network": list(atlas.networks),
+            "coarse_network": list(atlas.coarse_networks),
+            "x": atlas.coords[:, 0],
+            "y": atlas.coords[:, 1],
+            "z": atlas.coords[:, 2],
+        }
+    )
     for name, column in values.items():
         frame[name] = column
     return frame
@@ -104,7 +114,6 @@ def _describe_roi(atlas, index: int, level: str) -> str:
     hemisphere = {"L": "left", "R": "right"}.get(atlas.hemispheres[index], "")
     where = ", ".join(part for part in (network, hemisphere) if part)
     return f"{atlas.roi_names[index]} ({where})"
-
 
 
 # ----------------------------------------------------------------------------------------------
@@ -139,21 +148,27 @@ def attention_sections(context: ReportContext) -> None:
     _roi_attention_section(context, layer_text)
 
 
-def _network_bars_section(context: ReportContext, per_subject: np.ndarray, permutation: np.ndarray,
-                          layer_text: str) -> None:
+def _network_bars_section(
+    context: ReportContext, per_subject: np.ndarray, permutation: np.ndarray, layer_text: str
+) -> None:
     """The paper's figure: attention received per network, per class of the label."""
     atlas, cohort, order = context.atlas, context.cohort, context.network_order
     sizes = [atlas.network_labels(context.level).count(name) for name in order]
     means, errors = _class_groups(context, per_subject)
     percent = {name: 100 * (value - 1) for name, value in means.items()}
-    figure = plot_network_bars(percent, order, errors={name: 100 * e for name, e in errors.items()},
-                               ylabel="attention received vs uniform (%)",
-                               title=f"Attention received per network (layers {layer_text})",
-                               group_label=context.label.column if context.label is not None else "class")
+    figure = plot_network_bars(
+        percent,
+        order,
+        errors={name: 100 * e for name, e in errors.items()},
+        ylabel="attention received vs uniform (%)",
+        title=f"Attention received per network (layers {layer_text})",
+        group_label=context.label.column if context.label is not None else "class",
+    )
     context.figure("attention_by_network", figure)
     overall = per_subject.mean(axis=0)
-    frame = pd.DataFrame({"network": order, "num_rois": sizes, "attention_received_x_uniform": overall,
-                          "ci95": _ci95(per_subject)})
+    frame = pd.DataFrame(
+        {"network": order, "num_rois": sizes, "attention_received_x_uniform": overall, "ci95": _ci95(per_subject)}
+    )
     for layer_index, layer in enumerate(cohort.layers):
         frame[f"layer_{layer}"] = cohort.subject_received[:, layer_index][:, permutation].mean(axis=0) * atlas.num_rois
     if len(means) > 1:
@@ -167,8 +182,9 @@ def _network_bars_section(context: ReportContext, per_subject: np.ndarray, permu
         f"equally), {order[bottom]} the least ({_pct(overall[bottom])}), mean over {context.count} subjects and "
         f"layers {layer_text}."
     )
-    context.sections.append(("Attention received per network", "attention_by_network",
-                             "bar chart of attention received per network", line))
+    context.sections.append(
+        ("Attention received per network", "attention_by_network", "bar chart of attention received per network", line)
+    )
 
 
 def _contrast_lines(context: ReportContext, per_subject: np.ndarray) -> None:
@@ -193,11 +209,18 @@ def _contrast_lines(context: ReportContext, per_subject: np.ndarray) -> None:
 def _network_matrix_section(context: ReportContext, permutation: np.ndarray, layer_text: str) -> None:
     order = context.network_order
     matrix = context.cohort.network_matrix.mean(axis=0)[np.ix_(permutation, permutation)] * context.atlas.num_rois
-    figure = plot_network_matrix(100 * (matrix - 1), order, title=f"Attention between networks (layers {layer_text})",
-                                 colorbar_label="attention vs uniform (%)", row_label="query network (attending)",
-                                 column_label="key network (attended)")
+    figure = plot_network_matrix(
+        100 * (matrix - 1),
+        order,
+        title=f"Attention between networks (layers {layer_text})",
+        colorbar_label="attention vs uniform (%)",
+        row_label="query network (attending)",
+        column_label="key network (attended)",
+    )
     context.figure("network_matrix", figure)
-    context.table("network_matrix", pd.DataFrame(matrix, index=pd.Index(order, name="query_network"), columns=order), index=True)
+    context.table(
+        "network_matrix", pd.DataFrame(matrix, index=pd.Index(order, name="query_network"), columns=order), index=True
+    )
     i, j = np.unravel_index(int(np.argmax(matrix)), matrix.shape)
     diagonal = float(np.mean(np.diag(matrix)))
     off = float((matrix.sum() - np.trace(matrix)) / max(matrix.size - len(order), 1))
@@ -205,14 +228,21 @@ def _network_matrix_section(context: ReportContext, permutation: np.ndarray, lay
         f"Strongest pair: queries in {order[i]} attend to {order[j]} at {_pct(matrix[i, j])} vs uniform; within-network "
         f"attention averages {_pct(diagonal)} against {_pct(off)} between networks."
     )
-    context.sections.append(("Attention between networks", "network_matrix", "network by network attention heatmap", line))
+    context.sections.append(
+        ("Attention between networks", "network_matrix", "network by network attention heatmap", line)
+    )
 
 
 def _roi_attention_section(context: ReportContext, layer_text: str) -> None:
     atlas, cohort, num_rois = context.atlas, context.cohort, context.atlas.num_rois
     roi = cohort.subject_roi_received.mean(axis=(0, 1)) * num_rois
-    figure = plot_glass_brain(100 * (roi - 1), atlas.coords, networks=atlas.network_labels(context.level),
-                              title=f"Attention received per ROI (layers {layer_text})", colorbar_label="vs uniform (%)")
+    figure = plot_glass_brain(
+        100 * (roi - 1),
+        atlas.coords,
+        networks=atlas.network_labels(context.level),
+        title=f"Attention received per ROI (layers {layer_text})",
+        colorbar_label="vs uniform (%)",
+    )
     context.figure("attention_glass_brain", figure)
     values = {"attention_received_x_uniform": roi}
     for layer_index, layer in enumerate(cohort.layers):
@@ -228,27 +258,43 @@ def _roi_attention_section(context: ReportContext, layer_text: str) -> None:
     missing = int((~np.isfinite(atlas.coords).all(axis=1)).sum())
     if missing:
         line += f" {missing} ROIs without coordinates are shown in the strip below the brain."
-    context.sections.append(("Attention received per ROI", "attention_glass_brain", "glass brain of attention per ROI", line))
+    context.sections.append(
+        ("Attention received per ROI", "attention_glass_brain", "glass brain of attention per ROI", line)
+    )
 
 
 def _contrasts(context: ReportContext, per_subject: np.ndarray, pairs: list) -> None:
     label = context.label
     for first, second in pairs:
         keep = np.isin(label.values, [first, second])
-        result = permutation_test(per_subject[keep], label.values[keep], n_permutations=context.permutations,
-                                  seed=context.seed, names=context.network_order, order=(first, second))
+        result = permutation_test(
+            per_subject[keep],
+            label.values[keep],
+            n_permutations=context.permutations,
+            seed=context.seed,
+            names=context.network_order,
+            order=(first, second),
+        )
         name_a, name_b = label.names[first], label.names[second]
         key = f"contrast_{_slug(name_b)}_vs_{_slug(name_a)}"
         context.table(key, result.reset_index())
         significant = result[result["p_fdr"] < FDR_LEVEL]
         if len(significant):
-            parts = [f"{network} ({100 * row.difference:+.2g} percentage points, p_fdr = {_fmt(row.p_fdr)})"
-                     for network, row in significant.sort_values("p_fdr").iterrows()]
-            line = f"{name_b} vs {name_a}: {len(significant)} network(s) differ after FDR correction (q < {FDR_LEVEL}): " + ", ".join(parts) + "."
+            parts = [
+                f"{network} ({100 * row.difference:+.2g} percentage points, p_fdr = {_fmt(row.p_fdr)})"
+                for network, row in significant.sort_values("p_fdr").iterrows()
+            ]
+            line = (
+                f"{name_b} vs {name_a}: {len(significant)} network(s) differ after FDR correction (q < {FDR_LEVEL}): "
+                + ", ".join(parts)
+                + "."
+            )
         else:
             best = result["p_fdr"].idxmin()
-            line = (f"{name_b} vs {name_a}: no network differs after FDR correction (smallest p_fdr = "
-                    f"{_fmt(result.loc[best, 'p_fdr'])}, {best}; n = {int(result['n_b'].iloc[0])} vs {int(result['n_a'].iloc[0])}).")
+            line = (
+                f"{name_b} vs {name_a}: no network differs after FDR correction (smallest p_fdr = "
+                f"{_fmt(result.loc[best, 'p_fdr'])}, {best}; n = {int(result['n_b'].iloc[0])} vs {int(result['n_a'].iloc[0])})."
+            )
         context.contrast_lines.append(f"{line} Table: `tables/{key}.csv`.")
 
 
@@ -260,7 +306,11 @@ def _slug(text: str) -> str:
 def gradient_section(context: ReportContext, encoder, config, feature_extractor) -> None:
     gradient, source = None, ""
     stored = getattr(getattr(encoder, "embeddings", None), "gradient", None)
-    if getattr(config, "position_embedding_type", "gradient") == "gradient" and stored is not None and bool(stored.abs().sum() > 0):
+    if (
+        getattr(config, "position_embedding_type", "gradient") == "gradient"
+        and stored is not None
+        and bool(stored.abs().sum() > 0)
+    ):
         gradient, source = stored.detach().float().cpu().numpy(), "the model's stored gradient"
     elif getattr(feature_extractor, "gradient", None) is not None:
         gradient, source = np.asarray(feature_extractor.gradient, dtype=np.float64), "the feature extractor's gradient"
@@ -269,16 +319,26 @@ def gradient_section(context: ReportContext, encoder, config, feature_extractor)
     networks = context.atlas.network_labels(context.level)
     figure = plot_gradient_space(gradient, networks, title=f"Brain gradient positioning ({source})")
     context.figure("gradient_space", figure)
-    context.table("roi_gradient", _roi_frame(context.atlas, {f"gradient_{k + 1}": gradient[:, k] for k in range(gradient.shape[1])}))
+    context.table(
+        "roi_gradient",
+        _roi_frame(context.atlas, {f"gradient_{k + 1}": gradient[:, k] for k in range(gradient.shape[1])}),
+    )
     order = list(dict.fromkeys(networks))
     labels = np.array(networks)
     parts = []
     for column in (0, 1):
         means = np.array([gradient[labels == name, column].mean() for name in order])
-        parts.append(f"gradient {column + 1} runs from {order[int(np.argmin(means))]} to {order[int(np.argmax(means))]}")
-    line = (f"In {source} (the ROI positions of the model's spatial embedding), " + "; ".join(parts)
-            + " (network means; the sign of a gradient is arbitrary).")
-    context.sections.append(("Brain gradient positioning", "gradient_space", "ROIs in gradient space coloured by network", line))
+        parts.append(
+            f"gradient {column + 1} runs from {order[int(np.argmin(means))]} to {order[int(np.argmax(means))]}"
+        )
+    line = (
+        f"In {source} (the ROI positions of the model's spatial embedding), "
+        + "; ".join(parts)
+        + " (network means; the sign of a gradient is arbitrary)."
+    )
+    context.sections.append(
+        ("Brain gradient positioning", "gradient_space", "ROIs in gradient space coloured by network", line)
+    )
 
 
 def embedding_section(context: ReportContext, embeddings: np.ndarray, subset) -> None:
@@ -287,8 +347,13 @@ def embedding_section(context: ReportContext, embeddings: np.ndarray, subset) ->
     label = context.label
     labels = label.display() if label is not None else np.array(["all subjects"] * embeddings.shape[0], dtype=object)
     name = label.column if label is not None else "subjects"
-    figure = plot_embedding_scatter(embeddings, labels.astype(str) if label is None or label.categorical else labels,
-                                    label_name=name, title="Pooled embeddings (PCA)", categorical=None if label is None else label.categorical)
+    figure = plot_embedding_scatter(
+        embeddings,
+        labels.astype(str) if label is None or label.categorical else labels,
+        label_name=name,
+        title="Pooled embeddings (PCA)",
+        categorical=None if label is None else label.categorical,
+    )
     context.figure("embeddings_pca", figure)
     points, explained = _pca(embeddings)
     frame = pd.DataFrame({"pc1": points[:, 0], "pc2": points[:, 1]})
@@ -316,35 +381,53 @@ def training_section(context: ReportContext, folder: Path) -> None:
     records = read_training_log(folder)
     context.figure("training_curves", plot_training_curves(folder))
     first, last = records[0], records[-1]
-    line = (f"Loss {_fmt(first['loss'])} at step {first['step']} -> {_fmt(last['loss'])} at step {last['step']}; "
-            f"target std {_fmt(last['target_std'])} and effective rank {_fmt(last['target_effective_rank'])} at the end "
-            "(both fall towards 0 and 1 on representation collapse).")
+    line = (
+        f"Loss {_fmt(first['loss'])} at step {first['step']} -> {_fmt(last['loss'])} at step {last['step']}; "
+        f"target std {_fmt(last['target_std'])} and effective rank {_fmt(last['target_effective_rank'])} at the end "
+        "(both fall towards 0 and 1 on representation collapse)."
+    )
     flagged = sum(1 for r in records if r.get("collapse_warning"))
     if flagged:
         line += f" The collapse monitor flagged {flagged} logged steps."
     context.sections.append(("Pretraining curves", "training_curves", "pretraining curves", line))
 
 
-def attribution_section(context: ReportContext, attributions: dict, description: str, method: str, steps: int, classifier) -> None:
+def attribution_section(
+    context: ReportContext, attributions: dict, description: str, method: str, steps: int, classifier
+) -> None:
     atlas = context.atlas
     values = attributions["values"]  # (S, R), signed
     magnitude = np.abs(values)
     roi_mean = magnitude.mean(axis=0)
     method_name = method.replace("_", " ")
-    figure = plot_glass_brain(roi_mean, atlas.coords, networks=atlas.network_labels(context.level),
-                              title=f"Attribution per ROI ({method_name}, mean |value|)",
-                              colorbar_label="|attribution| (logit units)")
+    figure = plot_glass_brain(
+        roi_mean,
+        atlas.coords,
+        networks=atlas.network_labels(context.level),
+        title=f"Attribution per ROI ({method_name}, mean |value|)",
+        colorbar_label="|attribution| (logit units)",
+    )
     context.figure("attribution_glass_brain", figure)
-    context.table("roi_attribution", _roi_frame(atlas, {"mean_abs_attribution": roi_mean, "mean_attribution": values.mean(axis=0)}))
+    context.table(
+        "roi_attribution",
+        _roi_frame(atlas, {"mean_abs_attribution": roi_mean, "mean_attribution": values.mean(axis=0)}),
+    )
     per_network, order = network_attribution(magnitude, atlas.network_labels(context.level), reduction="mean")
     permutation = _display_order(order)
     per_network, order = per_network[:, permutation], [order[k] for k in permutation]
     means, errors = _class_groups(context, per_network)
-    figure = plot_network_bars(means, order, errors=errors, ylabel="mean |attribution| per ROI (logit units)",
-                               title=f"Attribution per network ({method_name})",
-                               group_label=context.label.column if context.label is not None else "class")
+    figure = plot_network_bars(
+        means,
+        order,
+        errors=errors,
+        ylabel="mean |attribution| per ROI (logit units)",
+        title=f"Attribution per network ({method_name})",
+        group_label=context.label.column if context.label is not None else "class",
+    )
     context.figure("attribution_by_network", figure)
-    frame = pd.DataFrame({"network": order, "mean_abs_attribution": per_network.mean(axis=0), "ci95": _ci95(per_network)})
+    frame = pd.DataFrame(
+        {"network": order, "mean_abs_attribution": per_network.mean(axis=0), "ci95": _ci95(per_network)}
+    )
     if len(means) > 1:
         for name, value in means.items():
             frame[f"class {name}"] = value
@@ -363,7 +446,16 @@ def attribution_section(context: ReportContext, attributions: dict, description:
         span = np.abs(attributions["span"])
         relative = np.median(np.abs(attributions["gap"]) / np.maximum(span, 1e-12))
         line += f" Completeness check ({steps} steps): median |sum - (f(x) - f(baseline))| = {100 * relative:.1f}% of |f(x) - f(baseline)|."
-    context.sections.append(("Attribution per ROI", "attribution_glass_brain", "glass brain of attribution per ROI", line))
-    context.sections.append(("Attribution per network", "attribution_by_network", "bar chart of attribution per network",
-                             "Networks ranked by mean |attribution| per ROI: "
-                             + ", ".join(order[k] for k in np.argsort(-overall)[:3]) + f" lead. Method: {description}."))
+    context.sections.append(
+        ("Attribution per ROI", "attribution_glass_brain", "glass brain of attribution per ROI", line)
+    )
+    context.sections.append(
+        (
+            "Attribution per network",
+            "attribution_by_network",
+            "bar chart of attribution per network",
+            "Networks ranked by mean |attribution| per ROI: "
+            + ", ".join(order[k] for k in np.argsort(-overall)[:3])
+            + f" lead. Method: {description}.",
+        )
+    )

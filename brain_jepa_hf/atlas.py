@@ -87,11 +87,13 @@ class Atlas:
     def __eq__(self, other) -> bool:
         if not isinstance(other, Atlas):
             return NotImplemented
-        return (
-            (self.name, self.roi_names, self.networks, self.coarse_networks, self.hemispheres)
-            == (other.name, other.roi_names, other.networks, other.coarse_networks, other.hemispheres)
-            and np.array_equal(self.coords, other.coords, equal_nan=True)
-        )
+        return (self.name, self.roi_names, self.networks, self.coarse_networks, self.hemispheres) == (
+            other.name,
+            other.roi_names,
+            other.networks,
+            other.coarse_networks,
+            other.hemispheres,
+        ) and np.array_equal(self.coords, other.coords, equal_nan=True)
 
     __hash__ = None
 
@@ -289,7 +291,9 @@ def resolve_atlas(spec, num_rois: int | None = None) -> Atlas | None:
             f"atlas: expected an Atlas, {RELEASED!r}, {EXAMPLE!r}, 'none' or a table path, got {type(spec).__name__}"
         )
     if num_rois is not None and atlas.num_rois != num_rois:
-        raise ValueError(f"atlas: expected {num_rois} ROIs (the model's num_rois), got {atlas.num_rois} in {atlas.name!r}")
+        raise ValueError(
+            f"atlas: expected {num_rois} ROIs (the model's num_rois), got {atlas.num_rois} in {atlas.name!r}"
+        )
     return atlas
 
 
@@ -328,8 +332,11 @@ def atlas_from_config_value(value) -> Atlas | None:
         raise ValueError(f"atlas: expected a table with keys {list(ATLAS_TABLE_KEYS)}, got {value!r:.80}")
     coords = [[math.nan if v is None else v for v in row] for row in value["coords"]]
     return Atlas(
-        name=value["name"], roi_names=tuple(value["roi_names"]), networks=tuple(value["networks"]),
-        coarse_networks=tuple(value["coarse_networks"]), hemispheres=tuple(value["hemispheres"]),
+        name=value["name"],
+        roi_names=tuple(value["roi_names"]),
+        networks=tuple(value["networks"]),
+        coarse_networks=tuple(value["coarse_networks"]),
+        hemispheres=tuple(value["hemispheres"]),
         coords=np.array(coords, dtype=np.float64).reshape(-1, 3),
     )
 
@@ -348,7 +355,6 @@ def atlas_for(model_or_config_or_folder) -> Atlas | None:
     """The atlas a model, config or saved folder (or Hub id) carries; None if it carries none."""
     source = model_or_config_or_folder
     if isinstance(source, (str, os.PathLike)):
-
         folder = Path(source)
         if folder.is_dir() and not (folder / "config.json").is_file():
             raise ValueError(f"model: expected a model folder with config.json, got {folder} without one")
@@ -375,6 +381,18 @@ def _config_of(model_or_config):
 
 
 __all__ = [
-    "Atlas", "RELEASED", "EXAMPLE", "SUBCORTICAL", "released_atlas", "example_atlas", "read_atlas_table", "resolve_atlas", "default_atlas", "atlas_config_value",
-    "atlas_from_config_value", "set_atlas", "atlas_for", "released_rows_of_brainspace_schaefer400",
+    "Atlas",
+    "RELEASED",
+    "EXAMPLE",
+    "SUBCORTICAL",
+    "released_atlas",
+    "example_atlas",
+    "read_atlas_table",
+    "resolve_atlas",
+    "default_atlas",
+    "atlas_config_value",
+    "atlas_from_config_value",
+    "set_atlas",
+    "atlas_for",
+    "released_rows_of_brainspace_schaefer400",
 ]

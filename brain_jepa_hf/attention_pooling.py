@@ -77,8 +77,14 @@ def select_layers(layers, num_layers: int) -> list[int]:
         raise ValueError("layers: expected at least one layer index, got an empty sequence")
     resolved = []
     for layer in chosen:
-        if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)) or not -num_layers <= layer < num_layers:
-            raise ValueError(f"layers: expected indices in [{-num_layers}, {num_layers - 1}] (the model has {num_layers} layers), got {layer!r}")
+        if (
+            isinstance(layer, bool)
+            or not isinstance(layer, (int, np.integer))
+            or not -num_layers <= layer < num_layers
+        ):
+            raise ValueError(
+                f"layers: expected indices in [{-num_layers}, {num_layers - 1}] (the model has {num_layers} layers), got {layer!r}"
+            )
         resolved.append(int(layer) % num_layers)
     if len(set(resolved)) != len(resolved):
         raise ValueError(f"layers: expected distinct layers, got {chosen}")
@@ -122,7 +128,9 @@ def _pooled_attention_forward(module, query, key, value, attention_mask, scaling
     if attention_mask is not None:
         raise ValueError("attention_mask: the ROI-pooled attention supports no attention mask, got one")
     if dropout:
-        raise ValueError(f"dropout: the ROI-pooled attention needs the model in eval mode, got attention dropout {dropout}")
+        raise ValueError(
+            f"dropout: the ROI-pooled attention needs the model in eval mode, got attention dropout {dropout}"
+        )
     if torch.is_grad_enabled() and (query.requires_grad or key.requires_grad or value.requires_grad):
         raise RuntimeError(
             "record_roi_attention: the ROI-pooled attention computes no gradients; run the forward under torch.no_grad()"
@@ -133,7 +141,9 @@ def _pooled_attention_forward(module, query, key, value, attention_mask, scaling
             f"fmri_values: expected all {expected} tokens ({recorder.num_rois} ROIs x {recorder.num_time_patches} time "
             f"patches) in the attention, got {query.shape[2]}; the ROI-pooled attention needs every token (no context_indices)"
         )
-    output, recorder.pooled = roi_pooled_attention(query, key, value, scaling, recorder.num_rois, recorder.query_chunk_size)
+    output, recorder.pooled = roi_pooled_attention(
+        query, key, value, scaling, recorder.num_rois, recorder.query_chunk_size
+    )
     return output, None
 
 
@@ -141,8 +151,13 @@ AttentionInterface.register(ROI_POOLED_ATTENTION, _pooled_attention_forward)
 
 
 def roi_pooled_attention(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, scaling: float, num_rois: int,
-    query_chunk_size: int | None = None, num_workers: int | None = None,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    scaling: float,
+    num_rois: int,
+    query_chunk_size: int | None = None,
+    num_workers: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """
     Softmax attention over (B, heads, N, d) inputs with ROI-major tokens (n = r * Tp + t), one
@@ -205,10 +220,14 @@ def _attend_pairs(pairs, query, key, value, output, num_rois, time_patches, rois
         # Keys and values in time-major order (t * R + r): pooling keys by ROI is then a sum of Tp
         # contiguous blocks; the output does not depend on the order of the keys.
         keys = key[b, h].reshape(num_rois, time_patches, head_dim).transpose(0, 1).reshape(tokens, head_dim).to(work)
-        values = value[b, h].reshape(num_rois, time_patches, head_dim).transpose(0, 1).reshape(tokens, head_dim).to(work)
+        values = (
+            value[b, h].reshape(num_rois, time_patches, head_dim).transpose(0, 1).reshape(tokens, head_dim).to(work)
+        )
         queries = query[b, h].to(work) * scaling
         if check_range:  # |score| <= |query| * max |key| (Cauchy-Schwarz): where that is small, exp is safe as is
-            bounds = (torch.linalg.vector_norm(queries, dim=-1) * torch.linalg.vector_norm(keys, dim=-1).max()).tolist()
+            bounds = (
+                torch.linalg.vector_norm(queries, dim=-1) * torch.linalg.vector_norm(keys, dim=-1).max()
+            ).tolist()
         for first_roi in range(0, num_rois, rois_per_chunk):
             last_roi = min(first_roi + rois_per_chunk, num_rois)
             start, stop = first_roi * time_patches, last_roi * time_patches
@@ -227,8 +246,9 @@ def _attend_pairs(pairs, query, key, value, output, num_rois, time_patches, rois
 
 
 @contextlib.contextmanager
-def record_roi_attention(model, num_rois: int, layers=None, query_chunk_size: int | None = None,
-                         num_time_patches: int | None = None):
+def record_roi_attention(
+    model, num_rois: int, layers=None, query_chunk_size: int | None = None, num_time_patches: int | None = None
+):
     """
     Context manager: inside it, every forward of `model` (a BrainJepaModel, or a model holding one as
     `.brain_jepa`) also records the ROI-pooled attention of the selected `layers` (default all), which
@@ -246,15 +266,25 @@ def record_roi_attention(model, num_rois: int, layers=None, query_chunk_size: in
     if isinstance(num_rois, bool) or not isinstance(num_rois, (int, np.integer)) or num_rois < 1:
         raise ValueError(f"num_rois: expected a positive integer, got {num_rois!r}")
     if query_chunk_size is not None and (
-        isinstance(query_chunk_size, bool) or not isinstance(query_chunk_size, (int, np.integer)) or query_chunk_size < 1
+        isinstance(query_chunk_size, bool)
+        or not isinstance(query_chunk_size, (int, np.integer))
+        or query_chunk_size < 1
     ):
         raise ValueError(f"query_chunk_size: expected a positive integer or None, got {query_chunk_size!r}")
-    configs = {id(c): c for c in [getattr(model, "config", None), getattr(encoder, "config", None)]
-               + [getattr(m, "config", None) for m in modules] if c is not None}
-    recording = RoiAttentionRecording([_Recorder(layer, int(num_rois), num_time_patches, query_chunk_size) for layer in chosen])
+    configs = {
+        id(c): c
+        for c in [getattr(model, "config", None), getattr(encoder, "config", None)]
+        + [getattr(m, "config", None) for m in modules]
+        if c is not None
+    }
+    recording = RoiAttentionRecording(
+        [_Recorder(layer, int(num_rois), num_time_patches, query_chunk_size) for layer in chosen]
+    )
     with _SESSIONS_LOCK:
         if any(id(m) in _RECORDERS for m in modules) or any(key in _FALLBACKS for key in configs):
-            raise RuntimeError("model: already inside record_roi_attention; nested recordings of one model are not supported")
+            raise RuntimeError(
+                "model: already inside record_roi_attention; nested recordings of one model are not supported"
+            )
         previous = {key: config._attn_implementation for key, config in configs.items()}
         _FALLBACKS.update(previous)
         for recorder in recording.recorders:
@@ -297,8 +327,9 @@ class RoiAttentionRecording:
 
 
 @torch.no_grad()
-def roi_attention(model, fmri_values, gradient=None, layers=None, query_chunk_size: int | None = None,
-                  return_outputs: bool = False):
+def roi_attention(
+    model, fmri_values, gradient=None, layers=None, query_chunk_size: int | None = None, return_outputs: bool = False
+):
     """
     Head-averaged attention of the selected `layers` (default all; negative indices count from the end)
     pooled to ROIs: a float32 tensor (num_layers, B, R, R) whose row i is query ROI i (mean over its Tp

@@ -64,9 +64,17 @@ def _targets(target, logits: torch.Tensor) -> torch.Tensor:
     return chosen
 
 
-def roi_attribution(model, fmri_values, target=None, method: str = "integrated_gradients", steps: int = 32,
-                    gradient=None, baseline: str | torch.Tensor = "zero", internal_batch_size: int | None = None,
-                    return_details: bool = False):
+def roi_attribution(
+    model,
+    fmri_values,
+    target=None,
+    method: str = "integrated_gradients",
+    steps: int = 32,
+    gradient=None,
+    baseline: str | torch.Tensor = "zero",
+    internal_batch_size: int | None = None,
+    return_details: bool = False,
+):
     """
     Per-ROI attribution (B, R) of one output of a fine-tuned classification head to the input, summed over
     channels and time. `method`: "integrated_gradients" ((x - baseline) x the gradient averaged over
@@ -107,7 +115,10 @@ def roi_attribution(model, fmri_values, target=None, method: str = "integrated_g
     if method == "integrated_gradients":
         description += f" (baseline {baseline if isinstance(baseline, str) else 'given'}, {steps} steps)"
     return RoiAttribution(
-        values=per_roi, method=method, description=description, target=chosen.cpu().numpy(),
+        values=per_roi,
+        method=method,
+        description=description,
+        target=chosen.cpu().numpy(),
         output=output.float().cpu().numpy(),
         baseline_output=None if baseline_output is None else baseline_output.float().cpu().numpy(),
         completeness_gap=gap,
@@ -121,7 +132,9 @@ def _check_attribution_arguments(model, method, steps, internal_batch_size, fmri
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps: expected a positive integer, got {steps!r}")
     if internal_batch_size is not None and (
-        isinstance(internal_batch_size, bool) or not isinstance(internal_batch_size, (int, np.integer)) or internal_batch_size < 1
+        isinstance(internal_batch_size, bool)
+        or not isinstance(internal_batch_size, (int, np.integer))
+        or internal_batch_size < 1
     ):
         raise ValueError(f"internal_batch_size: expected a positive integer or None, got {internal_batch_size!r}")
     if not isinstance(fmri_values, torch.Tensor) or fmri_values.dim() != 4 or not fmri_values.is_floating_point():
@@ -133,7 +146,9 @@ def _baseline(baseline, x: torch.Tensor) -> torch.Tensor:
     """The reference input: zeros, each ROI's time average ("mean") or a given tensor like `x`."""
     if isinstance(baseline, torch.Tensor):
         if baseline.shape != x.shape:
-            raise ValueError(f"baseline: expected a tensor of shape {tuple(x.shape)} like fmri_values, got {tuple(baseline.shape)}")
+            raise ValueError(
+                f"baseline: expected a tensor of shape {tuple(x.shape)} like fmri_values, got {tuple(baseline.shape)}"
+            )
         return baseline.detach().to(x)
     if baseline == "zero":
         return torch.zeros_like(x)
@@ -164,14 +179,15 @@ class _OutputPath:
         return grad
 
 
-def _integrated_gradients(path: _OutputPath, x: torch.Tensor, reference: torch.Tensor, steps: int,
-                          internal_batch_size: int | None) -> torch.Tensor:
+def _integrated_gradients(
+    path: _OutputPath, x: torch.Tensor, reference: torch.Tensor, steps: int, internal_batch_size: int | None
+) -> torch.Tensor:
     """(x - reference) times the gradient averaged over `steps` midpoints of the straight path."""
     total = torch.zeros_like(x)
     alphas = (torch.arange(steps, dtype=x.dtype, device=x.device) + 0.5) / steps
     per_forward = max(1, (internal_batch_size or x.shape[0]) // x.shape[0])
     for first in range(0, steps, per_forward):
-        chunk = alphas[first: first + per_forward].view(-1, 1, 1, 1, 1)
+        chunk = alphas[first : first + per_forward].view(-1, 1, 1, 1, 1)
         points = (reference + chunk * (x - reference)).reshape(-1, *x.shape[1:])
         total += path.gradient_at(points).view(-1, *x.shape).sum(dim=0)
     return (x - reference) * total / steps

@@ -34,7 +34,7 @@ BRAIN_JEPA_AUTO_CLASSES: dict[str, type[BrainJepaPreTrainedModel]] = {
 
 
 def _code_reference(cls: type) -> str:
-    """"<file stem>.<class name>", as `auto_map` names a class of a remote-code file."""
+    """ "<file stem>.<class name>", as `auto_map` names a class of a remote-code file."""
     return f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}"
 
 

@@ -38,7 +38,9 @@ def _array(values, name: str, ndim: int | None = None, finite: bool = True) -> n
         raise ValueError(f"{name}: expected a non-empty array, got shape {array.shape}")
     if finite and not np.isfinite(array).all():
         bad = int((~np.isfinite(array)).sum())
-        raise ValueError(f"{name}: expected finite values, got {bad} NaN/inf of {array.size} (they would not be drawn)")
+        raise ValueError(
+            f"{name}: expected finite values, got {bad} NaN/inf of {array.size} (they would not be drawn)"
+        )
     return array
 
 
@@ -69,7 +71,9 @@ def _legend_columns(names: Sequence[str], width: float) -> int:
 
 def _network_legend(figure: Figure, colors: Mapping[str, str], title: str = "network", **kwargs):
     handles = [Patch(facecolor=color, edgecolor="none", label=name) for name, color in colors.items()]
-    return figure.legend(handles=handles, title=title, frameon=False, fontsize="small", title_fontsize="small", **kwargs)
+    return figure.legend(
+        handles=handles, title=title, frameon=False, fontsize="small", title_fontsize="small", **kwargs
+    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -104,8 +108,18 @@ def _mark_networks(axes, names: Sequence[str], axis: str) -> None:
         transform += ScaledTranslation(-7 / 72, 0, figure.dpi_scale_trans)
         x, y = np.zeros(len(names)), positions
     axes.tick_params(axis=axis, length=0, pad=14)
-    markers = axes.scatter(x, y, c=colors, marker="s", s=36, transform=transform, clip_on=False,
-                           edgecolors="#444444", linewidths=0.3, zorder=5)
+    markers = axes.scatter(
+        x,
+        y,
+        c=colors,
+        marker="s",
+        s=36,
+        transform=transform,
+        clip_on=False,
+        edgecolors="#444444",
+        linewidths=0.3,
+        zorder=5,
+    )
     markers.set_in_layout(False)
 
 
@@ -115,7 +129,6 @@ def _network_names(networks, name: str, length: int) -> list[str]:
     if duplicates:
         raise ValueError(f"{name}: expected distinct network names, got duplicates {duplicates}")
     return names
-
 
 
 # ----------------------------------------------------------------------------------------------
@@ -151,7 +164,12 @@ def plot_carpet(series, networks=None, tr=None, title=None, standardize: bool = 
         band_axes, axes = figure.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [1, 40], "wspace": 0.01})
     duration = num_frames * tr if tr is not None else num_frames
     picture = axes.imshow(
-        image, aspect="auto", cmap=colormaps["gray"].resampled(COLOR_LEVELS), vmin=vmin, vmax=vmax, interpolation="nearest",
+        image,
+        aspect="auto",
+        cmap=colormaps["gray"].resampled(COLOR_LEVELS),
+        vmin=vmin,
+        vmax=vmax,
+        interpolation="nearest",
         extent=(0, duration, num_rois - 0.5, -0.5),
     )
     axes.set_xlabel("time (s)" if tr is not None else "time (frames)")
@@ -163,8 +181,15 @@ def plot_carpet(series, networks=None, tr=None, title=None, standardize: bool = 
         colors = network_colors(labels)
         order = list(colors)
         band = np.array([order.index(label) for label in labels])[:, None]
-        band_axes.imshow(band, aspect="auto", cmap=ListedColormap([colors[name] for name in order]),
-                         vmin=-0.5, vmax=len(order) - 0.5, interpolation="nearest", extent=(0, 1, num_rois - 0.5, -0.5))
+        band_axes.imshow(
+            band,
+            aspect="auto",
+            cmap=ListedColormap([colors[name] for name in order]),
+            vmin=-0.5,
+            vmax=len(order) - 0.5,
+            interpolation="nearest",
+            extent=(0, 1, num_rois - 0.5, -0.5),
+        )
         band_axes.set_xticks([])
         band_axes.set_ylabel(f"ROI ({num_rois}), coloured by network")
         axes.tick_params(axis="y", labelleft=False)
@@ -175,22 +200,28 @@ def plot_carpet(series, networks=None, tr=None, title=None, standardize: bool = 
     return figure
 
 
-
 # ----------------------------------------------------------------------------------------------
 # network figures
 
 
 def plot_network_bars(
-    values: Mapping[str, np.ndarray], networks, errors: Mapping[str, np.ndarray] | None = None,
-    ylabel: str = "attention received (size-normalised)", title: str = "Attention across brain networks",
-    group_label: str = "class", reference: float | None = None, reference_label: str = "uniform",
+    values: Mapping[str, np.ndarray],
+    networks,
+    errors: Mapping[str, np.ndarray] | None = None,
+    ylabel: str = "attention received (size-normalised)",
+    title: str = "Attention across brain networks",
+    group_label: str = "class",
+    reference: float | None = None,
+    reference_label: str = "uniform",
 ) -> Figure:
     """Grouped bars: one group of bars per network, one bar per entry of `values` (group name ->
     (K,) values, e.g. one per class). A single group is coloured by network, several by group.
     `errors`: same keys, (K,) half-widths or (2, K) lower/upper lengths (e.g. a 95% interval).
     `reference` draws a dashed line (e.g. 1 = uniform attention for size-normalised values)."""
     if not isinstance(values, Mapping) or not values:
-        raise ValueError(f"values: expected a non-empty mapping of group name -> (K,) values, got {type(values).__name__}")
+        raise ValueError(
+            f"values: expected a non-empty mapping of group name -> (K,) values, got {type(values).__name__}"
+        )
     if len(values) > len(CLASS_COLORS):
         raise ValueError(f"values: expected at most {len(CLASS_COLORS)} groups, got {len(values)}")
     groups = [str(g) for g in values]
@@ -198,7 +229,9 @@ def plot_network_bars(
     names = _network_names(networks, "networks", len(rows[0]))
     for group, row in zip(groups, rows):
         if row.shape != (len(names),):
-            raise ValueError(f"values[{group!r}]: expected {len(names)} values (one per network), got shape {row.shape}")
+            raise ValueError(
+                f"values[{group!r}]: expected {len(names)} values (one per network), got shape {row.shape}"
+            )
     data = np.stack(rows)
     if reference is not None and not np.isfinite(reference):
         raise ValueError(f"reference: expected a finite value for the dashed line, got {reference}")
@@ -212,7 +245,9 @@ def plot_network_bars(
         for group in groups:
             error = _array(by_name[group], f"errors[{group!r}]")
             if error.shape not in {(len(names),), (2, len(names))}:
-                raise ValueError(f"errors[{group!r}]: expected shape ({len(names)},) or (2, {len(names)}), got {error.shape}")
+                raise ValueError(
+                    f"errors[{group!r}]: expected shape ({len(names)},) or (2, {len(names)}), got {error.shape}"
+                )
             if (error < 0).any():
                 raise ValueError(f"errors[{group!r}]: expected lengths >= 0, got a minimum of {error.min():g}")
             spans.append(error)
@@ -226,9 +261,17 @@ def plot_network_bars(
     for g, group in enumerate(groups):
         offsets = np.arange(num_networks) + (g - (num_groups - 1) / 2) * bar_width
         face = [colors[n] for n in names] if num_groups == 1 else CLASS_COLORS[g]
-        axes.bar(offsets, data[g], bar_width * 0.92, color=face, edgecolor="#333333", linewidth=0.4,
-                 label=group if num_groups > 1 else None, yerr=None if spans is None else spans[g],
-                 error_kw={"elinewidth": 0.9, "capsize": 2.5, "ecolor": "#222222"})
+        axes.bar(
+            offsets,
+            data[g],
+            bar_width * 0.92,
+            color=face,
+            edgecolor="#333333",
+            linewidth=0.4,
+            label=group if num_groups > 1 else None,
+            yerr=None if spans is None else spans[g],
+            error_kw={"elinewidth": 0.9, "capsize": 2.5, "ecolor": "#222222"},
+        )
     if data.min() < 0 < data.max() or data.max() <= 0:
         axes.axhline(0, color="#333333", linewidth=0.8)
     if reference is not None:
@@ -242,14 +285,24 @@ def plot_network_bars(
     axes.grid(axis="y", color="#dddddd", linewidth=0.6)
     axes.set_axisbelow(True)
     if num_groups > 1 or reference is not None:
-        axes.legend(title=group_label if num_groups > 1 else None, frameon=False, fontsize="small",
-                    loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        axes.legend(
+            title=group_label if num_groups > 1 else None,
+            frameon=False,
+            fontsize="small",
+            loc="upper left",
+            bbox_to_anchor=(1.0, 1.0),
+        )
     return figure
 
 
 def plot_network_matrix(
-    matrix, networks, title: str = "Attention between brain networks", colorbar_label: str = "attention",
-    row_label: str = "network", column_label: str = "network", annotate: bool | None = None,
+    matrix,
+    networks,
+    title: str = "Attention between brain networks",
+    colorbar_label: str = "attention",
+    row_label: str = "network",
+    column_label: str = "network",
+    annotate: bool | None = None,
 ) -> Figure:
     """K x K heatmap with network names on both axes: diverging (RdBu, centred on 0) for values of
     both signs, sequential (viridis) otherwise. Cells carry their value when K <= 12 (`annotate`)."""
@@ -275,8 +328,15 @@ def plot_network_matrix(
         for (i, j), value in np.ndenumerate(matrix):
             red, green, blue, _ = colormap(normalise(value))
             dark = 0.299 * red + 0.587 * green + 0.114 * blue < 0.5
-            axes.text(j, i, f"{value:.2g}", ha="center", va="center", fontsize=7 if size > 8 else 8,
-                      color="white" if dark else "black")
+            axes.text(
+                j,
+                i,
+                f"{value:.2g}",
+                ha="center",
+                va="center",
+                fontsize=7 if size > 8 else 8,
+                color="white" if dark else "black",
+            )
     return figure
 
 
@@ -295,7 +355,11 @@ def _row_ranges(rows: np.ndarray) -> str:
 
 
 def plot_glass_brain(
-    values, coords, networks=None, title: str = "Value per ROI", colorbar_label: str = "value",
+    values,
+    coords,
+    networks=None,
+    title: str = "Value per ROI",
+    colorbar_label: str = "value",
     display_mode: str = "ortho",
 ) -> Figure:
     """Per-ROI `values` (R,) as markers at MNI `coords` (R, 3) on nilearn's glass brain (bundled
@@ -312,7 +376,9 @@ def plot_glass_brain(
     known = np.isfinite(coords).all(axis=1)
     partial = ~known & np.isfinite(coords).any(axis=1)
     if partial.any():
-        raise ValueError(f"coords: expected all three or none of x, y, z per ROI, got partly NaN rows {_row_ranges(np.flatnonzero(partial))}")
+        raise ValueError(
+            f"coords: expected all three or none of x, y, z per ROI, got partly NaN rows {_row_ranges(np.flatnonzero(partial))}"
+        )
     if np.isinf(coords).any():
         raise ValueError("coords: expected finite MNI coordinates or NaN for unknown, got inf")
     if not known.any():
@@ -326,9 +392,18 @@ def plot_glass_brain(
     brain_rect = (0.0, bottom, 0.88, 0.86 - bottom)
     edge = "#555555" if cmap.name.startswith("RdBu") else "none"  # near-zero values are white on white otherwise
     plotting.plot_markers(
-        values[known], coords[known], node_size=float(np.clip(4000 / known.sum(), 8, 60)), node_cmap=cmap,
-        node_vmin=vmin, node_vmax=vmax, alpha=1.0, display_mode=display_mode, figure=figure, axes=brain_rect,
-        colorbar=False, node_kwargs={"edgecolors": edge, "linewidths": 0.3},
+        values[known],
+        coords[known],
+        node_size=float(np.clip(4000 / known.sum(), 8, 60)),
+        node_cmap=cmap,
+        node_vmin=vmin,
+        node_vmax=vmax,
+        alpha=1.0,
+        display_mode=display_mode,
+        figure=figure,
+        axes=brain_rect,
+        colorbar=False,
+        node_kwargs={"edgecolors": edge, "linewidths": 0.3},
     )
     mappable = ScalarMappable(norm=Normalize(vmin, vmax), cmap=cmap)
     colorbar_axes = figure.add_axes((0.9, bottom + 0.06, 0.018, 0.86 - bottom - 0.12))
@@ -338,12 +413,15 @@ def plot_glass_brain(
         strip = figure.add_axes((0.06, 0.1, 0.78, 0.07))
         strip.imshow(values[missing][None, :], aspect="auto", cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
         strip.set_yticks([])
-        strip.set_title(f"{missing.size} ROIs without coordinates (rows {_row_ranges(missing)}), same colour scale",
-                        fontsize="small")
+        strip.set_title(
+            f"{missing.size} ROIs without coordinates (rows {_row_ranges(missing)}), same colour scale",
+            fontsize="small",
+        )
         if labels is not None:
             runs = _runs([labels[i] for i in missing])
-            strip.set_xticks([(start + stop - 1) / 2 for _, start, stop in runs], [name for name, _, _ in runs],
-                             fontsize="small")
+            strip.set_xticks(
+                [(start + stop - 1) / 2 for _, start, stop in runs], [name for name, _, _ in runs], fontsize="small"
+            )
             for _, start, _ in runs[1:]:
                 strip.axvline(start - 0.5, color="white", linewidth=1)
         else:
@@ -360,7 +438,9 @@ def plot_gradient_space(gradient, networks, title: str = "Brain gradient positio
         raise ValueError(f"gradient: expected at least 2 gradient columns (R, G >= 2), got shape {gradient.shape}")
     first, second = (int(c) for c in components)
     if not (0 <= first < gradient.shape[1] and 0 <= second < gradient.shape[1]) or first == second:
-        raise ValueError(f"components: expected two different columns in [0, {gradient.shape[1] - 1}], got {tuple(components)}")
+        raise ValueError(
+            f"components: expected two different columns in [0, {gradient.shape[1] - 1}], got {tuple(components)}"
+        )
     labels = _labels(networks, "networks", gradient.shape[0], "ROI (row of gradient)")
     colors = network_colors(labels)
     figure = new_figure(7.6, 5.6)
@@ -368,16 +448,30 @@ def plot_gradient_space(gradient, networks, title: str = "Brain gradient positio
     size = float(np.clip(3000 / gradient.shape[0], 10, 60))
     for name, color in colors.items():
         rows = np.array([label == name for label in labels])
-        axes.scatter(gradient[rows, first], gradient[rows, second], s=size, color=color, label=f"{name} ({rows.sum()})",
-                     edgecolors="#333333", linewidths=0.3)
+        axes.scatter(
+            gradient[rows, first],
+            gradient[rows, second],
+            s=size,
+            color=color,
+            label=f"{name} ({rows.sum()})",
+            edgecolors="#333333",
+            linewidths=0.3,
+        )
     axes.axhline(0, color="#bbbbbb", linewidth=0.6, zorder=0)
     axes.axvline(0, color="#bbbbbb", linewidth=0.6, zorder=0)
     axes.set_xlabel(f"gradient {first + 1} (a.u.)")
     axes.set_ylabel(f"gradient {second + 1} (a.u.)")
     axes.set_title(title)
     axes.spines[["top", "right"]].set_visible(False)
-    axes.legend(title="network (ROIs)", frameon=False, fontsize="small", title_fontsize="small",
-                loc="upper left", bbox_to_anchor=(1.0, 1.0), markerscale=max(1.0, 30 / size) ** 0.5)
+    axes.legend(
+        title="network (ROIs)",
+        frameon=False,
+        fontsize="small",
+        title_fontsize="small",
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        markerscale=max(1.0, 30 / size) ** 0.5,
+    )
     return figure
 
 
@@ -395,7 +489,11 @@ def _is_categorical(labels: np.ndarray) -> bool:
 
 
 def plot_embedding_scatter(
-    embeddings, labels, label_name: str = "label", title: str = "Embeddings (PCA)", categorical: bool | None = None,
+    embeddings,
+    labels,
+    label_name: str = "label",
+    title: str = "Embeddings (PCA)",
+    categorical: bool | None = None,
 ) -> Figure:
     """First two principal components of `embeddings` (N, D), points coloured by `labels` (N,):
     a legend for categories (strings, booleans, or at most 12 distinct integers; or `categorical`),
@@ -403,13 +501,17 @@ def plot_embedding_scatter(
     embeddings = _array(embeddings, "embeddings", ndim=2)
     count, width = embeddings.shape
     if count < 3 or width < 2:
-        raise ValueError(f"embeddings: expected at least 3 samples x 2 features for a 2-D PCA, got shape {embeddings.shape}")
+        raise ValueError(
+            f"embeddings: expected at least 3 samples x 2 features for a 2-D PCA, got shape {embeddings.shape}"
+        )
     labels = np.asarray(labels)
     if labels.ndim != 1 or len(labels) != count:
         raise ValueError(f"labels: expected one label per embedding ({count},), got shape {labels.shape}")
     is_categorical = _is_categorical(labels) if categorical is None else bool(categorical)
     if labels.dtype.kind == "f" and not np.isfinite(labels).all():
-        raise ValueError(f"labels: expected no NaN/inf, got {int((~np.isfinite(labels)).sum())} (those points would be dropped)")
+        raise ValueError(
+            f"labels: expected no NaN/inf, got {int((~np.isfinite(labels)).sum())} (those points would be dropped)"
+        )
     if labels.dtype.kind == "O" and any(label is None for label in labels):
         raise ValueError("labels: expected no None, got some (those points would be dropped)")
     if not is_categorical and labels.dtype.kind not in "iuf":
@@ -431,17 +533,41 @@ def plot_embedding_scatter(
         except TypeError:
             pass
         if len(categories) > len(CLASS_COLORS) + len(OTHER_COLORS):
-            raise ValueError(f"labels: expected at most {len(CLASS_COLORS) + len(OTHER_COLORS)} categories, got {len(categories)}")
+            raise ValueError(
+                f"labels: expected at most {len(CLASS_COLORS) + len(OTHER_COLORS)} categories, got {len(categories)}"
+            )
         palette = CLASS_COLORS + OTHER_COLORS
         for index, category in enumerate(categories):
             rows = labels == category
-            axes.scatter(points[rows, 0], points[rows, 1], s=size, color=palette[index], edgecolors="#333333",
-                         linewidths=0.3, alpha=0.85, label=f"{category} ({int(rows.sum())})")
-        axes.legend(title=label_name, frameon=False, fontsize="small", title_fontsize="small",
-                    loc="upper left", bbox_to_anchor=(1.0, 1.0))
+            axes.scatter(
+                points[rows, 0],
+                points[rows, 1],
+                s=size,
+                color=palette[index],
+                edgecolors="#333333",
+                linewidths=0.3,
+                alpha=0.85,
+                label=f"{category} ({int(rows.sum())})",
+            )
+        axes.legend(
+            title=label_name,
+            frameon=False,
+            fontsize="small",
+            title_fontsize="small",
+            loc="upper left",
+            bbox_to_anchor=(1.0, 1.0),
+        )
     else:
-        picture = axes.scatter(points[:, 0], points[:, 1], s=size, c=labels.astype(float), cmap=colormaps["viridis"].resampled(COLOR_LEVELS),
-                               edgecolors="#333333", linewidths=0.3, alpha=0.9)
+        picture = axes.scatter(
+            points[:, 0],
+            points[:, 1],
+            s=size,
+            c=labels.astype(float),
+            cmap=colormaps["viridis"].resampled(COLOR_LEVELS),
+            edgecolors="#333333",
+            linewidths=0.3,
+            alpha=0.9,
+        )
         figure.colorbar(picture, ax=axes, fraction=0.05, pad=0.02).set_label(label_name)
     axes.set_xlabel(f"PC1 ({100 * explained[0]:.0f}% of variance)")
     axes.set_ylabel(f"PC2 ({100 * explained[1]:.0f}% of variance)")
@@ -451,6 +577,10 @@ def plot_embedding_scatter(
 
 
 __all__ = [
-    "plot_carpet", "plot_embedding_scatter", "plot_glass_brain", "plot_gradient_space", "plot_network_bars",
+    "plot_carpet",
+    "plot_embedding_scatter",
+    "plot_glass_brain",
+    "plot_gradient_space",
+    "plot_network_bars",
     "plot_network_matrix",
 ]

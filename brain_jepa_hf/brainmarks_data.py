@@ -56,8 +56,14 @@ def unnormalise(bold, mean, std) -> np.ndarray:
     return np.asarray(bold, dtype=np.float32) * np.asarray(std, dtype=np.float32) + np.asarray(mean, dtype=np.float32)
 
 
-def to_brainmarks(dataset, tr: float | None = None, fmri_column: str = "fmri", tr_column: str | None = None,
-                  bold_dtype: str = "float16", batch_size: int = 16):
+def to_brainmarks(
+    dataset,
+    tr: float | None = None,
+    fmri_column: str = "fmri",
+    tr_column: str | None = None,
+    bold_dtype: str = "float16",
+    batch_size: int = 16,
+):
     """This package's layout (`fmri` (R, T)) -> Brainmarks' (`bold` (T, R) z-scored per ROI, `mean`,
     `std`, `tr`); other columns are kept. The TR comes from `tr_column` (per row) or `tr` (seconds)."""
     from datasets import Array2D, Features, Value
@@ -65,7 +71,9 @@ def to_brainmarks(dataset, tr: float | None = None, fmri_column: str = "fmri", t
     if fmri_column not in dataset.column_names:
         raise ValueError(f"fmri_column: expected a column {fmri_column!r}, got columns {dataset.column_names}")
     if (tr is None) == (tr_column is None):
-        raise ValueError(f"tr, tr_column: expected exactly one (a TR in seconds, or a column holding it), got tr={tr!r}, tr_column={tr_column!r}")
+        raise ValueError(
+            f"tr, tr_column: expected exactly one (a TR in seconds, or a column holding it), got tr={tr!r}, tr_column={tr_column!r}"
+        )
     if tr is not None and not (isinstance(tr, (int, float)) and tr > 0):
         raise ValueError(f"tr: expected a positive number of seconds, got {tr!r}")
     if tr_column is not None and tr_column not in dataset.column_names:
@@ -74,13 +82,15 @@ def to_brainmarks(dataset, tr: float | None = None, fmri_column: str = "fmri", t
         raise ValueError(f"bold_dtype: expected 'float16' (Brainmarks' own) or 'float32', got {bold_dtype!r}")
     num_rois = int(np.shape(dataset.with_format("numpy", columns=[fmri_column])[0][fmri_column])[0])
     kept = {name: feature for name, feature in dataset.features.items() if name not in (fmri_column, "tr")}
-    features = Features({
-        **kept,
-        "tr": Value("float32"),
-        "bold": Array2D(shape=(None, num_rois), dtype=bold_dtype),
-        "mean": Array2D(shape=(1, num_rois), dtype="float32"),
-        "std": Array2D(shape=(1, num_rois), dtype="float32"),
-    })
+    features = Features(
+        {
+            **kept,
+            "tr": Value("float32"),
+            "bold": Array2D(shape=(None, num_rois), dtype=bold_dtype),
+            "mean": Array2D(shape=(1, num_rois), dtype="float32"),
+            "std": Array2D(shape=(1, num_rois), dtype="float32"),
+        }
+    )
 
     def convert(batch):
         out = {"bold": [], "mean": [], "std": [], "tr": []}
@@ -88,7 +98,9 @@ def to_brainmarks(dataset, tr: float | None = None, fmri_column: str = "fmri", t
         for series, row_tr in zip(batch[fmri_column], trs):
             series = np.asarray(series, dtype=np.float32)
             if series.ndim != 2 or series.shape[0] != num_rois:
-                raise ValueError(f"{fmri_column}: expected (ROI, time) series with {num_rois} ROIs, got shape {series.shape}")
+                raise ValueError(
+                    f"{fmri_column}: expected (ROI, time) series with {num_rois} ROIs, got shape {series.shape}"
+                )
             bold, mean, std = normalise_per_roi(series.T)
             out["bold"].append(bold.astype(bold_dtype))
             out["mean"].append(mean)
@@ -97,10 +109,20 @@ def to_brainmarks(dataset, tr: float | None = None, fmri_column: str = "fmri", t
         return out
 
     removed = [fmri_column] + (["tr"] if "tr" in dataset.column_names and tr_column != "tr" else [])
-    return dataset.with_format("numpy", columns=[fmri_column] + ([tr_column] if tr_column else []), output_all_columns=True).map(
-        convert, batched=True, batch_size=batch_size, remove_columns=removed, features=features,
-        desc="to Brainmarks layout",
-    ).with_format(None)
+    return (
+        dataset.with_format(
+            "numpy", columns=[fmri_column] + ([tr_column] if tr_column else []), output_all_columns=True
+        )
+        .map(
+            convert,
+            batched=True,
+            batch_size=batch_size,
+            remove_columns=removed,
+            features=features,
+            desc="to Brainmarks layout",
+        )
+        .with_format(None)
+    )
 
 
 def from_brainmarks(dataset, fmri_column: str = "fmri", batch_size: int = 16):
@@ -109,7 +131,9 @@ def from_brainmarks(dataset, fmri_column: str = "fmri", batch_size: int = 16):
     from datasets import Array2D, Features, List, Value
 
     if not is_brainmarks_layout(dataset):
-        raise ValueError(f"dataset: expected Brainmarks' columns 'bold', 'mean', 'std', got columns {dataset.column_names}")
+        raise ValueError(
+            f"dataset: expected Brainmarks' columns 'bold', 'mean', 'std', got columns {dataset.column_names}"
+        )
     bold_shape = getattr(dataset.features["bold"], "shape", None)
     if bold_shape is None or len(bold_shape) != 2 or bold_shape[1] is None:
         raise ValueError(f"bold: expected an Array2D of shape (time, ROI), got feature {dataset.features['bold']}")
@@ -125,13 +149,25 @@ def from_brainmarks(dataset, fmri_column: str = "fmri", batch_size: int = 16):
     features = Features({**kept, fmri_column: fmri_feature})
 
     def convert(batch):
-        return {fmri_column: [np.ascontiguousarray(unnormalise(b, m, s).T)
-                              for b, m, s in zip(batch["bold"], batch["mean"], batch["std"])]}
+        return {
+            fmri_column: [
+                np.ascontiguousarray(unnormalise(b, m, s).T)
+                for b, m, s in zip(batch["bold"], batch["mean"], batch["std"])
+            ]
+        }
 
-    return dataset.with_format("numpy", columns=["bold", "mean", "std"], output_all_columns=True).map(
-        convert, batched=True, batch_size=batch_size, remove_columns=["bold", "mean", "std"], features=features,
-        desc="from Brainmarks layout",
-    ).with_format(None)
+    return (
+        dataset.with_format("numpy", columns=["bold", "mean", "std"], output_all_columns=True)
+        .map(
+            convert,
+            batched=True,
+            batch_size=batch_size,
+            remove_columns=["bold", "mean", "std"],
+            features=features,
+            desc="from Brainmarks layout",
+        )
+        .with_format(None)
+    )
 
 
 def _series_lengths(dataset) -> list[int]:
@@ -151,11 +187,12 @@ def save_brainmarks_dataset(splits, folder: str | os.PathLike, overwrite: bool =
     loaders (e.g. `hcpya-rest1lr.schaefer400_tians3.arrow`)."""
     from datasets import DatasetDict
 
-
     splits = DatasetDict(dict(splits))
     for name, split in splits.items():
         if not is_brainmarks_layout(split):
-            raise ValueError(f"splits[{name!r}]: expected Brainmarks' columns 'bold', 'mean', 'std', 'tr'; convert with to_brainmarks first")
+            raise ValueError(
+                f"splits[{name!r}]: expected Brainmarks' columns 'bold', 'mean', 'std', 'tr'; convert with to_brainmarks first"
+            )
     with atomic_output_dir(folder, overwrite=overwrite) as staging:
         splits.save_to_disk(str(staging))
     return Path(folder)
@@ -172,10 +209,14 @@ def load_brainmarks_dataset(folder: str | os.PathLike):
     if (folder / "dataset_dict.json").is_file() or (folder / "state.json").is_file():
         dataset = load_from_disk(str(folder))
     else:
-        splits = {p.name: _load_arrow_shards(p) for p in sorted(folder.iterdir()) if p.is_dir() and list(p.glob("*.arrow"))}
+        splits = {
+            p.name: _load_arrow_shards(p) for p in sorted(folder.iterdir()) if p.is_dir() and list(p.glob("*.arrow"))
+        }
         if not splits:
             if not list(folder.glob("*.arrow")):
-                raise ValueError(f"dataset: expected split folders of *.arrow shards (or a save_to_disk folder) in {folder}, found none")
+                raise ValueError(
+                    f"dataset: expected split folders of *.arrow shards (or a save_to_disk folder) in {folder}, found none"
+                )
             return _load_arrow_shards(folder)
         dataset = DatasetDict(splits)
     return dataset
@@ -185,7 +226,11 @@ def _load_arrow_shards(folder: Path):
     from datasets import Dataset, concatenate_datasets
 
     shards = sorted(folder.glob("*.arrow"))
-    return concatenate_datasets([Dataset.from_file(str(path)) for path in shards]) if len(shards) > 1 else Dataset.from_file(str(shards[0]))
+    return (
+        concatenate_datasets([Dataset.from_file(str(path)) for path in shards])
+        if len(shards) > 1
+        else Dataset.from_file(str(shards[0]))
+    )
 
 
 def load_dataset_folder(folder: str | os.PathLike, fmri_column: str = "fmri"):
@@ -198,8 +243,10 @@ def load_dataset_folder(folder: str | os.PathLike, fmri_column: str = "fmri"):
     except (OSError, ValueError) as err:
         if not type(err).__module__.startswith(("pyarrow", "json")):
             raise
-        raise ValueError(f"dataset: {folder} holds an unreadable Arrow or JSON file ({err}); rebuild it with "
-                         "`brain-jepa build-dataset` or copy it again") from err
+        raise ValueError(
+            f"dataset: {folder} holds an unreadable Arrow or JSON file ({err}); rebuild it with "
+            "`brain-jepa build-dataset` or copy it again"
+        ) from err
     if not is_brainmarks_layout(dataset):
         return dataset
     if isinstance(dataset, DatasetDict):
@@ -208,7 +255,15 @@ def load_dataset_folder(folder: str | os.PathLike, fmri_column: str = "fmri"):
 
 
 __all__ = [
-    "BRAINMARKS_COLUMNS", "SPACES_BY_NUM_ROIS", "space_for_num_rois", "is_brainmarks_layout", "normalise_per_roi",
-    "unnormalise", "to_brainmarks", "from_brainmarks", "save_brainmarks_dataset", "load_brainmarks_dataset",
+    "BRAINMARKS_COLUMNS",
+    "SPACES_BY_NUM_ROIS",
+    "space_for_num_rois",
+    "is_brainmarks_layout",
+    "normalise_per_roi",
+    "unnormalise",
+    "to_brainmarks",
+    "from_brainmarks",
+    "save_brainmarks_dataset",
+    "load_brainmarks_dataset",
     "load_dataset_folder",
 ]

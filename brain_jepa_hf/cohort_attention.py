@@ -56,7 +56,9 @@ class CohortAttention:
     @property
     def classes(self) -> list:
         if self.labels is None:
-            raise ValueError("label_column: this CohortAttention was computed without a label column; pass label_column=...")
+            raise ValueError(
+                "label_column: this CohortAttention was computed without a label column; pass label_column=..."
+            )
         return sorted_labels(self.labels)
 
     def _layer_view(self, array: np.ndarray, layer: int | None) -> np.ndarray:
@@ -77,26 +79,41 @@ class CohortAttention:
         values = self._layer_view(self.subject_network_matrix, layer)
         return {label: values[self.labels == label].mean(axis=0) for label in self.classes}
 
-    def contrast(self, layer: int | None = None, n_permutations: int = 5000, seed: int = 0,
-                 statistic: str = "mean_difference", order: Sequence | None = None):
+    def contrast(
+        self,
+        layer: int | None = None,
+        n_permutations: int = 5000,
+        seed: int = 0,
+        statistic: str = "mean_difference",
+        order: Sequence | None = None,
+    ):
         """`permutation_test` of the attention received per network between the two classes."""
         if self.labels is None:
             raise ValueError("label_column: a contrast needs labels; compute cohort_attention with label_column=...")
         values = self._layer_view(self.subject_received, layer)
-        return permutation_test(values, self.labels, n_permutations=n_permutations, seed=seed,
-                                statistic=statistic, names=self.networks, order=order)
+        return permutation_test(
+            values,
+            self.labels,
+            n_permutations=n_permutations,
+            seed=seed,
+            statistic=statistic,
+            names=self.networks,
+            order=order,
+        )
 
     def received_table(self):
         """Long pandas table: one row per (subject, layer, network) with the attention received."""
         import pandas as pd
 
         subjects, layers, networks = self.subject_received.shape
-        frame = pd.DataFrame({
-            "subject": np.repeat(np.arange(subjects), layers * networks),
-            "layer": np.tile(np.repeat(self.layers, networks), subjects),
-            "network": np.tile(self.networks, subjects * layers),
-            "attention_received": self.subject_received.reshape(-1),
-        })
+        frame = pd.DataFrame(
+            {
+                "subject": np.repeat(np.arange(subjects), layers * networks),
+                "layer": np.tile(np.repeat(self.layers, networks), subjects),
+                "network": np.tile(self.networks, subjects * layers),
+                "attention_received": self.subject_received.reshape(-1),
+            }
+        )
         if self.subject_ids is not None:
             frame.insert(1, "subject_id", np.repeat(np.asarray(self.subject_ids, dtype=object), layers * networks))
         if self.labels is not None:
@@ -104,12 +121,22 @@ class CohortAttention:
         return frame
 
 
-
 @torch.no_grad()
-def cohort_attention(model, dataset, feature_extractor, networks: Sequence[str], layers=None,
-                     label_column: str | None = None, max_subjects: int | None = None, batch_size: int = 4,
-                     progress: bool = True, fmri_column: str = "fmri", id_column: str | None = "subject_id",
-                     query_chunk_size: int | None = None, max_classes: int = 20) -> CohortAttention:
+def cohort_attention(
+    model,
+    dataset,
+    feature_extractor,
+    networks: Sequence[str],
+    layers=None,
+    label_column: str | None = None,
+    max_subjects: int | None = None,
+    batch_size: int = 4,
+    progress: bool = True,
+    fmri_column: str = "fmri",
+    id_column: str | None = "subject_id",
+    query_chunk_size: int | None = None,
+    max_classes: int = 20,
+) -> CohortAttention:
     """
     ROI-pooled attention of the first `max_subjects` rows (default all) of `dataset`, run through
     `feature_extractor` deterministically (centre clip, as `iter_embeddings`), with its gradient when it
@@ -123,7 +150,9 @@ def cohort_attention(model, dataset, feature_extractor, networks: Sequence[str],
     roi_networks = [str(label) for label in networks]
     chosen = select_layers(layers, len(attention_modules(encoder)))
     if getattr(feature_extractor, "num_rois", num_rois) != num_rois:
-        raise ValueError(f"feature_extractor: produces {feature_extractor.num_rois} ROIs but the model expects num_rois={num_rois}")
+        raise ValueError(
+            f"feature_extractor: produces {feature_extractor.num_rois} ROIs but the model expects num_rois={num_rois}"
+        )
     if fmri_column not in dataset.column_names:
         raise ValueError(f"fmri_column: expected a column {fmri_column!r}, got columns {dataset.column_names}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
@@ -136,10 +165,12 @@ def cohort_attention(model, dataset, feature_extractor, networks: Sequence[str],
     was_training = encoder.training
     encoder.eval()
     try:
-        with record_roi_attention(encoder, num_rois, chosen, query_chunk_size,
-                                  feature_extractor.num_frames // encoder.config.patch_size) as recording:
-            per_batch = _pooled_batches(encoder, recording, dataset, feature_extractor, count, batch_size, fmri_column,
-                                        progress)
+        with record_roi_attention(
+            encoder, num_rois, chosen, query_chunk_size, feature_extractor.num_frames // encoder.config.patch_size
+        ) as recording:
+            per_batch = _pooled_batches(
+                encoder, recording, dataset, feature_extractor, count, batch_size, fmri_column, progress
+            )
             roi_sum = np.zeros((len(chosen), num_rois, num_rois))
             subject_matrices, subject_received, subject_roi_received = [], [], []
             for pooled in per_batch:  # (B, L, R, R)
@@ -151,9 +182,15 @@ def cohort_attention(model, dataset, feature_extractor, networks: Sequence[str],
     finally:
         encoder.train(was_training)
     return CohortAttention(
-        layers=chosen, networks=order, roi_networks=roi_networks, roi_matrix=roi_sum / count,
-        subject_network_matrix=np.concatenate(subject_matrices), subject_received=np.concatenate(subject_received),
-        subject_roi_received=np.concatenate(subject_roi_received), subject_ids=subject_ids, labels=labels,
+        layers=chosen,
+        networks=order,
+        roi_networks=roi_networks,
+        roi_matrix=roi_sum / count,
+        subject_network_matrix=np.concatenate(subject_matrices),
+        subject_received=np.concatenate(subject_received),
+        subject_roi_received=np.concatenate(subject_roi_received),
+        subject_ids=subject_ids,
+        labels=labels,
         label_column=label_column,
     )
 
@@ -175,11 +212,15 @@ def _cohort_labels(dataset, label_column: str | None, count: int, max_classes: i
     if label_column is None:
         return None
     if label_column not in dataset.column_names:
-        raise ValueError(f"label_column: expected one of the dataset's columns {dataset.column_names}, got {label_column!r}")
+        raise ValueError(
+            f"label_column: expected one of the dataset's columns {dataset.column_names}, got {label_column!r}"
+        )
     raw = dataset.select(range(count))[label_column]
     missing = sum(is_missing_label(label) for label in raw)
     if missing:
-        raise ValueError(f"label_column: {missing} of the {count} rows have no {label_column!r} value; drop them first (dataset.filter)")
+        raise ValueError(
+            f"label_column: {missing} of the {count} rows have no {label_column!r} value; drop them first (dataset.filter)"
+        )
     labels = np.asarray(raw, dtype=object)
     distinct = len(set(labels.tolist()))
     if distinct > max_classes:
@@ -190,8 +231,9 @@ def _cohort_labels(dataset, label_column: str | None, count: int, max_classes: i
     return labels
 
 
-def _pooled_batches(encoder, recording, dataset, feature_extractor, count: int, batch_size: int, fmri_column: str,
-                    progress: bool):
+def _pooled_batches(
+    encoder, recording, dataset, feature_extractor, count: int, batch_size: int, fmri_column: str, progress: bool
+):
     """Yield the pooled attention (B, L, R, R) float64 of the first `count` rows, one batch at a time."""
     device = next(encoder.parameters()).device
     gradient = getattr(feature_extractor, "gradient", None)
@@ -199,7 +241,7 @@ def _pooled_batches(encoder, recording, dataset, feature_extractor, count: int, 
     view = dataset.with_format("numpy", columns=[fmri_column])
     with tqdm(total=count, desc="attention", unit="subject", disable=not progress) as bar:
         for first in range(0, count, batch_size):
-            series = view[first: min(first + batch_size, count)][fmri_column]
+            series = view[first : min(first + batch_size, count)][fmri_column]
             features = feature_extractor(series, time_axis=-1, training=False, return_tensors="pt")
             encoder(features["fmri_values"].to(device), gradient=gradient)
             pooled = recording.take().transpose(0, 1).double().cpu().numpy()

@@ -38,7 +38,9 @@ class ModelFolderNotFoundError(ValueError, FileNotFoundError):
     for it, an OSError."""
 
 
-def check_local_path(name_or_path, subfolder: str | None = None, argument: str = "pretrained_model_name_or_path") -> None:
+def check_local_path(
+    name_or_path, subfolder: str | None = None, argument: str = "pretrained_model_name_or_path"
+) -> None:
     """Fail at once, naming the path, when `name_or_path` looks like a local folder (starts with `.`, `/` or
     `~`, has a backslash or more than one `/`, or its parent folder exists) but is absent: transformers would
     take it for a Hub id and retry the Hub for a minute before saying it "couldn't connect"."""
@@ -52,8 +54,12 @@ def check_local_path(name_or_path, subfolder: str | None = None, argument: str =
         return
     parent = os.path.dirname(os.path.expanduser(text))
     looks_local = (
-        isinstance(name_or_path, os.PathLike) or text.startswith((".", "/", "~")) or "\\" in text
-        or text.count("/") > 1 or bool(parent) and os.path.isdir(parent)
+        isinstance(name_or_path, os.PathLike)
+        or text.startswith((".", "/", "~"))
+        or "\\" in text
+        or text.count("/") > 1
+        or bool(parent)
+        and os.path.isdir(parent)
     )
     if looks_local:
         raise ModelFolderNotFoundError(
@@ -70,7 +76,11 @@ def check_model_location(name_or_path, kwargs: dict) -> None:
     if kwargs.get("subfolder"):
         path = os.path.join(path, kwargs["subfolder"])
     if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
-        probe = " (it holds a linear probe: probe_config.json)" if os.path.isfile(os.path.join(path, "probe_config.json")) else ""
+        probe = (
+            " (it holds a linear probe: probe_config.json)"
+            if os.path.isfile(os.path.join(path, "probe_config.json"))
+            else ""
+        )
         raise ValueError(
             f"pretrained_model_name_or_path: expected a saved model folder with config.json, got {path} without "
             f"one{probe}; pass the folder that `convert`, `pretrain` or `finetune` wrote"
@@ -165,8 +175,10 @@ class BrainJepaConfig(PreTrainedConfig):
         """As in transformers; a config.json of another kind of model (its `model_type`) is refused."""
         model_type = config_dict.get("model_type", cls.model_type)
         if model_type != cls.model_type:
-            raise ValueError(f"model_type: expected {cls.model_type!r} in config.json, got {model_type!r} (another kind "
-                             "of model); pass a Brain-JEPA folder")
+            raise ValueError(
+                f"model_type: expected {cls.model_type!r} in config.json, got {model_type!r} (another kind "
+                "of model); pass a Brain-JEPA folder"
+            )
         return super().from_dict(config_dict, **kwargs)
 
     @classmethod
@@ -184,9 +196,17 @@ class BrainJepaConfig(PreTrainedConfig):
                 raise ValueError(f"{name}: expected a positive integer, got {value!r}")
 
         for name in (
-            "num_rois", "num_frames", "patch_size", "num_channels", "gradient_dim", "hidden_size",
-            "num_hidden_layers", "num_attention_heads", "predictor_hidden_size",
-            "predictor_num_hidden_layers", "predictor_num_attention_heads",
+            "num_rois",
+            "num_frames",
+            "patch_size",
+            "num_channels",
+            "gradient_dim",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "predictor_hidden_size",
+            "predictor_num_hidden_layers",
+            "predictor_num_attention_heads",
         ):
             positive(name)
         if self.num_frames % self.patch_size:
@@ -243,7 +263,9 @@ class BrainJepaConfig(PreTrainedConfig):
             return
         if isinstance(atlas, str):
             if atlas not in BUILTIN_ATLAS_ROIS:
-                raise ValueError(f"atlas: expected None, a table or one of {sorted(BUILTIN_ATLAS_ROIS)}, got {atlas!r}")
+                raise ValueError(
+                    f"atlas: expected None, a table or one of {sorted(BUILTIN_ATLAS_ROIS)}, got {atlas!r}"
+                )
             if BUILTIN_ATLAS_ROIS[atlas] != self.num_rois:
                 raise ValueError(
                     f"atlas: {atlas!r} has {BUILTIN_ATLAS_ROIS[atlas]} ROIs but num_rois={self.num_rois}; "
@@ -264,8 +286,11 @@ class BrainJepaConfig(PreTrainedConfig):
             if key != "coords" and not all(isinstance(v, str) for v in column):
                 raise ValueError(f"atlas: expected strings in {key!r}")
         for row in atlas["coords"]:
-            if not (isinstance(row, (list, tuple)) and len(row) == 3
-                    and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in row)):
+            if not (
+                isinstance(row, (list, tuple))
+                and len(row) == 3
+                and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)) for v in row)
+            ):
                 raise ValueError(f"atlas: expected 'coords' rows of 3 numbers (None where unknown), got {row!r}")
 
 

@@ -38,13 +38,18 @@ def setup_console() -> None:
         transformers_logging.enable_propagation()
     logging.getLogger("brain_jepa_hf").setLevel(logging.INFO)
     if hasattr(transformers_logging, "set_tqdm_hook"):
-        transformers_logging.set_tqdm_hook(lambda factory, args, kwargs: transformers_logging.EmptyTqdm(*args, **kwargs))
+        transformers_logging.set_tqdm_hook(
+            lambda factory, args, kwargs: transformers_logging.EmptyTqdm(*args, **kwargs)
+        )
 
 
 def format_metrics(logs: dict) -> str:
     """{'loss': 0.7576, 'epoch': 0.5714} -> 'loss 0.7576, epoch 0.5714' (numbers, 4 significant digits)."""
-    return ", ".join(f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
-                     for key, value in logs.items() if key != "total_flos")
+    return ", ".join(
+        f"{key} {value:.4g}" if isinstance(value, float) else f"{key} {value}"
+        for key, value in logs.items()
+        if key != "total_flos"
+    )
 
 
 class TrainingProgress(TrainerCallback):

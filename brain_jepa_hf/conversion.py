@@ -41,17 +41,24 @@ def _block_name(match: re.Match, prefix: str) -> str:
 
 # Original key (after the DDP prefix) -> our key, for one encoder and for the predictor.
 ENCODER_KEY_MAP: list[tuple[re.Pattern, callable]] = [
-    (re.compile(r"patch_embed\.proj\.(?P<p>weight|bias)"), lambda m: f"embeddings.patch_embeddings.projection.{m['p']}"),
-    (re.compile(r"pos_embed_proj\.predictor_pos_embed_proj\.(?P<p>weight|bias)"),
-     lambda m: f"embeddings.position_embeddings.gradient_proj.{m['p']}"),
+    (
+        re.compile(r"patch_embed\.proj\.(?P<p>weight|bias)"),
+        lambda m: f"embeddings.patch_embeddings.projection.{m['p']}",
+    ),
+    (
+        re.compile(r"pos_embed_proj\.predictor_pos_embed_proj\.(?P<p>weight|bias)"),
+        lambda m: f"embeddings.position_embeddings.gradient_proj.{m['p']}",
+    ),
     (re.compile(rf"blocks\.{_BLOCK}"), lambda m: _block_name(m, "layers.")),
     (re.compile(r"norm\.(?P<p>weight|bias)"), lambda m: f"layernorm.{m['p']}"),
 ]
 PREDICTOR_KEY_MAP: list[tuple[re.Pattern, callable]] = [
     (re.compile(r"mask_token"), lambda m: "mask_token"),
     (re.compile(r"predictor_embed\.(?P<p>weight|bias)"), lambda m: f"input_proj.{m['p']}"),
-    (re.compile(r"predictor_2dpe_proj\.predictor_pos_embed_proj\.(?P<p>weight|bias)"),
-     lambda m: f"position_embeddings.gradient_proj.{m['p']}"),
+    (
+        re.compile(r"predictor_2dpe_proj\.predictor_pos_embed_proj\.(?P<p>weight|bias)"),
+        lambda m: f"position_embeddings.gradient_proj.{m['p']}",
+    ),
     (re.compile(rf"predictor_blocks\.{_BLOCK}"), lambda m: _block_name(m, "layers.")),
     (re.compile(r"predictor_norm\.(?P<p>weight|bias)"), lambda m: f"layernorm.{m['p']}"),
     (re.compile(r"predictor_proj\.(?P<p>weight|bias)"), lambda m: f"output_proj.{m['p']}"),
@@ -79,13 +86,15 @@ class OriginalCheckpoint:
 def strip_ddp_prefix(state_dict: dict, name: str) -> dict[str, torch.Tensor]:
     """Remove the `module.` prefix DDP adds; all keys carry it or none does."""
     if not isinstance(state_dict, dict) or not all(isinstance(k, str) for k in state_dict):
-        raise ValueError(f"checkpoint[{name!r}]: expected a state dict (str -> tensor), got {type(state_dict).__name__}")
+        raise ValueError(
+            f"checkpoint[{name!r}]: expected a state dict (str -> tensor), got {type(state_dict).__name__}"
+        )
     not_tensors = [k for k, v in state_dict.items() if not isinstance(v, torch.Tensor)]
     if not_tensors:
         raise ValueError(f"checkpoint[{name!r}]: expected tensors, got non-tensor entries {not_tensors[:5]}")
     prefixed = [k.startswith(DDP_PREFIX) for k in state_dict]
     if all(prefixed):
-        return {k[len(DDP_PREFIX):]: v for k, v in state_dict.items()}
+        return {k[len(DDP_PREFIX) :]: v for k, v in state_dict.items()}
     if any(prefixed):
         raise ValueError(
             f"checkpoint[{name!r}]: expected every key to start with {DDP_PREFIX!r} or none, got a mix "
@@ -117,8 +126,10 @@ def load_original_checkpoint(path: str | Path) -> OriginalCheckpoint:
             f"checkpoint: expected keys 'encoder', 'target_encoder', 'predictor' (the original pretraining "
             f"layout), got {sorted(map(str, payload))[:10]} in {path}"
         )
-    parts = {k: strip_ddp_prefix(payload[k], k) if k in payload else None
-             for k in ("encoder", "target_encoder", "predictor")}
+    parts = {
+        k: strip_ddp_prefix(payload[k], k) if k in payload else None
+        for k in ("encoder", "target_encoder", "predictor")
+    }
     epoch = payload.get("epoch")
     return OriginalCheckpoint(path=path, epoch=epoch if isinstance(epoch, int) else None, **parts)
 
@@ -137,9 +148,17 @@ def _table_tolerance(table: torch.Tensor) -> float:
 def infer_time_patches(time_table: torch.Tensor, name: str) -> int:
     """Tp from the saved time table: rows r*Tp + t repeat with period Tp; row 0 is sin(0)=0, cos(0)=1."""
     if time_table.dim() != 2:
-        raise ValueError(f"checkpoint[{name!r}]: expected a 2-D (R*Tp, width/2) time table, got {tuple(time_table.shape)}")
+        raise ValueError(
+            f"checkpoint[{name!r}]: expected a 2-D (R*Tp, width/2) time table, got {tuple(time_table.shape)}"
+        )
     first = time_table[0]
-    repeats = torch.isclose(time_table, first[None], atol=_table_tolerance(time_table)).all(dim=1).nonzero().flatten().tolist()
+    repeats = (
+        torch.isclose(time_table, first[None], atol=_table_tolerance(time_table))
+        .all(dim=1)
+        .nonzero()
+        .flatten()
+        .tolist()
+    )
     period = repeats[1] if len(repeats) > 1 else time_table.shape[0]
     if time_table.shape[0] % period:
         raise ValueError(
@@ -149,8 +168,9 @@ def infer_time_patches(time_table: torch.Tensor, name: str) -> int:
     return period
 
 
-def infer_config(checkpoint: OriginalCheckpoint, source: str = "target_encoder",
-                 num_attention_heads: int | None = None) -> BrainJepaConfig:
+def infer_config(
+    checkpoint: OriginalCheckpoint, source: str = "target_encoder", num_attention_heads: int | None = None
+) -> BrainJepaConfig:
     """The `BrainJepaConfig` whose shapes match the checkpoint (sizes, depth, ROI and frame counts)."""
     encoder = checkpoint.state_dict(source)
     name = source
@@ -213,8 +233,12 @@ def _default_heads(hidden: int, depth: int) -> int:
 
 def check_finite_weights(parts: list[tuple[dict, str]]) -> None:
     """Every floating tensor of each (state dict, name) part is finite; else one error naming them."""
-    bad = [f"{name}:{key}" for state_dict, name in parts for key, tensor in state_dict.items()
-           if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    bad = [
+        f"{name}:{key}"
+        for state_dict, name in parts
+        for key, tensor in state_dict.items()
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all()
+    ]
     if bad:
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise ValueError(
@@ -223,8 +247,9 @@ def check_finite_weights(parts: list[tuple[dict, str]]) -> None:
         )
 
 
-def map_state_dict(original: dict[str, torch.Tensor], key_map, ignore: tuple[str, ...], name: str,
-                   prefix: str = "") -> tuple[dict[str, torch.Tensor], list[str]]:
+def map_state_dict(
+    original: dict[str, torch.Tensor], key_map, ignore: tuple[str, ...], name: str, prefix: str = ""
+) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Rename original keys to ours; returns the mapped dict and the original keys no rule matched."""
     mapped, unmatched = {}, []
     for key, tensor in original.items():
@@ -246,7 +271,8 @@ def check_against_model(mapped: dict[str, torch.Tensor], unmatched: list[str], m
     missing = sorted(set(expected) - set(mapped))
     unexpected = sorted(unmatched + [k for k in mapped if k not in expected])
     mis_shaped = sorted(
-        f"{k}: expected {expected[k]}, got {tuple(v.shape)}" for k, v in mapped.items()
+        f"{k}: expected {expected[k]}, got {tuple(v.shape)}"
+        for k, v in mapped.items()
         if k in expected and tuple(v.shape) != expected[k]
     )
     if missing or unexpected or mis_shaped:
@@ -260,13 +286,21 @@ def check_against_model(mapped: dict[str, torch.Tensor], unmatched: list[str], m
         raise ValueError("checkpoint: does not match the inferred Brain-JEPA model:\n- " + "\n- ".join(lines))
 
 
-def verify_time_table(saved: torch.Tensor, positions: torch.nn.Module, gradient: torch.Tensor,
-                      num_rois: int, num_time_patches: int, name: str) -> float:
+def verify_time_table(
+    saved: torch.Tensor,
+    positions: torch.nn.Module,
+    gradient: torch.Tensor,
+    num_rois: int,
+    num_time_patches: int,
+    name: str,
+) -> float:
     """Compare the original's saved time table with the time half of our positions; returns the max error."""
     with torch.no_grad():
         ours = positions(gradient[None], num_rois, num_time_patches)[0, :, : positions.width // 2]
     if tuple(saved.shape) != tuple(ours.shape):
-        raise ValueError(f"checkpoint[{name!r}]: expected a time table of shape {tuple(ours.shape)}, got {tuple(saved.shape)}")
+        raise ValueError(
+            f"checkpoint[{name!r}]: expected a time table of shape {tuple(ours.shape)}, got {tuple(saved.shape)}"
+        )
     error = float((saved.float() - ours).abs().max())
     tolerance = _table_tolerance(saved)
     if error > tolerance:
@@ -280,13 +314,24 @@ def verify_time_table(saved: torch.Tensor, positions: torch.nn.Module, gradient:
 def read_gradient(path: str | Path, config: BrainJepaConfig) -> torch.Tensor:
     """The gradient CSV as a (num_rois, gradient_dim) tensor, shape checked against the checkpoint."""
 
-    array = check_gradient(load_gradient_csv(path), config.num_rois, config.gradient_dim, name="gradient_csv",
-                           columns="gradient components, as the checkpoint implies", hint=f" in {path}")
+    array = check_gradient(
+        load_gradient_csv(path),
+        config.num_rois,
+        config.gradient_dim,
+        name="gradient_csv",
+        columns="gradient components, as the checkpoint implies",
+        hint=f" in {path}",
+    )
     return torch.from_numpy(np.ascontiguousarray(array))
 
 
-def build_converted_model(checkpoint: OriginalCheckpoint, gradient_csv: str | Path, source: str = "target_encoder",
-                          with_predictor: bool = False, num_attention_heads: int | None = None):
+def build_converted_model(
+    checkpoint: OriginalCheckpoint,
+    gradient_csv: str | Path,
+    source: str = "target_encoder",
+    with_predictor: bool = False,
+    num_attention_heads: int | None = None,
+):
     """A `BrainJepaModel` (or `BrainJepaForPreTraining` with the predictor) holding the checkpoint's weights."""
 
     if source not in SOURCES:
@@ -297,10 +342,17 @@ def build_converted_model(checkpoint: OriginalCheckpoint, gradient_csv: str | Pa
     mapped, unmatched = {}, []
     if with_predictor:
         model = BrainJepaForPreTraining(config)
-        parts = [(checkpoint.state_dict(source), ENCODER_KEY_MAP, encoder_ignore, source, "brain_jepa."),
-                 (checkpoint.state_dict("encoder"), ENCODER_KEY_MAP, encoder_ignore, "encoder", "context_encoder."),
-                 (checkpoint.state_dict("predictor"), PREDICTOR_KEY_MAP, (PREDICTOR_TIME_TABLE,), "predictor",
-                  "predictor.")]
+        parts = [
+            (checkpoint.state_dict(source), ENCODER_KEY_MAP, encoder_ignore, source, "brain_jepa."),
+            (checkpoint.state_dict("encoder"), ENCODER_KEY_MAP, encoder_ignore, "encoder", "context_encoder."),
+            (
+                checkpoint.state_dict("predictor"),
+                PREDICTOR_KEY_MAP,
+                (PREDICTOR_TIME_TABLE,),
+                "predictor",
+                "predictor.",
+            ),
+        ]
     else:
         model = BrainJepaModel(config)
         parts = [(checkpoint.state_dict(source), ENCODER_KEY_MAP, encoder_ignore, source, "")]
@@ -314,16 +366,25 @@ def build_converted_model(checkpoint: OriginalCheckpoint, gradient_csv: str | Pa
     model.set_gradient(gradient)
     model.eval()
 
-    encoders = [(model.brain_jepa, source), (model.context_encoder, "encoder")] if with_predictor else [(model, source)]
+    encoders = (
+        [(model.brain_jepa, source), (model.context_encoder, "encoder")] if with_predictor else [(model, source)]
+    )
     for encoder, name in encoders:
-        verify_time_table(checkpoint.state_dict(name)[ENCODER_TIME_TABLE], encoder.embeddings.position_embeddings,
-                          gradient, config.num_rois, config.num_time_patches, name)
+        verify_time_table(
+            checkpoint.state_dict(name)[ENCODER_TIME_TABLE],
+            encoder.embeddings.position_embeddings,
+            gradient,
+            config.num_rois,
+            config.num_time_patches,
+            name,
+        )
     if with_predictor:
         saved = checkpoint.state_dict("predictor").get(PREDICTOR_TIME_TABLE)
         if saved is None:
             raise ValueError(f"checkpoint['predictor']: missing key {PREDICTOR_TIME_TABLE!r} (the saved time table)")
-        verify_time_table(saved, model.predictor.position_embeddings, gradient, config.num_rois,
-                          config.num_time_patches, "predictor")
+        verify_time_table(
+            saved, model.predictor.position_embeddings, gradient, config.num_rois, config.num_time_patches, "predictor"
+        )
     return model
 
 
@@ -350,7 +411,6 @@ def convert_original_checkpoint(
     """
     from tqdm.auto import tqdm
 
-
     output_dir = Path(output_dir)
     check_output_dir(output_dir, overwrite)  # before any heavy work
     if source not in SOURCES:
@@ -369,12 +429,21 @@ def convert_original_checkpoint(
         steps.set_postfix_str("writing folder")
         config = model.config
         feature_extractor = BrainJepaFeatureExtractor(
-            num_rois=config.num_rois, num_frames=config.num_frames, sampling_rate=sampling_rate, scaling=scaling,
+            num_rois=config.num_rois,
+            num_frames=config.num_frames,
+            sampling_rate=sampling_rate,
+            scaling=scaling,
             gradient=model.base_model.embeddings.gradient.numpy(),
         )
-        path = prepare_hub_folder(model, output_dir, feature_extractor=feature_extractor,
-                                  card_preset=card_preset or preset_for(config), repo_id=repo_id,
-                                  converted_from=source, overwrite=overwrite)
+        path = prepare_hub_folder(
+            model,
+            output_dir,
+            feature_extractor=feature_extractor,
+            card_preset=card_preset or preset_for(config),
+            repo_id=repo_id,
+            converted_from=source,
+            overwrite=overwrite,
+        )
         steps.update()
     finally:
         steps.close()
@@ -382,7 +451,18 @@ def convert_original_checkpoint(
 
 
 __all__ = [
-    "SOURCES", "ENCODER_KEY_MAP", "PREDICTOR_KEY_MAP", "OriginalCheckpoint", "load_original_checkpoint",
-    "strip_ddp_prefix", "infer_config", "infer_time_patches", "map_state_dict", "check_against_model",
-    "verify_time_table", "read_gradient", "build_converted_model", "convert_original_checkpoint",
+    "SOURCES",
+    "ENCODER_KEY_MAP",
+    "PREDICTOR_KEY_MAP",
+    "OriginalCheckpoint",
+    "load_original_checkpoint",
+    "strip_ddp_prefix",
+    "infer_config",
+    "infer_time_patches",
+    "map_state_dict",
+    "check_against_model",
+    "verify_time_table",
+    "read_gradient",
+    "build_converted_model",
+    "convert_original_checkpoint",
 ]

@@ -46,8 +46,13 @@ from .series_files import (
 RELEASED_NUM_ROIS = 450  # the released model's atlas (Tian S3 + Schaefer-400)
 
 
-def open_dataset(dataset, split: str | None = None, example_subjects: int | None = None, progress: bool = False,
-                 fmri_column: str = FMRI_COLUMN):
+def open_dataset(
+    dataset,
+    split: str | None = None,
+    example_subjects: int | None = None,
+    progress: bool = False,
+    fmri_column: str = FMRI_COLUMN,
+):
     """The dataset a command line names: "example" (the embedded example cohort, its first
     `example_subjects` subjects, default all 200), a `save_to_disk` / `build-dataset` folder or a
     Brainmarks folder (converted to this package's layout). A
@@ -59,7 +64,9 @@ def open_dataset(dataset, split: str | None = None, example_subjects: int | None
     if isinstance(dataset, str) and dataset == "example":
         return load_example_dataset(num_subjects=example_subjects or EXAMPLE_NUM_SUBJECTS, progress=progress)
     if not isinstance(dataset, (str, os.PathLike)) or not Path(dataset).is_dir():
-        raise FileNotFoundError(f"dataset: expected 'example' or a save_to_disk / build-dataset folder, got {str(dataset)!r} (no such folder)")
+        raise FileNotFoundError(
+            f"dataset: expected 'example' or a save_to_disk / build-dataset folder, got {str(dataset)!r} (no such folder)"
+        )
     loaded = load_dataset_folder(dataset, fmri_column)
     if isinstance(loaded, DatasetDict):
         if split is not None:
@@ -118,7 +125,9 @@ def build_dataset(
     from datasets import load_from_disk
 
     if label_columns and labels is None:
-        raise ValueError(f"label_columns: expected a labels table (--labels) to take {list(label_columns)} from, got none")
+        raise ValueError(
+            f"label_columns: expected a labels table (--labels) to take {list(label_columns)} from, got none"
+        )
     files = list_series_files(input_dir, subject_regex)
     table = _label_table(files, labels, subject_column, label_columns)
     if num_timepoints is not None and (isinstance(num_timepoints, bool) or int(num_timepoints) < 1):
@@ -132,16 +141,25 @@ def build_dataset(
     group = GroupConnectivity() if compute_gradient else None
 
     def add_gradient(folder: Path) -> None:
-        values = gradient if group is None else compute_gradients(group.result(), n_components=gradient_components,
-                                                                  sparsity=gradient_sparsity)
+        values = (
+            gradient
+            if group is None
+            else compute_gradients(group.result(), n_components=gradient_components, sparsity=gradient_sparsity)
+        )
         if values is not None:
             save_gradient_csv(folder / GRADIENT_FILE, values)
 
     rows = _subject_rows(files, first, time_axis, length, num_timepoints is None, table, group, progress)
     if output_dir is None:
         output_dir = Path(tempfile.mkdtemp(prefix="brain-jepa-dataset-")) / "dataset"
-    path = write_dataset(rows, output_dir, features, overwrite=overwrite, writer_batch_size=writer_batch_size,
-                         before_commit=add_gradient)
+    path = write_dataset(
+        rows,
+        output_dir,
+        features,
+        overwrite=overwrite,
+        writer_batch_size=writer_batch_size,
+        before_commit=add_gradient,
+    )
     return load_from_disk(str(path))
 
 
@@ -167,8 +185,11 @@ def _first_series(path: Path, time_axis: int, num_rois: int | None) -> np.ndarra
     if num_rois is not None and rois != num_rois:
         raise ValueError(
             f"series file {path}: expected {num_rois} ROIs (time_axis={time_axis}), got shape {first.shape}"
-            + (f"; the other axis has {num_rois} entries: pass time_axis={0 if time_axis in (1, -1) else -1}"
-               if first.shape[1] == num_rois else "")
+            + (
+                f"; the other axis has {num_rois} entries: pass time_axis={0 if time_axis in (1, -1) else -1}"
+                if first.shape[1] == num_rois
+                else ""
+            )
         )
     if num_rois is None and rois != RELEASED_NUM_ROIS and first.shape[1] == RELEASED_NUM_ROIS:
         raise ValueError(
@@ -184,14 +205,31 @@ def _given_gradient(gradient: Any, rois: int, gradient_components: int) -> np.nd
     """A gradient array or CSV to store with the dataset, checked against its ROIs and components."""
     gradient = resolve_gradient(gradient)
     columns = gradient.shape[1] if gradient.ndim == 2 else None
-    hint = (f"; pass gradient_components={columns} (--gradient-components) if the model is built for that many"
-            if gradient.ndim == 2 and gradient.shape[0] == rois and columns != gradient_components else "")
-    return check_gradient(gradient, rois, gradient_components, columns="gradient_components, the model's gradient_dim",
-                          hint=hint, dtype=np.float64)
+    hint = (
+        f"; pass gradient_components={columns} (--gradient-components) if the model is built for that many"
+        if gradient.ndim == 2 and gradient.shape[0] == rois and columns != gradient_components
+        else ""
+    )
+    return check_gradient(
+        gradient,
+        rois,
+        gradient_components,
+        columns="gradient_components, the model's gradient_dim",
+        hint=hint,
+        dtype=np.float64,
+    )
 
 
-def _subject_rows(files: list[tuple[str, Path]], first: np.ndarray, time_axis: int, length: int, same_length: bool,
-                  table, group: GroupConnectivity | None, progress: bool) -> Iterator[dict]:
+def _subject_rows(
+    files: list[tuple[str, Path]],
+    first: np.ndarray,
+    time_axis: int,
+    length: int,
+    same_length: bool,
+    table,
+    group: GroupConnectivity | None,
+    progress: bool,
+) -> Iterator[dict]:
     """One dataset row per file, its series checked against the first file's and cropped to `length`."""
     from tqdm.auto import tqdm
 
@@ -207,18 +245,21 @@ def _subject_rows(files: list[tuple[str, Path]], first: np.ndarray, time_axis: i
         yield row
 
 
-def _check_like_first(path: Path, series: np.ndarray, first_name: str, first_shape: tuple, time_axis: int, length: int,
-                      same_length: bool) -> None:
+def _check_like_first(
+    path: Path, series: np.ndarray, first_name: str, first_shape: tuple, time_axis: int, length: int, same_length: bool
+) -> None:
     """A series with the first file's ROIs and (unless cropping to `length`) its number of volumes."""
     rois = first_shape[0]
     if series.shape[0] != rois:
-        hint = (f"; one of the two files is transposed (time_axis={time_axis} reads rows as "
-                f"{'ROIs' if time_axis in (1, -1) else 'volumes'}): save them alike, and pass "
-                f"num_rois=<R> (--num-rois) so every file is checked against the atlas")
+        hint = (
+            f"; one of the two files is transposed (time_axis={time_axis} reads rows as "
+            f"{'ROIs' if time_axis in (1, -1) else 'volumes'}): save them alike, and pass "
+            f"num_rois=<R> (--num-rois) so every file is checked against the atlas"
+        )
         raise ValueError(
             f"series file {path}: expected {rois} ROIs like the first file {first_name} (shape "
-            f"{first_shape}), got shape {series.shape}" + (hint if series.shape[1] == rois else
-                                                           "; pass num_rois=<R> (--num-rois) to check every file")
+            f"{first_shape}), got shape {series.shape}"
+            + (hint if series.shape[1] == rois else "; pass num_rois=<R> (--num-rois) to check every file")
         )
     if same_length and series.shape[1] != length:
         raise ValueError(
@@ -226,7 +267,9 @@ def _check_like_first(path: Path, series: np.ndarray, first_name: str, first_sha
             f"pass num_timepoints=<n> to crop every series to its first n volumes"
         )
     if series.shape[1] < length:
-        raise ValueError(f"series file {path}: expected at least num_timepoints={length} volumes, got {series.shape[1]}")
+        raise ValueError(
+            f"series file {path}: expected at least num_timepoints={length} volumes, got {series.shape[1]}"
+        )
 
 
 __all__ = ["open_dataset", "build_dataset"]

@@ -57,11 +57,11 @@ class DemoInputError(ValueError):
 class SubjectResult:
     """Everything the page shows for one subject."""
 
-    series: np.ndarray                       # (R, T) as read, before the feature extractor
-    embedding: np.ndarray                    # (hidden_size,) pooled embedding, float32
-    prediction: list[dict] | None = None     # the classification pipeline's output, or None without a head
-    carpet: Any = None                       # matplotlib Figure of the input
-    attention: Any = None                    # matplotlib Figure, or None when the model carries no atlas
+    series: np.ndarray  # (R, T) as read, before the feature extractor
+    embedding: np.ndarray  # (hidden_size,) pooled embedding, float32
+    prediction: list[dict] | None = None  # the classification pipeline's output, or None without a head
+    carpet: Any = None  # matplotlib Figure of the input
+    attention: Any = None  # matplotlib Figure, or None when the model carries no atlas
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -74,8 +74,13 @@ class DemoModel:
     its target encoder) gives embeddings.
     """
 
-    def __init__(self, model_name_or_path: str | os.PathLike, revision: str | None = None, device: str = "cpu",
-                 dtype: str = "auto"):
+    def __init__(
+        self,
+        model_name_or_path: str | os.PathLike,
+        revision: str | None = None,
+        device: str = "cpu",
+        dtype: str = "auto",
+    ):
         self.name = str(model_name_or_path)
         if _looks_local(self.name) and not Path(self.name).is_dir():
             raise FileNotFoundError(f"model: no such folder {self.name!r}")
@@ -92,12 +97,14 @@ class DemoModel:
         self.feature_extractor = _load_feature_extractor(self.name, revision)
         self._lock = threading.Lock()  # one subject at a time through the model
         register_pipelines()
-        self.embedder = pipeline(FEATURE_EXTRACTION_TASK, model=self.encoder, feature_extractor=self.feature_extractor,
-                                 dtype=self.dtype)
+        self.embedder = pipeline(
+            FEATURE_EXTRACTION_TASK, model=self.encoder, feature_extractor=self.feature_extractor, dtype=self.dtype
+        )
         self.classifier = None
         if self.head is not None:
-            self.classifier = pipeline(CLASSIFICATION_TASK, model=self.head, feature_extractor=self.feature_extractor,
-                                       dtype=self.dtype)
+            self.classifier = pipeline(
+                CLASSIFICATION_TASK, model=self.head, feature_extractor=self.feature_extractor, dtype=self.dtype
+            )
         self.atlas = atlas_for(self.head or self.encoder)
 
     # ------------------------------------------------------------------ facts shown on the page
@@ -139,17 +146,23 @@ class DemoModel:
         """One paragraph of Markdown about the model and the input it takes."""
         config = self.config
         shown = Path(self.name).name if Path(self.name).exists() else self.name
-        lines = [f"**Model:** `{shown}` · {config.hidden_size}-wide encoder, {config.num_hidden_layers} layers · "
-                 f"input **{config.num_rois} ROIs**, {config.num_frames} frames"]
+        lines = [
+            f"**Model:** `{shown}` · {config.hidden_size}-wide encoder, {config.num_hidden_layers} layers · "
+            f"input **{config.num_rois} ROIs**, {config.num_frames} frames"
+        ]
         extractor = self.feature_extractor
         if extractor is not None:
-            lines.append(f"The model takes a clip of {extractor.clip_length} volumes (one in {extractor.sampling_rate}), "
-                         f"{extractor.scaling} scaling; series shorter than {self.min_timepoints} volumes are refused"
-                         + (f"; series are resampled to a TR of {extractor.target_tr:g} s" if extractor.target_tr else "")
-                         + ".")
+            lines.append(
+                f"The model takes a clip of {extractor.clip_length} volumes (one in {extractor.sampling_rate}), "
+                f"{extractor.scaling} scaling; series shorter than {self.min_timepoints} volumes are refused"
+                + (f"; series are resampled to a TR of {extractor.target_tr:g} s" if extractor.target_tr else "")
+                + "."
+            )
         else:
-            lines.append(f"This model has no feature extractor: files must hold exactly {config.num_rois} ROIs x "
-                         f"{config.num_frames} time points.")
+            lines.append(
+                f"This model has no feature extractor: files must hold exactly {config.num_rois} ROIs x "
+                f"{config.num_frames} time points."
+            )
         if self.head is not None:
             labels = list(self.head.config.id2label.values())
             kind = "regression" if self.problem_type == "regression" else "classification"
@@ -178,20 +191,25 @@ class DemoModel:
         rois, times = series.shape
         if rois != self.num_rois:
             hint = " (the columns have that many: choose 'rows are time points')" if times == self.num_rois else ""
-            raise DemoInputError(f"ROIs: the model expects {self.num_rois} ROIs, the file has {rois} ROIs x {times} "
-                                 f"time points under the chosen layout{hint}")
+            raise DemoInputError(
+                f"ROIs: the model expects {self.num_rois} ROIs, the file has {rois} ROIs x {times} "
+                f"time points under the chosen layout{hint}"
+            )
         if tr is not None and self.target_tr:
             needed = int(np.ceil((self.min_timepoints - 1) * self.target_tr / tr)) + 1
         else:
             needed = self.min_timepoints
         if times < needed:
-            raise DemoInputError(f"time points: the model needs at least {needed} volumes"
-                                 f"{f' at a TR of {tr:g} s' if tr and self.target_tr else ''}, the file has {times}")
+            raise DemoInputError(
+                f"time points: the model needs at least {needed} volumes"
+                f"{f' at a TR of {tr:g} s' if tr and self.target_tr else ''}, the file has {times}"
+            )
 
     # ------------------------------------------------------------------ inference
     @torch.inference_mode()
-    def analyse(self, series: np.ndarray, tr: float | None = None,
-                progress: Callable[[float, str], None] | None = None) -> SubjectResult:
+    def analyse(
+        self, series: np.ndarray, tr: float | None = None, progress: Callable[[float, str], None] | None = None
+    ) -> SubjectResult:
         """Embedding, prediction and figures of one (ROI, time) series; `tr` in seconds or None."""
         with self._lock:
             return self._analyse(series, tr, progress or (lambda fraction, message: None))
@@ -206,7 +224,9 @@ class DemoModel:
         else:
             model_tr = tr
             if tr is None and self.target_tr:
-                notes.append(f"No TR given: the series is taken to be sampled every {self.target_tr:g} s, the model's TR.")
+                notes.append(
+                    f"No TR given: the series is taken to be sampled every {self.target_tr:g} s, the model's TR."
+                )
         step(0.1, "preparing the series")
         try:
             inputs = self.embedder.preprocess(series, time_axis=-1, tr=model_tr)
@@ -228,8 +248,9 @@ class DemoModel:
             prediction = self.classifier.postprocess(outputs)
         else:
             embedding = self.encoder(fmri_values=fmri_values, gradient=gradient).pooler_output[0]
-        result = SubjectResult(series=series, embedding=embedding.float().cpu().numpy(), prediction=prediction,
-                               notes=notes)
+        result = SubjectResult(
+            series=series, embedding=embedding.float().cpu().numpy(), prediction=prediction, notes=notes
+        )
         step(0.55, "drawing the carpet plot")
         result.carpet = self._carpet(series, tr, notes)
         step(0.7, "computing attention between networks")
@@ -249,9 +270,14 @@ class DemoModel:
         roi_matrix = attention.float().mean(0)[0].cpu().numpy()  # mean over all layers
         matrix, names = network_matrix(roi_matrix, self.networks, key_pooling="mean")
         # size-normalised: uniform attention is 1/R per key ROI, so R * matrix reads "x uniform"
-        return plot_network_matrix(matrix * self.num_rois, names, title="Attention between networks (this subject)",
-                                   colorbar_label="attention per key ROI (1 = uniform)", row_label="query network",
-                                   column_label="key network")
+        return plot_network_matrix(
+            matrix * self.num_rois,
+            names,
+            title="Attention between networks (this subject)",
+            colorbar_label="attention per key ROI (1 = uniform)",
+            row_label="query network",
+            column_label="key network",
+        )
 
 
 def _looks_local(name: str) -> bool:
@@ -315,8 +341,13 @@ def write_example_files(folder: Path, count: int = NUM_EXAMPLE_SUBJECTS) -> list
     return files
 
 
-def build_demo(model: str | os.PathLike | DemoModel | None = None, revision: str | None = None, device: str = "cpu",
-               title: str | None = None, dtype: str = "auto"):
+def build_demo(
+    model: str | os.PathLike | DemoModel | None = None,
+    revision: str | None = None,
+    device: str = "cpu",
+    title: str | None = None,
+    dtype: str = "auto",
+):
     """The gradio Blocks app for `model` (folder, Hub id or a loaded DemoModel; default: $BRAIN_JEPA_MODEL)."""
     import gradio as gr  # the `demo` extra
 
@@ -324,15 +355,19 @@ def build_demo(model: str | os.PathLike | DemoModel | None = None, revision: str
         model = os.environ.get(MODEL_ENV)
         if not model:
             raise ValueError(f"model: expected a model folder or Hub id (argument or ${MODEL_ENV}), got none")
-    demo_model = model if isinstance(model, DemoModel) else DemoModel(model, revision=revision, device=device, dtype=dtype)
+    demo_model = (
+        model if isinstance(model, DemoModel) else DemoModel(model, revision=revision, device=device, dtype=dtype)
+    )
     files = _ResultFiles()
     analyse = _page_handler(demo_model, files, gr.Progress)
     with gr.Blocks(title=title or f"Brain-JEPA demo: {Path(demo_model.name).name}", analytics_enabled=False) as demo:
-        gr.Markdown(f"# {title or 'Brain-JEPA demo'}\n"
-                    "Upload one subject's parcellated fMRI (ROI time series) or click an example subject. "
-                    "The page shows the input, the subject embedding the model computes"
-                    f"{', its prediction' if demo_model.head is not None else ''} and how its attention "
-                    "flows between brain networks.")
+        gr.Markdown(
+            f"# {title or 'Brain-JEPA demo'}\n"
+            "Upload one subject's parcellated fMRI (ROI time series) or click an example subject. "
+            "The page shows the input, the subject embedding the model computes"
+            f"{', its prediction' if demo_model.head is not None else ''} and how its attention "
+            "flows between brain networks."
+        )
         gr.Markdown(demo_model.describe(), elem_id="model-facts")
         inputs, run, outputs, example_slot = _page_components(gr, demo_model)
         run.click(analyse, inputs, outputs, api_name="analyse")
@@ -376,13 +411,21 @@ def _page_handler(demo_model: DemoModel, files: _ResultFiles, progress_bar):
         for figure, stem in ((result.carpet, "carpet"), (result.attention, "attention")):
             figures.append(_save(figure, folder / f"{stem}.png") if figure is not None else None)
         rois, times = series.shape
-        summary = [f"**{name}**: {rois} ROIs x {times} time points{f', TR {tr:g} s' if tr else ''} · "
-                   f"embedding of {result.embedding.size} values in {result.seconds:.1f} s"]
+        summary = [
+            f"**{name}**: {rois} ROIs x {times} time points{f', TR {tr:g} s' if tr else ''} · "
+            f"embedding of {result.embedding.size} values in {result.seconds:.1f} s"
+        ]
         if result.prediction:
             summary.append(f"Prediction: {format_prediction(result.prediction, regression)}")
         summary += [f"<small>{note}</small>" for note in result.notes]
-        return ("  \n".join(summary), figures[0], format_embedding(result.embedding), str(embedding_path),
-                result.prediction, figures[1])
+        return (
+            "  \n".join(summary),
+            figures[0],
+            format_embedding(result.embedding),
+            str(embedding_path),
+            result.prediction,
+            figures[1],
+        )
 
     return analyse
 
@@ -392,27 +435,50 @@ def _page_components(gr, demo_model: DemoModel):
     handler's order, the column that takes the example subjects)."""
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=320):
-            upload = gr.File(label="ROI time series (.npy, .csv or .tsv; text files may have one header row)",
-                             file_types=list(UPLOAD_SUFFIXES), elem_id="series-file")
+            upload = gr.File(
+                label="ROI time series (.npy, .csv or .tsv; text files may have one header row)",
+                file_types=list(UPLOAD_SUFFIXES),
+                elem_id="series-file",
+            )
             layout = gr.Radio(list(TIME_AXES), value=next(iter(TIME_AXES)), label="Layout of the file")
             tr = gr.Number(value=None, label="TR in seconds (0 = unknown)", minimum=0, elem_id="tr")
             run = gr.Button("Run the model", variant="primary", elem_id="run")
             example_slot = gr.Column()
-            prediction = gr.JSON(label="Prediction (the label's own units and names)", elem_id="prediction",
-                                 visible=demo_model.head is not None)
-            embedding_file = gr.File(label="Embedding (.npy)", elem_id="embedding-file", interactive=False,
-                                     height=100)
+            prediction = gr.JSON(
+                label="Prediction (the label's own units and names)",
+                elem_id="prediction",
+                visible=demo_model.head is not None,
+            )
+            embedding_file = gr.File(label="Embedding (.npy)", elem_id="embedding-file", interactive=False, height=100)
         with gr.Column(scale=2, min_width=480):
             status = gr.Markdown("Waiting for a file.", elem_id="status", container=True, padding=True)
-            carpet = gr.Image(label="Input: carpet plot", type="filepath", interactive=False, elem_id="carpet",
-                              format="png", buttons=["download", "fullscreen"])
+            carpet = gr.Image(
+                label="Input: carpet plot",
+                type="filepath",
+                interactive=False,
+                elem_id="carpet",
+                format="png",
+                buttons=["download", "fullscreen"],
+            )
             with gr.Row(equal_height=True):
-                attention = gr.Image(label="Attention between networks", type="filepath", interactive=False,
-                                     elem_id="attention", format="png", buttons=["download", "fullscreen"],
-                                     visible=demo_model.shows_attention, height=440)
-                embedding_text = gr.Textbox(label=f"Subject embedding ({demo_model.config.hidden_size} values, "
-                                            "mean over tokens)", lines=17, max_lines=17, elem_id="embedding",
-                                            buttons=["copy"], interactive=False)
+                attention = gr.Image(
+                    label="Attention between networks",
+                    type="filepath",
+                    interactive=False,
+                    elem_id="attention",
+                    format="png",
+                    buttons=["download", "fullscreen"],
+                    visible=demo_model.shows_attention,
+                    height=440,
+                )
+                embedding_text = gr.Textbox(
+                    label=f"Subject embedding ({demo_model.config.hidden_size} values, mean over tokens)",
+                    lines=17,
+                    max_lines=17,
+                    elem_id="embedding",
+                    buttons=["copy"],
+                    interactive=False,
+                )
     outputs = [status, carpet, embedding_text, embedding_file, prediction, attention]
     return [upload, layout, tr], run, outputs, example_slot
 
@@ -421,21 +487,36 @@ def _example_subjects(gr, demo_model: DemoModel, files: _ResultFiles, analyse, i
     """One-click example subjects when the model takes the example cohort's ROIs, else a line saying why not."""
     if demo_model.num_rois == EXAMPLE_NUM_ROIS:
         examples = write_example_files(files.examples)
-        gr.Examples([[str(path), next(iter(TIME_AXES)), EXAMPLE_TR] for path, _ in examples],
-                    inputs=inputs, outputs=outputs, fn=analyse, run_on_click=True,
-                    cache_examples=False, label="Example subjects (one click runs the model)",
-                    example_labels=[label for _, label in examples], elem_id="examples")
+        gr.Examples(
+            [[str(path), next(iter(TIME_AXES)), EXAMPLE_TR] for path, _ in examples],
+            inputs=inputs,
+            outputs=outputs,
+            fn=analyse,
+            run_on_click=True,
+            cache_examples=False,
+            label="Example subjects (one click runs the model)",
+            example_labels=[label for _, label in examples],
+            elem_id="examples",
+        )
     else:
-        gr.Markdown(f"<small>The example subjects have {EXAMPLE_NUM_ROIS} ROIs; this model takes "
-                    f"{demo_model.num_rois}, so bring your own file.</small>")
+        gr.Markdown(
+            f"<small>The example subjects have {EXAMPLE_NUM_ROIS} ROIs; this model takes "
+            f"{demo_model.num_rois}, so bring your own file.</small>"
+        )
 
 
 def _save(figure, path: Path) -> str:
     return str(save_figure(figure, path))
 
 
-def launch_demo(model=None, host: str = "127.0.0.1", port: int | None = None, block: bool = True, dtype: str = "auto",
-                **launch_kwargs):
+def launch_demo(
+    model=None,
+    host: str = "127.0.0.1",
+    port: int | None = None,
+    block: bool = True,
+    dtype: str = "auto",
+    **launch_kwargs,
+):
     """Build and start the app; returns (demo, url). With `block=False` the server runs in the background
     (stop it with `demo.close()`). `dtype` is the model's precision ("auto", "float32", "bfloat16")."""
     demo = build_demo(model, dtype=dtype)
@@ -451,6 +532,13 @@ def launch_demo(model=None, host: str = "127.0.0.1", port: int | None = None, bl
 
 
 __all__ = [
-    "MODEL_ENV", "TIME_AXES", "DemoInputError", "DemoModel", "SubjectResult", "build_demo", "format_embedding",
-    "launch_demo", "write_example_files",
+    "MODEL_ENV",
+    "TIME_AXES",
+    "DemoInputError",
+    "DemoModel",
+    "SubjectResult",
+    "build_demo",
+    "format_embedding",
+    "launch_demo",
+    "write_example_files",
 ]

@@ -22,14 +22,19 @@ class ModelArguments:
 
     model_name_or_path: str | None = field(
         default=None,
-        metadata={"help": "Pretrained folder (e.g. `brain-jepa pretrain` output) or Hub id; its target encoder is used."},
+        metadata={
+            "help": "Pretrained folder (e.g. `brain-jepa pretrain` output) or Hub id; its target encoder is used."
+        },
     )
     preset: str | None = field(
-        default=None, metadata={"help": "Without model_name_or_path: randomly initialise this size (tiny, vit-small, ...)."}
+        default=None,
+        metadata={"help": "Without model_name_or_path: randomly initialise this size (tiny, vit-small, ...)."},
     )
     random_init: bool = field(
         default=False,
-        metadata={"help": "Keep the architecture (and atlas gradient) of model_name_or_path but initialise weights randomly."},
+        metadata={
+            "help": "Keep the architecture (and atlas gradient) of model_name_or_path but initialise weights randomly."
+        },
     )
     patch_size: int | None = field(
         default=None, metadata={"help": "Frames per token for a `preset` model (default: the config's, 16)."}
@@ -37,26 +42,36 @@ class ModelArguments:
     drop_path_rate: float = field(default=0.1, metadata={"help": "Stochastic depth of the last block (recipe: 0.1)."})
     mode: str = field(
         default="finetune",
-        metadata={"help": "finetune (all weights, layer decay) or linear_probe (frozen encoder, BatchNorm + Linear head)."},
+        metadata={
+            "help": "finetune (all weights, layer decay) or linear_probe (frozen encoder, BatchNorm + Linear head)."
+        },
     )
     revision: str | None = field(default=None, metadata={"help": "Hub revision of model_name_or_path."})
     atlas: str | None = field(
         default=None,
-        metadata={"help": "ROI names and networks stored with the model: an atlas table (CSV/TSV: index, name, network[, "
-                          "coarse_network, hemisphere, x, y, z]), 'released' or 'none'; default: the pretrained "
-                          "model's, else 'example' on the embedded example dataset."},
+        metadata={
+            "help": "ROI names and networks stored with the model: an atlas table (CSV/TSV: index, name, network[, "
+            "coarse_network, hemisphere, x, y, z]), 'released' or 'none'; default: the pretrained "
+            "model's, else 'example' on the embedded example dataset."
+        },
     )
-    trust_remote_code: bool = field(default=False, metadata={"help": "Allow Hub remote code (not needed with this package)."})
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "Allow Hub remote code (not needed with this package)."}
+    )
 
     def __post_init__(self):
         if self.mode not in ("finetune", "linear_probe"):
             raise ValueError(f"mode: expected 'finetune' or 'linear_probe', got {self.mode!r}")
         if self.model_name_or_path and self.preset:
-            raise ValueError(f"preset: expected either model_name_or_path or preset (random init of a size), got both "
-                             f"({self.model_name_or_path!r}, {self.preset!r}); drop one")
+            raise ValueError(
+                f"preset: expected either model_name_or_path or preset (random init of a size), got both "
+                f"({self.model_name_or_path!r}, {self.preset!r}); drop one"
+            )
         if self.model_name_or_path and self.patch_size is not None:
-            raise ValueError(f"patch_size: applies to a --preset model only (model_name_or_path's config sets it), "
-                             f"got {self.patch_size!r}; drop --patch_size")
+            raise ValueError(
+                f"patch_size: applies to a --preset model only (model_name_or_path's config sets it), "
+                f"got {self.patch_size!r}; drop --patch_size"
+            )
         if self.patch_size is not None and (
             isinstance(self.patch_size, bool) or not isinstance(self.patch_size, int) or self.patch_size < 1
         ):
@@ -71,43 +86,67 @@ class DataArguments:
 
     dataset: str = field(
         default="example",
-        metadata={"help": "'example' (the embedded synthetic cohort) or a folder saved with save_to_disk / build-dataset."},
+        metadata={
+            "help": "'example' (the embedded synthetic cohort) or a folder saved with save_to_disk / build-dataset."
+        },
     )
     label_column: str = field(default="age", metadata={"help": "Column holding the target."})
     problem_type: str | None = field(
         default=None,
-        metadata={"help": "regression, single_label_classification or multi_label_classification; inferred from the label dtype if unset."},
+        metadata={
+            "help": "regression, single_label_classification or multi_label_classification; inferred from the label dtype if unset."
+        },
     )
     fmri_column: str = field(default="fmri", metadata={"help": "Column holding (ROI, time) series."})
     train_split: str = field(default="train", metadata={"help": "Split name when the dataset is a DatasetDict."})
-    validation_split: str = field(default="validation", metadata={"help": "Split name when the dataset is a DatasetDict."})
+    validation_split: str = field(
+        default="validation", metadata={"help": "Split name when the dataset is a DatasetDict."}
+    )
     test_split: str = field(default="test", metadata={"help": "Split name when the dataset is a DatasetDict."})
-    validation_fraction: float = field(default=0.1, metadata={"help": "Held-out validation fraction when splitting one dataset."})
-    test_fraction: float = field(default=0.2, metadata={"help": "Held-out test fraction when splitting one dataset (paper: 0.2)."})
-    split_seed: int = field(default=0, metadata={"help": "Seed of the train/validation/test split (fixed across seeds)."})
+    validation_fraction: float = field(
+        default=0.1, metadata={"help": "Held-out validation fraction when splitting one dataset."}
+    )
+    test_fraction: float = field(
+        default=0.2, metadata={"help": "Held-out test fraction when splitting one dataset (paper: 0.2)."}
+    )
+    split_seed: int = field(
+        default=0, metadata={"help": "Seed of the train/validation/test split (fixed across seeds)."}
+    )
     example_subjects: int = field(default=200, metadata={"help": "Subjects of the example dataset."})
     example_seed: int = field(default=0, metadata={"help": "Cohort seed of the example dataset."})
     feature_extractor: str | None = field(
-        default=None, metadata={"help": "Feature extractor folder/Hub id; default: the model's, else one built from the config."}
+        default=None,
+        metadata={"help": "Feature extractor folder/Hub id; default: the model's, else one built from the config."},
     )
     scaling: str | None = field(
-        default=None, metadata={"help": "Override the extractor's scaling: robust (refitted on train), zscore (paper downstream), none."}
+        default=None,
+        metadata={
+            "help": "Override the extractor's scaling: robust (refitted on train), zscore (paper downstream), none."
+        },
     )
     sampling_rate: int | None = field(
-        default=None, metadata={"help": "Override the extractor's clip stride (clips span sampling_rate*num_frames volumes)."}
+        default=None,
+        metadata={"help": "Override the extractor's clip stride (clips span sampling_rate*num_frames volumes)."},
     )
     short_series: str | None = field(
         default=None,
-        metadata={"help": "Override the extractor's rule for series shorter than the clip: error, stretch (frames "
-                          "spread over the whole series) or pad (missing frames filled)."},
+        metadata={
+            "help": "Override the extractor's rule for series shorter than the clip: error, stretch (frames "
+            "spread over the whole series) or pad (missing frames filled)."
+        },
     )
-    num_frames: int | None = field(default=None, metadata={"help": "Frames per sample of a --preset model (default: the config's, 160)."})
+    num_frames: int | None = field(
+        default=None, metadata={"help": "Frames per sample of a --preset model (default: the config's, 160)."}
+    )
     gradient: str | None = field(
-        default=None, metadata={"help": "Gradient CSV (R x gradient_dim) for a model that holds none (preset / random init)."}
+        default=None,
+        metadata={"help": "Gradient CSV (R x gradient_dim) for a model that holds none (preset / random init)."},
     )
     eval_dataset_id: str | None = field(
         default=None,
-        metadata={"help": "Dataset id written to .eval_results/*.yaml (default: the dataset's Hub id, or its folder name)."},
+        metadata={
+            "help": "Dataset id written to .eval_results/*.yaml (default: the dataset's Hub id, or its folder name)."
+        },
     )
 
     def __post_init__(self):
@@ -125,14 +164,18 @@ class FinetuningArguments(TrainingArguments):
     layer_decay: float = field(default=0.75, metadata={"help": "Layer-wise lr decay; 1.0 disables it."})
     probe_optimizer: str = field(
         default="adamw",
-        metadata={"help": "Optimizer of a linear probe (mode linear_probe): adamw (--optim / --adam_* settings) or lars "
-                          "(the original's; momentum 0.9, trust coefficient 0.001; needs a far larger lr, see "
-                          "docs/finetuning.md). Fine-tuning always uses AdamW."},
+        metadata={
+            "help": "Optimizer of a linear probe (mode linear_probe): adamw (--optim / --adam_* settings) or lars "
+            "(the original's; momentum 0.9, trust coefficient 0.001; needs a far larger lr, see "
+            "docs/finetuning.md). Fine-tuning always uses AdamW."
+        },
     )
     base_learning_rate: float = field(
         default=1e-3, metadata={"help": "lr = base_learning_rate * total_batch / 256 unless learning_rate is set."}
     )
-    learning_rate: float | None = field(default=None, metadata={"help": "Absolute peak lr (overrides base_learning_rate)."})
+    learning_rate: float | None = field(
+        default=None, metadata={"help": "Absolute peak lr (overrides base_learning_rate)."}
+    )
     min_learning_rate: float = field(default=1e-6, metadata={"help": "Final lr of the cosine schedule."})
     seeds: int = field(default=5, metadata={"help": "Number of seeds (seed, seed+1, ...); mean (std) is reported."})
     keep_seed_models: bool = field(default=False, metadata={"help": "Keep every seed's model, not only the best one."})
@@ -151,9 +194,12 @@ class FinetuningArguments(TrainingArguments):
     report_to: None | str | list[str] = "none"
     remove_unused_columns: bool = False
     dataloader_pin_memory: bool = False
-    ddp_find_unused_parameters: bool | None = False  # every trainable parameter is used (the probe's encoder is frozen)
+    ddp_find_unused_parameters: bool | None = (
+        False  # every trainable parameter is used (the probe's encoder is frozen)
+    )
     metric_for_best_model: str | None = field(
-        default=None, metadata={"help": "Validation metric choosing the best checkpoint and seed (default: mse / accuracy)."}
+        default=None,
+        metadata={"help": "Validation metric choosing the best checkpoint and seed (default: mse / accuracy)."},
     )
 
     def __post_init__(self):
@@ -171,7 +217,12 @@ class FinetuningArguments(TrainingArguments):
             self.learning_rate = self.base_learning_rate * total_batch / 256
         for name in ("base_learning_rate", "learning_rate"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+                or value <= 0
+            ):
                 raise ValueError(f"{name}: expected a positive number, got {value!r}")
         if self.lr_scheduler_type == "cosine_with_min_lr" and not self.lr_scheduler_kwargs:
             self.lr_scheduler_kwargs = {"min_lr": self.min_learning_rate}
@@ -192,7 +243,10 @@ def build_argument_parser(prog: str | None = None, description: str | None = Non
     from transformers import HfArgumentParser
 
     parser = HfArgumentParser(
-        (ModelArguments, DataArguments, FinetuningArguments), prog=prog, description=description, epilog=epilog,
+        (ModelArguments, DataArguments, FinetuningArguments),
+        prog=prog,
+        description=description,
+        epilog=epilog,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", default=None, help="YAML file of argument values; command-line flags override it.")
@@ -244,6 +298,11 @@ def use_cpu_process_group_without_accelerator(args: TrainingArguments) -> None:
 
 
 __all__ = [
-    "PROBE_OPTIMIZERS", "ModelArguments", "DataArguments", "FinetuningArguments", "build_argument_parser",
-    "parse_arguments", "use_cpu_process_group_without_accelerator",
+    "PROBE_OPTIMIZERS",
+    "ModelArguments",
+    "DataArguments",
+    "FinetuningArguments",
+    "build_argument_parser",
+    "parse_arguments",
+    "use_cpu_process_group_without_accelerator",
 ]

@@ -33,7 +33,6 @@ def load_splits(data_args: DataArguments) -> dict:
     if data_args.dataset == "example":
         dataset = load_example_dataset(num_subjects=data_args.example_subjects, seed=data_args.example_seed)
     else:
-
         folder = Path(data_args.dataset)
         if not folder.exists():
             raise FileNotFoundError(
@@ -43,9 +42,15 @@ def load_splits(data_args: DataArguments) -> dict:
         dataset = load_dataset_folder(folder, data_args.fmri_column)  # Brainmarks' layout is converted
     if isinstance(dataset, DatasetDict):
         splits = {}
-        names = {"train": data_args.train_split, "validation": data_args.validation_split, "test": data_args.test_split}
+        names = {
+            "train": data_args.train_split,
+            "validation": data_args.validation_split,
+            "test": data_args.test_split,
+        }
         if names["train"] not in dataset:
-            raise ValueError(f"train_split: expected one of the dataset's splits {sorted(dataset)}, got {names['train']!r}")
+            raise ValueError(
+                f"train_split: expected one of the dataset's splits {sorted(dataset)}, got {names['train']!r}"
+            )
         splits["train"] = dataset[names["train"]]
         missing = [role for role in ("validation", "test") if names[role] not in dataset]
         carved = _split_dataset(splits["train"], data_args, missing)
@@ -58,8 +63,10 @@ def load_splits(data_args: DataArguments) -> dict:
         raise ValueError(f"dataset: expected a datasets.Dataset or DatasetDict, got {type(dataset).__name__}")
     for role in ("train", "validation", "test"):
         if getattr(data_args, f"{role}_split") != role:
-            raise ValueError(f"{role}_split: {data_args.dataset} is one dataset without splits, got "
-                             f"{role}_split={getattr(data_args, f'{role}_split')!r}; drop it (the fractions split it)")
+            raise ValueError(
+                f"{role}_split: {data_args.dataset} is one dataset without splits, got "
+                f"{role}_split={getattr(data_args, f'{role}_split')!r}; drop it (the fractions split it)"
+            )
     return _split_dataset(dataset, data_args, ["validation", "test"])
 
 
@@ -72,7 +79,9 @@ def _split_dataset(dataset, data_args: DataArguments, roles: list[str]) -> dict:
         if not 0.0 < fractions[role] < 1.0:
             raise ValueError(f"{role}_fraction: expected a fraction in (0, 1), got {fractions[role]!r}")
     if sum(fractions[r] for r in roles) >= 1.0:
-        raise ValueError(f"validation_fraction + test_fraction: expected a sum below 1, got {sum(fractions[r] for r in roles)}")
+        raise ValueError(
+            f"validation_fraction + test_fraction: expected a sum below 1, got {sum(fractions[r] for r in roles)}"
+        )
     indices = np.arange(len(dataset))
     if not roles:
         return {"train": dataset}
@@ -147,7 +156,9 @@ def infer_label_info(splits: dict, column: str, problem_type: str | None) -> Lab
             )
         if array.dtype.kind == "f" and not np.isfinite(array).all():
             bad = int((~np.isfinite(array)).sum())
-            raise ValueError(f"labels: expected finite values in column {column!r}, got {bad} NaN/Inf in the {role} split")
+            raise ValueError(
+                f"labels: expected finite values in column {column!r}, got {bad} NaN/Inf in the {role} split"
+            )
     if problem_type is None:
         if train.ndim == 2:
             problem_type = "multi_label_classification"
@@ -157,15 +168,21 @@ def infer_label_info(splits: dict, column: str, problem_type: str | None) -> Lab
             problem_type = "regression"
     if problem_type == "regression":
         if train.ndim != 1:
-            raise ValueError(f"labels: expected one regression target per sample in column {column!r}, got shape {train.shape}")
+            raise ValueError(
+                f"labels: expected one regression target per sample in column {column!r}, got shape {train.shape}"
+            )
         std = float(train.astype(np.float64).std())
         if not std > 0:
-            raise ValueError(f"labels: expected varying regression targets in the train split of {column!r}, got all equal to {train[0]}")
+            raise ValueError(
+                f"labels: expected varying regression targets in the train split of {column!r}, got all equal to {train[0]}"
+            )
         return LabelInfo(problem_type, 1, float(train.astype(np.float64).mean()), std, label_names=(column,))
     if problem_type == "single_label_classification":
         for role, array in arrays.items():
             if array.ndim != 1:
-                raise ValueError(f"labels: expected one class id per sample in column {column!r}, got shape {array.shape} ({role} split)")
+                raise ValueError(
+                    f"labels: expected one class id per sample in column {column!r}, got shape {array.shape} ({role} split)"
+                )
             if array.dtype.kind == "f" and not np.array_equal(array, np.round(array)):
                 fractional = array[array != np.round(array)][:3].tolist()
                 raise ValueError(
@@ -174,7 +191,9 @@ def infer_label_info(splits: dict, column: str, problem_type: str | None) -> Lab
                     "use problem_type='regression' for continuous targets"
                 )
             if len(array) and array.min() < 0:
-                raise ValueError(f"labels: expected class ids >= 0 in column {column!r}, got {array.min()} ({role} split)")
+                raise ValueError(
+                    f"labels: expected class ids >= 0 in column {column!r}, got {array.min()} ({role} split)"
+                )
         classes = np.unique(train)
         if len(classes) < 2:
             raise ValueError(
@@ -238,7 +257,9 @@ def check_data_matches_model(splits: dict, config, feature_extractor, fmri_colum
                 f"{fmri_column}: the {role} split has {rois} ROIs per series but the checkpoint {source!r} expects "
                 f"num_rois={config.num_rois}; use a dataset parcellated with the checkpoint's atlas"
             )
-        check_series_fit(series_lengths(split, fmri_column), feature_extractor, fmri_column, where=f" of the {role} split")
+        check_series_fit(
+            series_lengths(split, fmri_column), feature_extractor, fmri_column, where=f" of the {role} split"
+        )
 
 
 def _has_file(name_or_path: str, filename: str, revision: str | None) -> bool:
@@ -258,11 +279,15 @@ def load_config(model_args: ModelArguments, data_args: DataArguments, num_rois: 
     if model_args.model_name_or_path:
         config = BrainJepaConfig.from_pretrained(model_args.model_name_or_path, revision=model_args.revision)
         if data_args.num_frames not in (None, config.num_frames):
-            raise ValueError(f"num_frames: {model_args.model_name_or_path} was built for num_frames={config.num_frames}, "
-                             f"got {data_args.num_frames}; drop --num_frames (it sizes a --preset model)")
+            raise ValueError(
+                f"num_frames: {model_args.model_name_or_path} was built for num_frames={config.num_frames}, "
+                f"got {data_args.num_frames}; drop --num_frames (it sizes a --preset model)"
+            )
         return config
     if not model_args.preset:
-        raise ValueError("model_name_or_path: expected a pretrained folder or Hub id (or --preset for random init), got none")
+        raise ValueError(
+            "model_name_or_path: expected a pretrained folder or Hub id (or --preset for random init), got none"
+        )
     sizes = {"num_frames": data_args.num_frames, "patch_size": model_args.patch_size}  # None: the config's own
     return BrainJepaConfig.from_preset(model_args.preset, num_rois=num_rois, **{k: v for k, v in sizes.items() if v})
 
@@ -273,12 +298,16 @@ def load_feature_extractor(model_args: ModelArguments, data_args: DataArguments,
 
     source = data_args.feature_extractor or model_args.model_name_or_path
     if data_args.feature_extractor and not _has_file(source, "preprocessor_config.json", model_args.revision):
-        raise ValueError(f"feature_extractor: expected a folder or Hub id holding preprocessor_config.json, got {source!r}")
+        raise ValueError(
+            f"feature_extractor: expected a folder or Hub id holding preprocessor_config.json, got {source!r}"
+        )
     if source and _has_file(source, "preprocessor_config.json", model_args.revision):
         extractor = BrainJepaFeatureExtractor.from_pretrained(source, revision=model_args.revision)
     else:
         extractor = BrainJepaFeatureExtractor(
-            num_rois=config.num_rois, num_frames=config.num_frames, scaling=data_args.scaling or "zscore",
+            num_rois=config.num_rois,
+            num_frames=config.num_frames,
+            scaling=data_args.scaling or "zscore",
             sampling_rate=data_args.sampling_rate or 3,
         )
 
@@ -315,12 +344,20 @@ def give_model_gradient(model, feature_extractor, data_args: DataArguments) -> N
 def resolve_example_atlas(model, model_args: ModelArguments, data_args: DataArguments) -> None:
     """A 450-ROI model trained on the embedded example dataset without an atlas gets the example's."""
     if model_args.atlas is None and data_args.dataset == "example" and model.config.num_rois == 450:
-
         if atlas_for(model) is None:
             set_atlas(model, "example")
 
 
 __all__ = [
-    "PROBLEM_TYPES", "LabelInfo", "load_splits", "infer_label_info", "check_splits_not_empty", "series_shape",
-    "check_data_matches_model", "load_config", "load_feature_extractor", "give_model_gradient", "resolve_example_atlas",
+    "PROBLEM_TYPES",
+    "LabelInfo",
+    "load_splits",
+    "infer_label_info",
+    "check_splits_not_empty",
+    "series_shape",
+    "check_data_matches_model",
+    "load_config",
+    "load_feature_extractor",
+    "give_model_gradient",
+    "resolve_example_atlas",
 ]

@@ -37,8 +37,12 @@ POOLINGS = ("mean", "tokens")
 FORMATS = {".npy": "npy", ".parquet": "parquet"}
 
 
-def load_encoder(name_or_path, revision: str | None = None, device: str | torch.device = "cpu",
-                 dtype: str | torch.dtype | None = None):
+def load_encoder(
+    name_or_path,
+    revision: str | None = None,
+    device: str | torch.device = "cpu",
+    dtype: str | torch.dtype | None = None,
+):
     """The encoder (`BrainJepaModel`) of any Brain-JEPA folder / Hub id, in eval mode on `device`: a
     pretraining folder yields its EMA target encoder, a fine-tuned classifier its encoder; a model
     instance is used as is. `dtype` ("auto", "float32", "bfloat16", see `resolve_dtype`) casts it;
@@ -77,8 +81,14 @@ def distributed_state():
 
 @torch.no_grad()
 def iter_embeddings(
-    model, dataset, feature_extractor, pooling: str = "mean", batch_size: int = 16, fmri_column: str = "fmri",
-    start: int = 0, stop: int | None = None,
+    model,
+    dataset,
+    feature_extractor,
+    pooling: str = "mean",
+    batch_size: int = 16,
+    fmri_column: str = "fmri",
+    start: int = 0,
+    stop: int | None = None,
 ) -> Iterator[np.ndarray]:
     """Yield float32 embeddings of rows [start, stop) of `dataset`, one batch at a time."""
     if pooling not in POOLINGS:
@@ -98,8 +108,16 @@ def iter_embeddings(
         yield values.float().cpu().numpy()
 
 
-def compute_embeddings(model, dataset, feature_extractor, pooling: str = "mean", batch_size: int = 16,
-                       fmri_column: str = "fmri", progress: bool = True, state=None) -> np.ndarray:
+def compute_embeddings(
+    model,
+    dataset,
+    feature_extractor,
+    pooling: str = "mean",
+    batch_size: int = 16,
+    fmri_column: str = "fmri",
+    progress: bool = True,
+    state=None,
+) -> np.ndarray:
     """All embeddings in memory: (N, D) for "mean", (N, R*Tp, D) for "tokens". With a multi-process
     `state` (accelerate) the batches are dealt out to the processes in turn and every process gets the
     whole array back, identical to one process's; the main process shows the progress bar."""
@@ -109,8 +127,16 @@ def compute_embeddings(model, dataset, feature_extractor, pooling: str = "mean",
     batches = {}
     with tqdm(total=len(dataset), desc="embedding", unit="sample", disable=not progress or rank != 0) as bar:
         for start in starts:
-            (batch,) = iter_embeddings(model, dataset, feature_extractor, pooling, batch_size, fmri_column,
-                                       start, min(start + batch_size, len(dataset)))
+            (batch,) = iter_embeddings(
+                model,
+                dataset,
+                feature_extractor,
+                pooling,
+                batch_size,
+                fmri_column,
+                start,
+                min(start + batch_size, len(dataset)),
+            )
             batches[start] = batch
             bar.update(min(len(batch) * world, bar.total - bar.n))  # the other processes advance alike
         bar.n = len(dataset)
@@ -179,7 +205,9 @@ def embed(
     partial = _check_embed_arguments(output, overwrite, pooling, batch_size, chunk_size)
     if feature_extractor is None:
         if isinstance(model, torch.nn.Module):
-            raise ValueError("feature_extractor: expected a BrainJepaFeatureExtractor when model is an instance, got None")
+            raise ValueError(
+                "feature_extractor: expected a BrainJepaFeatureExtractor when model is an instance, got None"
+            )
         feature_extractor = BrainJepaFeatureExtractor.from_pretrained(str(model))
     encoder = load_encoder(model, dtype=dtype)
     _check_model_fits(encoder, feature_extractor, dataset, fmri_column)
@@ -192,7 +220,10 @@ def embed(
     meta = {
         "model": model_fingerprint(encoder),
         "feature_extractor": hashlib.sha1(feature_extractor.to_json_string().encode()).hexdigest()[:16],
-        "num_rows": len(dataset), "pooling": pooling, "chunk_size": chunk_size, "fmri_column": fmri_column,
+        "num_rows": len(dataset),
+        "pooling": pooling,
+        "chunk_size": chunk_size,
+        "fmri_column": fmri_column,
         "dtype": str(encoder.dtype).removeprefix("torch."),
     }
     state = distributed_state() if state is None else state
@@ -202,10 +233,26 @@ def embed(
         stats.update(rows=0, seconds=0.0, dtype=str(encoder.dtype).removeprefix("torch."))
     if _prepare_partial(output, chunks, meta, overwrite, processes):
         return output  # a kill fell between writing the output and removing the chunks: the output is complete
-    with tqdm(total=len(dataset), initial=chunks.rows_on_disk(), desc="embedding", unit="sample",
-              disable=not (progress and processes.is_main)) as bar:
-        finished = _embed_chunks(encoder, dataset, feature_extractor, pooling, batch_size, fmri_column, chunks,
-                                 processes, bar, max_chunks, stats)
+    with tqdm(
+        total=len(dataset),
+        initial=chunks.rows_on_disk(),
+        desc="embedding",
+        unit="sample",
+        disable=not (progress and processes.is_main),
+    ) as bar:
+        finished = _embed_chunks(
+            encoder,
+            dataset,
+            feature_extractor,
+            pooling,
+            batch_size,
+            fmri_column,
+            chunks,
+            processes,
+            bar,
+            max_chunks,
+            stats,
+        )
     if processes.world > 1:
         from accelerate.utils import gather_object  # only for a multi-process launch
 
@@ -284,7 +331,9 @@ def _prepare_partial(output: Path, chunks: _ChunkFolder, meta: dict, overwrite: 
         previous = json.loads(chunks.meta_path.read_text()) if chunks.meta_path.is_file() else None
         if output.exists() and not overwrite:
             if previous != meta or not _output_holds_chunks(output, [chunks.path(start) for start in chunks.starts]):
-                raise FileExistsError(f"output: {output} already exists; pass overwrite=True (--overwrite) to replace it")
+                raise FileExistsError(
+                    f"output: {output} already exists; pass overwrite=True (--overwrite) to replace it"
+                )
             processes.wait()
             if processes.is_main:
                 remove_stale(output.parent.glob(f".{glob.escape(output.name)}.tmp-*"))
@@ -311,11 +360,22 @@ def _prepare_partial(output: Path, chunks: _ChunkFolder, meta: dict, overwrite: 
     return False
 
 
-def _embed_chunks(encoder, dataset, feature_extractor, pooling, batch_size, fmri_column, chunks: _ChunkFolder,
-                  processes: _Processes, bar, max_chunks: int | None, stats: dict | None) -> bool:
+def _embed_chunks(
+    encoder,
+    dataset,
+    feature_extractor,
+    pooling,
+    batch_size,
+    fmri_column,
+    chunks: _ChunkFolder,
+    processes: _Processes,
+    bar,
+    max_chunks: int | None,
+    stats: dict | None,
+) -> bool:
     """Embed this process's share of the pending chunks (dealt out in turn), each written as it finishes;
     False when `max_chunks` stopped it early."""
-    mine = chunks.pending()[processes.rank::processes.world]  # the same list on every process
+    mine = chunks.pending()[processes.rank :: processes.world]  # the same list on every process
     new_chunks = 0
     finished = True
     for start in mine:
@@ -325,7 +385,9 @@ def _embed_chunks(encoder, dataset, feature_extractor, pooling, batch_size, fmri
         stop = min(start + chunks.chunk_size, len(dataset))
         parts = []
         began = time.perf_counter()
-        for batch in iter_embeddings(encoder, dataset, feature_extractor, pooling, batch_size, fmri_column, start, stop):
+        for batch in iter_embeddings(
+            encoder, dataset, feature_extractor, pooling, batch_size, fmri_column, start, stop
+        ):
             parts.append(batch)
             if processes.is_main:  # the bar counts every process's finished chunks plus this chunk so far
                 bar.n = chunks.rows_on_disk() + sum(len(part) for part in parts)
@@ -372,7 +434,9 @@ def _save_parquet(path: Path, embeddings: np.ndarray, ids, id_column: str | None
         columns[id_column] = pa.array([str(i) for i in ids], type=pa.string())
     columns["embedding"] = column
     table = pa.table(columns)
-    table = table.replace_schema_metadata({"brain_jepa.pooling": pooling, "brain_jepa.shape": json.dumps(list(embeddings.shape))})
+    table = table.replace_schema_metadata(
+        {"brain_jepa.pooling": pooling, "brain_jepa.shape": json.dumps(list(embeddings.shape))}
+    )
     pq.write_table(table, path)
 
 
@@ -392,4 +456,13 @@ def read_embeddings(path: str | os.PathLike) -> np.ndarray:
     return column.to_numpy(zero_copy_only=False).astype(np.float32).reshape(shape)
 
 
-__all__ = ["POOLINGS", "distributed_state", "load_encoder", "iter_embeddings", "compute_embeddings", "embed", "read_embeddings", "model_fingerprint"]
+__all__ = [
+    "POOLINGS",
+    "distributed_state",
+    "load_encoder",
+    "iter_embeddings",
+    "compute_embeddings",
+    "embed",
+    "read_embeddings",
+    "model_fingerprint",
+]

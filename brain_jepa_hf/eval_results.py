@@ -33,8 +33,9 @@ def default_dataset_id(dataset: str) -> str:
     return Path(dataset).name or dataset
 
 
-def eval_result_entries(results: dict, dataset_id: str | None = None, repo_id: str | None = None,
-                        mode: str | None = None) -> list:
+def eval_result_entries(
+    results: dict, dataset_id: str | None = None, repo_id: str | None = None, mode: str | None = None
+) -> list:
     """`EvalResultEntry` per headline test metric of a `results.json` dictionary (run_finetuning /
     run_sklearn_probe); the source is the model repository when `repo_id` is given."""
     from huggingface_hub import EvalResultEntry
@@ -48,18 +49,25 @@ def eval_result_entries(results: dict, dataset_id: str | None = None, repo_id: s
         if summary is None or summary["mean"] != summary["mean"]:  # absent or NaN
             continue
         source = {"source_url": f"https://huggingface.co/{repo_id}", "source_name": "brain-jepa-hf"} if repo_id else {}
-        entries.append(EvalResultEntry(
-            dataset_id=dataset_id or default_dataset_id(task["dataset"]),
-            task_id=f"{task['label_column']}-{metric}",
-            value=round(float(summary["mean"]), 6),
-            notes=f"brain-jepa-hf {mode}; test split; mean of {seeds} seed(s), std {summary['std']:.6g}",
-            **source,
-        ))
+        entries.append(
+            EvalResultEntry(
+                dataset_id=dataset_id or default_dataset_id(task["dataset"]),
+                task_id=f"{task['label_column']}-{metric}",
+                value=round(float(summary["mean"]), 6),
+                notes=f"brain-jepa-hf {mode}; test split; mean of {seeds} seed(s), std {summary['std']:.6g}",
+                **source,
+            )
+        )
     return entries
 
 
-def write_eval_results(folder: str | Path, results: dict, dataset_id: str | None = None, repo_id: str | None = None,
-                       mode: str | None = None) -> Path | None:
+def write_eval_results(
+    folder: str | Path,
+    results: dict,
+    dataset_id: str | None = None,
+    repo_id: str | None = None,
+    mode: str | None = None,
+) -> Path | None:
     """Write `folder/.eval_results/<dataset>-<label>-<mode>.yaml`; returns its path (None without metrics)."""
     from huggingface_hub import eval_result_entries_to_yaml
 
@@ -68,7 +76,11 @@ def write_eval_results(folder: str | Path, results: dict, dataset_id: str | None
         return None
     task = results["task"]
     mode = mode or results["model"].get("mode") or results["model"].get("engine") or "finetune"
-    path = Path(folder) / EVAL_RESULTS_FOLDER / f"{_slug(entries[0].dataset_id)}-{_slug(task['label_column'])}-{_slug(mode)}.yaml"
+    path = (
+        Path(folder)
+        / EVAL_RESULTS_FOLDER
+        / f"{_slug(entries[0].dataset_id)}-{_slug(task['label_column'])}-{_slug(mode)}.yaml"
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(eval_result_entries_to_yaml(entries), sort_keys=False))
     read_eval_results_file(path)  # what was written parses back
@@ -91,9 +103,18 @@ def read_eval_results_file(path: str | Path) -> list:
 
 def read_eval_results(folder: str | Path) -> list:
     """Every entry of `folder/.eval_results/*.yaml`, validated."""
-    return [entry for path in sorted((Path(folder) / EVAL_RESULTS_FOLDER).glob("*.yaml"))
-            for entry in read_eval_results_file(path)]
+    return [
+        entry
+        for path in sorted((Path(folder) / EVAL_RESULTS_FOLDER).glob("*.yaml"))
+        for entry in read_eval_results_file(path)
+    ]
 
 
-__all__ = ["EVAL_RESULTS_FOLDER", "default_dataset_id", "eval_result_entries", "write_eval_results",
-           "read_eval_results_file", "read_eval_results"]
+__all__ = [
+    "EVAL_RESULTS_FOLDER",
+    "default_dataset_id",
+    "eval_result_entries",
+    "write_eval_results",
+    "read_eval_results_file",
+    "read_eval_results",
+]

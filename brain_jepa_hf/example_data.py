@@ -41,10 +41,16 @@ EXAMPLE_AGE_RANGE = (45.0, 80.0)
 EXAMPLE_MEASUREMENT_NOISE = 0.2
 
 _STRUCTURE_SEED = 20240926  # fixes the atlas-level structure; `seed` only changes subjects
-_AGE_ROIS = np.r_[EXAMPLE_NUM_SUBCORTICAL + 170: EXAMPLE_NUM_SUBCORTICAL + 200,
-                  EXAMPLE_NUM_SUBCORTICAL + 370: EXAMPLE_NUM_SUBCORTICAL + 400]
-_SEX_ROIS = np.r_[0:10, 25:35, EXAMPLE_NUM_SUBCORTICAL + 40: EXAMPLE_NUM_SUBCORTICAL + 60,
-                  EXAMPLE_NUM_SUBCORTICAL + 240: EXAMPLE_NUM_SUBCORTICAL + 260]
+_AGE_ROIS = np.r_[
+    EXAMPLE_NUM_SUBCORTICAL + 170 : EXAMPLE_NUM_SUBCORTICAL + 200,
+    EXAMPLE_NUM_SUBCORTICAL + 370 : EXAMPLE_NUM_SUBCORTICAL + 400,
+]
+_SEX_ROIS = np.r_[
+    0:10,
+    25:35,
+    EXAMPLE_NUM_SUBCORTICAL + 40 : EXAMPLE_NUM_SUBCORTICAL + 60,
+    EXAMPLE_NUM_SUBCORTICAL + 240 : EXAMPLE_NUM_SUBCORTICAL + 260,
+]
 
 
 def canonical_hrf(tr: float, duration: float = 32.0) -> np.ndarray:
@@ -114,8 +120,12 @@ def _hrf_filter(tr: float, num_timepoints: int) -> np.ndarray:
 @functools.lru_cache(maxsize=1)
 def _float32_structure() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     _, cholesky, age_loadings, sex_loadings, baselines = _group_structure()
-    return (cholesky.astype(np.float32), age_loadings[:, None].astype(np.float32),
-            sex_loadings[:, None].astype(np.float32), baselines)
+    return (
+        cholesky.astype(np.float32),
+        age_loadings[:, None].astype(np.float32),
+        sex_loadings[:, None].astype(np.float32),
+        baselines,
+    )
 
 
 def _subject(seed: int, index: int, num_timepoints: int, tr: float) -> dict:
@@ -191,8 +201,12 @@ def load_example_dataset(
         fmri[i] = subject["fmri"]
         for key in columns:
             columns[key].append(subject[key])
-    return dataset_from_arrays(columns["subject_id"], fmri, {"age": columns["age"], "sex": columns["sex"]},
-                               features=example_features(num_timepoints))
+    return dataset_from_arrays(
+        columns["subject_id"],
+        fmri,
+        {"age": columns["age"], "sex": columns["sex"]},
+        features=example_features(num_timepoints),
+    )
 
 
 def write_example_dataset(
@@ -208,11 +222,21 @@ def write_example_dataset(
     with its `gradient.csv` (`example_gradient()`) beside the data."""
     from tqdm.auto import tqdm
 
-    subjects = tqdm(iter_example_subjects(num_subjects, num_timepoints, seed, tr), total=num_subjects,
-                    desc="example subjects", unit="subject", disable=not progress)
+    subjects = tqdm(
+        iter_example_subjects(num_subjects, num_timepoints, seed, tr),
+        total=num_subjects,
+        desc="example subjects",
+        unit="subject",
+        disable=not progress,
+    )
 
-    return write_dataset(subjects, output_dir, example_features(num_timepoints), overwrite=overwrite,
-                         before_commit=lambda folder: save_gradient_csv(folder / "gradient.csv", example_gradient()))
+    return write_dataset(
+        subjects,
+        output_dir,
+        example_features(num_timepoints),
+        overwrite=overwrite,
+        before_commit=lambda folder: save_gradient_csv(folder / "gradient.csv", example_gradient()),
+    )
 
 
 __all__ = [

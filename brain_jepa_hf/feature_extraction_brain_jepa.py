@@ -13,6 +13,7 @@ from transformers import BatchFeature, FeatureExtractionMixin
 
 from .configuration_brain_jepa import check_local_path
 
+
 SCALINGS = ("robust", "zscore", "none")
 SHORT_SERIES_STRATEGIES = ("error", "stretch", "pad")
 _TIME_AXES = (0, 1, -1, -2)
@@ -31,9 +32,11 @@ def _as_numeric_array(value: Any, name: str) -> np.ndarray:
         array = np.asarray(value)
     except ValueError as err:  # ragged nested lists
         raise ValueError(f"{name}: expected a rectangular numeric array, got ragged nested lists ({err})") from None
-    if array.dtype == object or not (
-        np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)
-    ) or array.dtype == np.bool_:
+    if (
+        array.dtype == object
+        or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating))
+        or array.dtype == np.bool_
+    ):
         raise ValueError(f"{name}: expected real numbers, got dtype {array.dtype}")
     return array
 
@@ -190,8 +193,10 @@ class BrainJepaFeatureExtractor(FeatureExtractionMixin):
             if len(series) == 0:
                 raise ValueError("series: expected at least one series, got an empty list")
             first = series[0]
-            if not isinstance(first, (list, tuple)) and np.ndim(first) == 0 or (
-                isinstance(first, (list, tuple)) and len(first) and np.ndim(first[0]) == 0
+            if (
+                not isinstance(first, (list, tuple))
+                and np.ndim(first) == 0
+                or (isinstance(first, (list, tuple)) and len(first) and np.ndim(first[0]) == 0)
             ):
                 items = [_as_numeric_array(series, "series")]  # one series written as nested lists
             else:
@@ -291,8 +296,7 @@ class BrainJepaFeatureExtractor(FeatureExtractionMixin):
             if array.ndim != 2 or array.size == 0:
                 raise ValueError(f"series[{i}]: expected a non-empty 2-D series, got shape {array.shape}")
             array = array if axis == 1 else array.T
-            self._check_rois(array.shape[0], array.shape[1], f"series[{i}]",
-                             "rows" if axis == 1 else "columns", axis)
+            self._check_rois(array.shape[0], array.shape[1], f"series[{i}]", "rows" if axis == 1 else "columns", axis)
             self._check_finite(array[None], offset=i)
             means.append(array.astype(np.float64).mean(axis=1))
         if len(means) < 2:
@@ -311,7 +315,9 @@ class BrainJepaFeatureExtractor(FeatureExtractionMixin):
         room = np.maximum(lengths - self.clip_length, 0)
         if rng is None:
             return room // 2
-        draws = rng.random(len(lengths)) if isinstance(rng, np.random.Generator) else np.array([r.random() for r in rng])
+        draws = (
+            rng.random(len(lengths)) if isinstance(rng, np.random.Generator) else np.array([r.random() for r in rng])
+        )
         return np.minimum(np.floor(draws * (room + 1)).astype(np.int64), room)
 
     def _frame_indices(self, num_times: int, start: int, name: str) -> tuple[np.ndarray, int]:
@@ -407,7 +413,9 @@ class BrainJepaFeatureExtractor(FeatureExtractionMixin):
         rng = None
         if training and isinstance(seed, (list, tuple)):
             if len(seed) != count or not all(isinstance(item, np.random.Generator) for item in seed):
-                raise ValueError(f"seed: expected an int, a Generator or {count} Generators (one per series), got {seed!r}")
+                raise ValueError(
+                    f"seed: expected an int, a Generator or {count} Generators (one per series), got {seed!r}"
+                )
             rng = list(seed)
         elif training:
             rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)

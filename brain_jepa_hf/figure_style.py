@@ -45,28 +45,73 @@ FAMILY_COLORS: dict[str, str] = {
 }
 # 17-network members: lighter/darker shades of their family's hue (distinguishable by lightness).
 MEMBER_COLORS: dict[str, str] = {
-    "VisCent": "#332288", "VisPeri": "#7E70C2",
-    "SomMotA": "#3F88B5", "SomMotB": "#88CCEE",
-    "DorsAttnA": "#117733", "DorsAttnB": "#66BB88",
-    "SalVentAttnA": "#AA4499", "SalVentAttnB": "#DDA0D2",
-    "LimbicA": "#DDCC77", "LimbicB": "#A89B4A",
-    "ContA": "#7A4A00", "ContB": "#C87800", "ContC": "#F0B040",
-    "DefaultA": "#7A2838", "DefaultB": "#CC6677", "DefaultC": "#EBA9A0",
+    "VisCent": "#332288",
+    "VisPeri": "#7E70C2",
+    "SomMotA": "#3F88B5",
+    "SomMotB": "#88CCEE",
+    "DorsAttnA": "#117733",
+    "DorsAttnB": "#66BB88",
+    "SalVentAttnA": "#AA4499",
+    "SalVentAttnB": "#DDA0D2",
+    "LimbicA": "#DDCC77",
+    "LimbicB": "#A89B4A",
+    "ContA": "#7A4A00",
+    "ContB": "#C87800",
+    "ContC": "#F0B040",
+    "DefaultA": "#7A2838",
+    "DefaultB": "#CC6677",
+    "DefaultC": "#EBA9A0",
 }
 # Common spellings of the families (compared lower-case without punctuation).
 FAMILY_ALIASES: dict[str, str] = {
-    "visual": "Vis", "somatomotor": "SomMot", "smn": "SomMot", "dorsalattention": "DorsAttn", "dan": "DorsAttn",
-    "ventralattention": "SalVentAttn", "salience": "SalVentAttn", "salienceventralattention": "SalVentAttn",
-    "van": "SalVentAttn", "control": "Cont", "frontoparietal": "Cont", "fpn": "Cont", "fpcn": "Cont",
-    "defaultmode": "Default", "dmn": "Default", "temporalparietal": "TempPar", "subcortex": "Subcortical",
+    "visual": "Vis",
+    "somatomotor": "SomMot",
+    "smn": "SomMot",
+    "dorsalattention": "DorsAttn",
+    "dan": "DorsAttn",
+    "ventralattention": "SalVentAttn",
+    "salience": "SalVentAttn",
+    "salienceventralattention": "SalVentAttn",
+    "van": "SalVentAttn",
+    "control": "Cont",
+    "frontoparietal": "Cont",
+    "fpn": "Cont",
+    "fpcn": "Cont",
+    "defaultmode": "Default",
+    "dmn": "Default",
+    "temporalparietal": "TempPar",
+    "subcortex": "Subcortical",
 }
 # Names outside the Yeo vocabulary: Tol "light" then Okabe-Ito hues not already used above.
 OTHER_COLORS: tuple[str, ...] = (
-    "#77AADD", "#EE8866", "#EEDD88", "#FFAABB", "#99DDFF", "#44BB99", "#BBCC33", "#AAAA00",
-    "#E69F00", "#56B4E9", "#009E73", "#F0E442", "#0072B2", "#D55E00", "#CC79A7", "#882255",
+    "#77AADD",
+    "#EE8866",
+    "#EEDD88",
+    "#FFAABB",
+    "#99DDFF",
+    "#44BB99",
+    "#BBCC33",
+    "#AAAA00",
+    "#E69F00",
+    "#56B4E9",
+    "#009E73",
+    "#F0E442",
+    "#0072B2",
+    "#D55E00",
+    "#CC79A7",
+    "#882255",
 )
 # Bar groups (classes): Okabe-Ito, black left out.
-CLASS_COLORS: tuple[str, ...] = ("#E69F00", "#56B4E9", "#009E73", "#D55E00", "#0072B2", "#CC79A7", "#F0E442", "#999999")
+CLASS_COLORS: tuple[str, ...] = (
+    "#E69F00",
+    "#56B4E9",
+    "#009E73",
+    "#D55E00",
+    "#0072B2",
+    "#CC79A7",
+    "#F0E442",
+    "#999999",
+)
 
 COLOR_LEVELS = 64  # levels of continuous colour maps: smooth to the eye, few colours in the PNG
 WIDTH_IN = 8.0  # default figure width in inches; at dpi 120, 960 px
@@ -172,8 +217,9 @@ def _palette_image(png: io.BytesIO, max_colors: int | None, keep: np.ndarray):
     if max_colors is None:
         return image
     pixels = np.asarray(image).reshape(-1, 3).astype(np.int32)
-    codes, inverse, counts = np.unique(pixels[:, 0] << 16 | pixels[:, 1] << 8 | pixels[:, 2], return_inverse=True,
-                                       return_counts=True)
+    codes, inverse, counts = np.unique(
+        pixels[:, 0] << 16 | pixels[:, 1] << 8 | pixels[:, 2], return_inverse=True, return_counts=True
+    )
     kept = np.isin(codes, keep[:, 0] << 16 | keep[:, 1] << 8 | keep[:, 2])
     priority = np.where(kept, counts.max() + 1, counts)  # `keep` first, then by frequency
     chosen = np.argsort(-priority, kind="stable")[:max_colors]
@@ -196,6 +242,14 @@ def _close(figure: Figure) -> None:
 
 
 __all__ = [
-    "CLASS_COLORS", "COLOR_LEVELS", "FAMILY_ALIASES", "FAMILY_COLORS", "MEMBER_COLORS", "OTHER_COLORS", "WIDTH_IN",
-    "network_colors", "new_figure", "save_figure",
+    "CLASS_COLORS",
+    "COLOR_LEVELS",
+    "FAMILY_ALIASES",
+    "FAMILY_COLORS",
+    "MEMBER_COLORS",
+    "OTHER_COLORS",
+    "WIDTH_IN",
+    "network_colors",
+    "new_figure",
+    "save_figure",
 ]

@@ -33,8 +33,8 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from .atlas import resolve_atlas, set_atlas
 from .atomic_io import atomic_output_dir, check_output_dir
-from .console import show_training_progress
 from .configuration_brain_jepa import check_local_path
+from .console import show_training_progress
 from .downstream_arguments import DataArguments, FinetuningArguments, ModelArguments
 from .downstream_data import (
     LabelInfo,
@@ -79,7 +79,10 @@ def layer_id_for_parameter(name: str, num_layers: int) -> int:
 
 
 def layer_decay_parameter_groups(
-    model: torch.nn.Module, learning_rate: float, weight_decay: float, layer_decay: float,
+    model: torch.nn.Module,
+    learning_rate: float,
+    weight_decay: float,
+    layer_decay: float,
     num_layers: int | None = None,
 ) -> list[dict]:
     """AdamW parameter groups, one per (layer, decay / no decay): `lr` = learning_rate * `lr_scale`,
@@ -97,8 +100,12 @@ def layer_decay_parameter_groups(
         if key not in groups:
             scale = layer_decay ** (num_layers + 1 - layer_id)
             groups[key] = {
-                "params": [], "param_names": [], "layer_id": layer_id, "lr_scale": scale,
-                "lr": learning_rate * scale, "weight_decay": weight_decay if decayed else 0.0,
+                "params": [],
+                "param_names": [],
+                "layer_id": layer_id,
+                "lr_scale": scale,
+                "lr": learning_rate * scale,
+                "weight_decay": weight_decay if decayed else 0.0,
             }
         groups[key]["params"].append(parameter)
         groups[key]["param_names"].append(name)
@@ -119,7 +126,10 @@ class BrainJepaTrainer(Trainer):
         model = self.model if model is None else model
         if self.optimizer is None:
             groups = layer_decay_parameter_groups(
-                model, self.args.learning_rate, self.args.weight_decay, self.layer_decay,
+                model,
+                self.args.learning_rate,
+                self.args.weight_decay,
+                self.layer_decay,
                 num_layers=_encoder_config(model).num_hidden_layers,
             )
             probe_optimizer = getattr(self.args, "probe_optimizer", "adamw")
@@ -282,7 +292,9 @@ def prepare_run(model_args: ModelArguments, data_args: DataArguments) -> Prepare
     for role, split in splits.items():
         array = np.asarray(split[data_args.label_column])
         if label_info.problem_type == "regression":
-            labels[role] = ((array.astype(np.float64) - label_info.target_mean) / label_info.target_std).astype(np.float32)
+            labels[role] = ((array.astype(np.float64) - label_info.target_mean) / label_info.target_std).astype(
+                np.float32
+            )
         elif label_info.problem_type == "single_label_classification":
             labels[role] = array.astype(np.int64)
         else:
@@ -301,8 +313,14 @@ def _finalise_training_args(args: FinetuningArguments, problem_type: str, seed: 
     return args
 
 
-def run_seed(prepared: PreparedRun, model_args: ModelArguments, data_args: DataArguments,
-             training_args: FinetuningArguments, seed: int, seed_dir: Path) -> dict:
+def run_seed(
+    prepared: PreparedRun,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: FinetuningArguments,
+    seed: int,
+    seed_dir: Path,
+) -> dict:
     """Train one seed: returns {"seed", "validation", "test" (metrics), "num_test_predictions", "train"};
     the main process saves the best model (validation) into `seed_dir`. Under a launch, every process
     runs this; evaluation gathers the predictions of all processes, each test sample counted once."""
@@ -315,7 +333,9 @@ def run_seed(prepared: PreparedRun, model_args: ModelArguments, data_args: DataA
     resolve_example_atlas(model, model_args, data_args)
     extractor = prepared.feature_extractor
     datasets = {
-        role: FmriSamples(split, extractor, data_args.fmri_column, prepared.labels[role], training=(role == "train"), seed=seed)
+        role: FmriSamples(
+            split, extractor, data_args.fmri_column, prepared.labels[role], training=(role == "train"), seed=seed
+        )
         for role, split in prepared.splits.items()
     }
     info = prepared.label_info
@@ -336,7 +356,10 @@ def run_seed(prepared: PreparedRun, model_args: ModelArguments, data_args: DataA
     test = _strip_prefix(prediction.metrics, "test_")
     logits = prediction.predictions[0] if isinstance(prediction.predictions, tuple) else prediction.predictions
     result = {
-        "seed": seed, "validation": validation, "test": test, "num_test_predictions": len(logits),
+        "seed": seed,
+        "validation": validation,
+        "test": test,
+        "num_test_predictions": len(logits),
         "train": {"global_step": trainer.state.global_step, "epoch": float(trainer.state.epoch or 0.0)},
     }
     if trainer.is_world_process_zero():
@@ -414,10 +437,14 @@ def run_finetuning(model_args: ModelArguments, data_args: DataArguments, trainin
     if training_args.push_to_hub and model_args.mode == "linear_probe":
         raise ValueError("push_to_hub: a linear probe is not a transformers model; push a fine-tuned model instead")
     if training_args.push_to_hub and not training_args.hub_model_id:
-        raise ValueError("hub_model_id: expected a repository id like 'user/brain-jepa-age' with --push_to_hub, got None")
+        raise ValueError(
+            "hub_model_id: expected a repository id like 'user/brain-jepa-age' with --push_to_hub, got None"
+        )
     output_dir = Path(training_args.output_dir)
     info = prepared.label_info
-    metric = _finalise_training_args(training_args, info.problem_type, training_args.seed, output_dir).metric_for_best_model
+    metric = _finalise_training_args(
+        training_args, info.problem_type, training_args.seed, output_dir
+    ).metric_for_best_model
     metric = metric.removeprefix("eval_")
     state = process_state(training_args)
     with shared_output_dir(output_dir, training_args.overwrite_output_dir, state) as staging:
@@ -433,31 +460,60 @@ def run_finetuning(model_args: ModelArguments, data_args: DataArguments, trainin
             write_results(staging, results, f"{data_args.label_column} ({model_args.mode})")
             if model_args.mode == "finetune":
                 write_finetune_card(staging, results, repo_id=training_args.hub_model_id)
-            write_eval_results(staging, results, dataset_id=data_args.eval_dataset_id, repo_id=training_args.hub_model_id)
+            write_eval_results(
+                staging, results, dataset_id=data_args.eval_dataset_id, repo_id=training_args.hub_model_id
+            )
     if training_args.push_to_hub and state.is_main_process:
-        push_folder_to_hub(output_dir, training_args.hub_model_id, token=training_args.hub_token,
-                           private=training_args.hub_private_repo,
-                           commit_message=f"Fine-tuned Brain-JEPA on {data_args.label_column}")
+        push_folder_to_hub(
+            output_dir,
+            training_args.hub_model_id,
+            token=training_args.hub_token,
+            private=training_args.hub_private_repo,
+            commit_message=f"Fine-tuned Brain-JEPA on {data_args.label_column}",
+        )
     return results
 
 
-def _results(prepared: PreparedRun, model_args: ModelArguments, data_args: DataArguments,
-             training_args: FinetuningArguments, per_seed: list[dict], best: int, metric: str) -> dict:
+def _results(
+    prepared: PreparedRun,
+    model_args: ModelArguments,
+    data_args: DataArguments,
+    training_args: FinetuningArguments,
+    per_seed: list[dict],
+    best: int,
+    metric: str,
+) -> dict:
     """The results.json dictionary: task, model, training settings, per-seed and summarised metrics."""
     info = prepared.label_info
     return {
-        "task": {"dataset": data_args.dataset, "label_column": data_args.label_column,
-                 "problem_type": info.problem_type, "num_labels": info.num_labels,
-                 "num_samples": {role: len(split) for role, split in prepared.splits.items()}},
-        "model": {"model_name_or_path": model_args.model_name_or_path, "preset": model_args.preset,
-                  "random_init": model_args.random_init, "mode": model_args.mode},
-        "training": {"learning_rate": training_args.learning_rate, "layer_decay": training_args.layer_decay,
-                     "weight_decay": training_args.weight_decay, "num_train_epochs": training_args.num_train_epochs,
-                     "max_steps": training_args.max_steps, "batch_size": training_args.per_device_train_batch_size,
-                     "drop_path_rate": model_args.drop_path_rate, "seeds": [result["seed"] for result in per_seed],
-                     "metric_for_best_model": metric,
-                     "optimizer": _optimizer_name(model_args, training_args)},
-        "regression_target": {"mean": info.target_mean, "std": info.target_std} if info.problem_type == "regression" else None,
+        "task": {
+            "dataset": data_args.dataset,
+            "label_column": data_args.label_column,
+            "problem_type": info.problem_type,
+            "num_labels": info.num_labels,
+            "num_samples": {role: len(split) for role, split in prepared.splits.items()},
+        },
+        "model": {
+            "model_name_or_path": model_args.model_name_or_path,
+            "preset": model_args.preset,
+            "random_init": model_args.random_init,
+            "mode": model_args.mode,
+        },
+        "training": {
+            "learning_rate": training_args.learning_rate,
+            "layer_decay": training_args.layer_decay,
+            "weight_decay": training_args.weight_decay,
+            "num_train_epochs": training_args.num_train_epochs,
+            "max_steps": training_args.max_steps,
+            "batch_size": training_args.per_device_train_batch_size,
+            "drop_path_rate": model_args.drop_path_rate,
+            "seeds": [result["seed"] for result in per_seed],
+            "metric_for_best_model": metric,
+            "optimizer": _optimizer_name(model_args, training_args),
+        },
+        "regression_target": {"mean": info.target_mean, "std": info.target_std}
+        if info.problem_type == "regression"
+        else None,
         "per_seed": per_seed,
         "test": summarise(per_seed, "test"),
         "validation": summarise(per_seed, "validation"),
@@ -466,6 +522,15 @@ def _results(prepared: PreparedRun, model_args: ModelArguments, data_args: DataA
 
 
 __all__ = [
-    "layer_id_for_parameter", "layer_decay_parameter_groups", "BrainJepaTrainer", "FmriSamples", "FmriCollator",
-    "build_model", "process_state", "shared_output_dir", "prepare_run", "run_seed", "run_finetuning",
+    "layer_id_for_parameter",
+    "layer_decay_parameter_groups",
+    "BrainJepaTrainer",
+    "FmriSamples",
+    "FmriCollator",
+    "build_model",
+    "process_state",
+    "shared_output_dir",
+    "prepare_run",
+    "run_seed",
+    "run_finetuning",
 ]

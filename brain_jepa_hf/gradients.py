@@ -117,8 +117,10 @@ def compute_gradients(
     from brainspace.gradient import GradientMaps
 
     fc = _square_matrix(fc)
-    if isinstance(n_components, bool) or not isinstance(n_components, (int, np.integer)) or not (
-        1 <= n_components < fc.shape[0]
+    if (
+        isinstance(n_components, bool)
+        or not isinstance(n_components, (int, np.integer))
+        or not (1 <= n_components < fc.shape[0])
     ):
         raise ValueError(
             f"n_components: expected an integer in [1, {fc.shape[0] - 1}] for {fc.shape[0]} ROIs, got {n_components!r}"
@@ -159,9 +161,7 @@ def align_gradients(gradients: Any, reference: Any) -> np.ndarray:
     gradients = np.asarray(gradients, dtype=np.float64)
     reference = np.asarray(reference, dtype=np.float64)
     if gradients.ndim != 2 or reference.shape != gradients.shape:
-        raise ValueError(
-            f"reference: expected the shape of gradients {gradients.shape}, got shape {reference.shape}"
-        )
+        raise ValueError(f"reference: expected the shape of gradients {gradients.shape}, got shape {reference.shape}")
     return np.ascontiguousarray(procrustes(gradients, reference))
 
 
@@ -188,7 +188,9 @@ def load_gradient_csv(path: str | os.PathLike, num_rois: int | None = None) -> n
     if not path.is_file():
         raise FileNotFoundError(f"gradient file: {path} does not exist")
     if not path.read_text(errors="replace").strip():
-        raise ValueError(f"gradient file {path}: expected comma-separated numbers (one row per ROI), got an empty file")
+        raise ValueError(
+            f"gradient file {path}: expected comma-separated numbers (one row per ROI), got an empty file"
+        )
     try:
         gradients = np.loadtxt(path, delimiter=",", ndmin=2, dtype=np.float64)
     except ValueError as err:
@@ -200,8 +202,12 @@ def load_gradient_csv(path: str | os.PathLike, num_rois: int | None = None) -> n
     return gradients
 
 
-def resolve_gradient(gradient: Any = None, dataset_folder: str | os.PathLike | None = None, feature_extractor: Any = None,
-                     example: Callable[[], Any] | None = None) -> np.ndarray | None:
+def resolve_gradient(
+    gradient: Any = None,
+    dataset_folder: str | os.PathLike | None = None,
+    feature_extractor: Any = None,
+    example: Callable[[], Any] | None = None,
+) -> np.ndarray | None:
     """The atlas gradient a run uses, the first found of: `gradient` (a CSV path or an (R, K) array), the
     `gradient.csv` of a `build-dataset` folder `dataset_folder`, the feature extractor's, and `example()`
     (the example cohort's, computed only when reached). None when there is none; check the result
@@ -217,8 +223,16 @@ def resolve_gradient(gradient: Any = None, dataset_folder: str | os.PathLike | N
     return None if example is None else np.asarray(example())
 
 
-def check_gradient(gradient: Any, num_rois: int, gradient_dim: int | None = None, *, name: str = "gradient",
-                   columns: str = "gradient_dim", hint: str = "", dtype=np.float32) -> np.ndarray:
+def check_gradient(
+    gradient: Any,
+    num_rois: int,
+    gradient_dim: int | None = None,
+    *,
+    name: str = "gradient",
+    columns: str = "gradient_dim",
+    hint: str = "",
+    dtype=np.float32,
+) -> np.ndarray:
     """`gradient` as a `dtype` (num_rois, gradient_dim) array of finite values, or a one-line ValueError
     naming `name`, the expected and the given shape (`columns` says what the columns are; `hint` ends
     the message). `gradient_dim=None` accepts any number of columns."""

@@ -92,15 +92,19 @@ def remote_code_problems(folder: Path) -> list[str]:
             elif isinstance(node, ast.ImportFrom):
                 module = (node.module or "").split(".")[0]
                 if node.level != 1 or module not in local_modules:
-                    problems.append(f"{path.name}: relative import '{'.' * node.level}{node.module or ''}' "
-                                    "does not name a file of this folder")
+                    problems.append(
+                        f"{path.name}: relative import '{'.' * node.level}{node.module or ''}' "
+                        "does not name a file of this folder"
+                    )
                 continue
             else:
                 continue
             for name in names:
                 if name.split(".")[0] not in allowed:
-                    problems.append(f"{path.name}: imports {name!r} (remote code may import only "
-                                    f"{sorted(REMOTE_CODE_MODULES)}, the standard library and files of this folder)")
+                    problems.append(
+                        f"{path.name}: imports {name!r} (remote code may import only "
+                        f"{sorted(REMOTE_CODE_MODULES)}, the standard library and files of this folder)"
+                    )
     return problems
 
 
@@ -168,9 +172,21 @@ SKIPPED_FOLDERS = {"checkpoints", "__pycache__"}
 SKIPPED_FOLDER_PATTERNS = ("step-*", "checkpoint-*", "*.partial")
 KEPT_HIDDEN_FOLDERS = {".eval_results"}  # the Hub reads evaluation results from here
 SKIPPED_FILE_PATTERNS = (
-    "optimizer.bin", "optimizer.pt", "scheduler.bin", "scheduler.pt", "scaler.pt", "random_states_*.pkl",
-    "rng_state*.pth", "training_args.bin", "trainer_state.json", "pretraining_log.jsonl", "pretraining_args.yaml",
-    "pretraining_summary.json", "run_settings.json", "*.tmp", "*.tmp-*",
+    "optimizer.bin",
+    "optimizer.pt",
+    "scheduler.bin",
+    "scheduler.pt",
+    "scaler.pt",
+    "random_states_*.pkl",
+    "rng_state*.pth",
+    "training_args.bin",
+    "trainer_state.json",
+    "pretraining_log.jsonl",
+    "pretraining_args.yaml",
+    "pretraining_summary.json",
+    "run_settings.json",
+    "*.tmp",
+    "*.tmp-*",
 )
 
 
@@ -185,8 +201,12 @@ def hub_upload_files(folder: str | Path) -> list[Path]:
         if not path.is_file() or path.is_symlink():
             continue
         *parents, name = path.relative_to(folder).parts
-        if any(part in SKIPPED_FOLDERS or (part.startswith(".") and part not in KEPT_HIDDEN_FOLDERS)
-               or any(fnmatch.fnmatch(part, pattern) for pattern in SKIPPED_FOLDER_PATTERNS) for part in parents):
+        if any(
+            part in SKIPPED_FOLDERS
+            or (part.startswith(".") and part not in KEPT_HIDDEN_FOLDERS)
+            or any(fnmatch.fnmatch(part, pattern) for pattern in SKIPPED_FOLDER_PATTERNS)
+            for part in parents
+        ):
             continue
         if name.startswith(".") or any(fnmatch.fnmatch(name, pattern) for pattern in SKIPPED_FILE_PATTERNS):
             continue
@@ -194,8 +214,14 @@ def hub_upload_files(folder: str | Path) -> list[Path]:
     return kept
 
 
-def push_folder_to_hub(folder: str | Path, repo_id: str, token: str | None = None, private: bool | None = None,
-                       commit_message: str = "Upload Brain-JEPA model", revision: str | None = None):
+def push_folder_to_hub(
+    folder: str | Path,
+    repo_id: str,
+    token: str | None = None,
+    private: bool | None = None,
+    commit_message: str = "Upload Brain-JEPA model",
+    revision: str | None = None,
+):
     """Create `repo_id` if needed and upload a checked Hub-ready folder in one commit; returns the CommitInfo."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
@@ -206,21 +232,44 @@ def push_folder_to_hub(folder: str | Path, repo_id: str, token: str | None = Non
     api.create_repo(repo_id, private=private, exist_ok=True)
     card = _point_card_at(folder, repo_id)
     operations = [
-        CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(),
-                           path_or_fileobj=card if (card is not None and path.name == "README.md") else str(path))
+        CommitOperationAdd(
+            path_in_repo=path.relative_to(folder).as_posix(),
+            path_or_fileobj=card if (card is not None and path.name == "README.md") else str(path),
+        )
         for path in hub_upload_files(folder)
     ]
     return api.create_commit(repo_id, operations=operations, commit_message=commit_message, revision=revision)
 
 
-def push_to_hub(model, repo_id: str, feature_extractor=None, card_preset: str | None = None,
-                converted_from: str | None = None, token: str | None = None, private: bool | None = None,
-                commit_message: str = "Upload Brain-JEPA model"):
+def push_to_hub(
+    model,
+    repo_id: str,
+    feature_extractor=None,
+    card_preset: str | None = None,
+    converted_from: str | None = None,
+    token: str | None = None,
+    private: bool | None = None,
+    commit_message: str = "Upload Brain-JEPA model",
+):
     """Prepare `model` (+ feature extractor, card, code, pipelines) in a temporary folder and push it."""
     with tempfile.TemporaryDirectory() as scratch:
-        folder = prepare_hub_folder(model, Path(scratch) / "repo", feature_extractor=feature_extractor,
-                                    card_preset=card_preset, repo_id=repo_id, converted_from=converted_from)
+        folder = prepare_hub_folder(
+            model,
+            Path(scratch) / "repo",
+            feature_extractor=feature_extractor,
+            card_preset=card_preset,
+            repo_id=repo_id,
+            converted_from=converted_from,
+        )
         return push_folder_to_hub(folder, repo_id, token=token, private=private, commit_message=commit_message)
 
 
-__all__ = ["check_hub_folder", "hub_upload_files", "prepare_hub_folder", "preset_for", "push_folder_to_hub", "push_to_hub", "remote_code_problems"]
+__all__ = [
+    "check_hub_folder",
+    "hub_upload_files",
+    "prepare_hub_folder",
+    "preset_for",
+    "push_folder_to_hub",
+    "push_to_hub",
+    "remote_code_problems",
+]

@@ -26,26 +26,33 @@ class Lars(torch.optim.Optimizer):
     momentum SGD without weight decay. Per-group `lr`, `momentum`, `weight_decay` and
     `trust_coefficient` override the defaults."""
 
-    def __init__(self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,
-                 trust_coefficient: float = 0.001):
+    def __init__(
+        self, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0, trust_coefficient: float = 0.001
+    ):
         _check_number("lr", lr, "a learning rate >= 0", lambda v: v >= 0)
         _check_number("momentum", momentum, "a value in [0, 1)", lambda v: 0 <= v < 1)
         _check_number("weight_decay", weight_decay, "a value >= 0", lambda v: v >= 0)
         _check_number("trust_coefficient", trust_coefficient, "a value > 0", lambda v: v > 0)
-        defaults = {"lr": lr, "momentum": momentum, "weight_decay": weight_decay,
-                    "trust_coefficient": trust_coefficient}
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "weight_decay": weight_decay,
+            "trust_coefficient": trust_coefficient,
+        }
         super().__init__(params, defaults)
 
     @staticmethod
-    def _adapted_update(parameter: torch.Tensor, gradient: torch.Tensor, weight_decay: float,
-                        trust_coefficient: float) -> torch.Tensor:
+    def _adapted_update(
+        parameter: torch.Tensor, gradient: torch.Tensor, weight_decay: float, trust_coefficient: float
+    ) -> torch.Tensor:
         """(g + weight_decay * p) * trust ratio, computed on the device without a host sync."""
         update = gradient.add(parameter, alpha=weight_decay)
         parameter_norm = torch.linalg.vector_norm(parameter)
         update_norm = torch.linalg.vector_norm(update)
         both_positive = (parameter_norm > 0) & (update_norm > 0)
-        ratio = torch.where(both_positive, trust_coefficient * parameter_norm / update_norm,
-                            torch.ones_like(parameter_norm))
+        ratio = torch.where(
+            both_positive, trust_coefficient * parameter_norm / update_norm, torch.ones_like(parameter_norm)
+        )
         return update.mul_(ratio)
 
     @torch.no_grad()
@@ -63,7 +70,9 @@ class Lars(torch.optim.Optimizer):
                 if gradient.is_sparse:
                     raise ValueError("grad: Lars expected dense gradients, got a sparse gradient")
                 if parameter.ndim > 1:
-                    update = self._adapted_update(parameter, gradient, group["weight_decay"], group["trust_coefficient"])
+                    update = self._adapted_update(
+                        parameter, gradient, group["weight_decay"], group["trust_coefficient"]
+                    )
                 else:
                     update = gradient
                 state = self.state[parameter]

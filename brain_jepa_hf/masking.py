@@ -392,12 +392,24 @@ class BrainJepaMaskCollator(_StepMaskCollator):
         enc_times = min(scaled_count(Tp, self.enc_scale, u_enc_times), Tp - 1)
 
         # Per sample: observation ROI subset and window; alpha ROI subset and window inside it.
-        observation_rois = random_subset(torch.rand(B, R, generator=g, ), enc_rois)
-        alpha_roi_mask = random_subset(torch.rand(B, R, generator=g, ), alpha_rois)
+        observation_rois = random_subset(
+            torch.rand(
+                B,
+                R,
+                generator=g,
+            ),
+            enc_rois,
+        )
+        alpha_roi_mask = random_subset(
+            torch.rand(
+                B,
+                R,
+                generator=g,
+            ),
+            alpha_rois,
+        )
         enc_start = (torch.rand(B, 1, generator=g) * self._num_starts(Tp, enc_times)).long()
-        alpha_start = enc_start + (
-            torch.rand(B, 1, generator=g) * self._num_starts(enc_times, alpha_times)
-        ).long()
+        alpha_start = enc_start + (torch.rand(B, 1, generator=g) * self._num_starts(enc_times, alpha_times)).long()
         t = torch.arange(Tp)
         observation_times = (t >= enc_start) & (t < enc_start + enc_times)
         alpha_time_mask = (t >= alpha_start) & (t < alpha_start + alpha_times)
@@ -507,7 +519,9 @@ class MultiBlockMaskCollator(_StepMaskCollator):
         self.num_pred_blocks = _check_positive_int("num_pred_blocks", num_pred_blocks)
         self.min_keep = _check_positive_int("min_keep", min_keep)
         if min_keep >= self.num_patches:
-            raise ValueError(f"min_keep: expected fewer than the {self.num_patches} tokens of the grid, got {min_keep}")
+            raise ValueError(
+                f"min_keep: expected fewer than the {self.num_patches} tokens of the grid, got {min_keep}"
+            )
         self.allow_last_window_start = bool(allow_last_window_start)
 
     def block_shape(self, scale: float, aspect: float) -> tuple[int, int]:

@@ -32,20 +32,22 @@ class Metric:
 METRICS: dict[str, Metric] = {
     "mse": Metric("regression", "MSE", "MSE", "mse", False),
     "pearson_r": Metric("regression", "rho", "Pearson r", "pearsonr", True),
-    "normalized_mse": Metric("regression", "MSE (std. units)", "MSE (standardised units)", "mse", False,
-                             eval_result=False),
+    "normalized_mse": Metric(
+        "regression", "MSE (std. units)", "MSE (standardised units)", "mse", False, eval_result=False
+    ),
     "mae": Metric("regression", "MAE", "MAE", "mae", False),
     "r2": Metric("regression", "R^2", "R^2", "r_squared", True),
     "accuracy": Metric("classification", "ACC (%)", "Accuracy", "accuracy", True, percent=True),
     "f1": Metric("classification", "F1 (%)", "F1", "f1", True, percent=True),
-    "balanced_accuracy": Metric("classification", "BACC (%)", "Balanced accuracy", "balanced_accuracy", True,
-                                percent=True),
+    "balanced_accuracy": Metric(
+        "classification", "BACC (%)", "Balanced accuracy", "balanced_accuracy", True, percent=True
+    ),
     "auroc": Metric("classification", "AUROC (%)", "AUROC", "roc_auc", True, percent=True),
 }
 
 
 def metric_group(problem_type: str) -> str:
-    """"regression" or "classification" (single- and multi-label)."""
+    """ "regression" or "classification" (single- and multi-label)."""
     return "regression" if problem_type == "regression" else "classification"
 
 
@@ -177,8 +179,14 @@ def multilabel_metrics(logits, labels) -> dict[str, float]:
     }
 
 
-def task_metrics(problem_type: str, outputs, labels, target_mean: float = 0.0, target_std: float = 1.0,
-                 num_labels: int | None = None) -> dict[str, float]:
+def task_metrics(
+    problem_type: str,
+    outputs,
+    labels,
+    target_mean: float = 0.0,
+    target_std: float = 1.0,
+    num_labels: int | None = None,
+) -> dict[str, float]:
     """Metrics of one task. For regression, `outputs` and `labels` are in standardised units and are
     mapped back to original units with `target_mean` / `target_std` before scoring."""
     if problem_type == "regression":
@@ -195,8 +203,9 @@ def task_metrics(problem_type: str, outputs, labels, target_mean: float = 0.0, t
     )
 
 
-def make_compute_metrics(problem_type: str, target_mean: float = 0.0, target_std: float = 1.0,
-                         num_labels: int | None = None):
+def make_compute_metrics(
+    problem_type: str, target_mean: float = 0.0, target_std: float = 1.0, num_labels: int | None = None
+):
     """A `compute_metrics(EvalPrediction) -> dict` for `transformers.Trainer`."""
 
     def compute_metrics(evaluation) -> dict[str, float]:
@@ -217,6 +226,15 @@ def default_metric_for_best_model(problem_type: str) -> str:
 
 
 __all__ = [
-    "METRICS", "Metric", "metric_group", "greater_is_better", "regression_metrics", "classification_metrics",
-    "multilabel_metrics", "task_metrics", "make_compute_metrics", "headline_metrics", "default_metric_for_best_model",
+    "METRICS",
+    "Metric",
+    "metric_group",
+    "greater_is_better",
+    "regression_metrics",
+    "classification_metrics",
+    "multilabel_metrics",
+    "task_metrics",
+    "make_compute_metrics",
+    "headline_metrics",
+    "default_metric_for_best_model",
 ]

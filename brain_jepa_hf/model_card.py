@@ -27,21 +27,41 @@ from .run_results import task_table
 # In the source tree the templates are in the top-level model_cards/; an installed wheel carries them
 # as the data package brain_jepa_hf/model_cards/ (see pyproject.toml).
 TEMPLATE_FOLDER = next(
-    (folder for folder in (Path(__file__).resolve().parent / "model_cards",
-                           Path(__file__).resolve().parents[1] / "model_cards") if (folder / "brain-jepa.md").is_file()),
+    (
+        folder
+        for folder in (
+            Path(__file__).resolve().parent / "model_cards",
+            Path(__file__).resolve().parents[1] / "model_cards",
+        )
+        if (folder / "brain-jepa.md").is_file()
+    ),
     Path(__file__).resolve().parents[1] / "model_cards",
 )
 CARD_TEMPLATES = {"encoder": "brain-jepa.md", "fine-tuned": "brain-jepa-finetuned.md"}
 CARD_TAGS = {
-    "encoder": ["brain-jepa", "fmri", "neuroscience", "neuroimaging", "jepa", "self-supervised", "foundation-model",
-                "custom_code"],
+    "encoder": [
+        "brain-jepa",
+        "fmri",
+        "neuroscience",
+        "neuroimaging",
+        "jepa",
+        "self-supervised",
+        "foundation-model",
+        "custom_code",
+    ],
     "fine-tuned": ["brain-jepa", "fmri", "neuroscience", "neuroimaging", "fine-tuned", "custom_code"],
 }
 PAPER_URL = "https://arxiv.org/abs/2409.19407"
 PAPER_SOURCE = "Brain-JEPA (Dong, Li et al., NeurIPS 2024), reported results"
 ORIGINAL_REPOSITORY = "https://github.com/Eric-LRL/Brain-JEPA"
-REQUIRED_SECTIONS = ("## Input contract", "## Quick start", "## Intended uses", "## Limitations", "## Licence",
-                     "## Citation")
+REQUIRED_SECTIONS = (
+    "## Input contract",
+    "## Quick start",
+    "## Intended uses",
+    "## Limitations",
+    "## Licence",
+    "## Citation",
+)
 
 # Card facts per encoder size; the authors released ViT-B weights only, so the paper's results go
 # into model-index only for converted ViT-B weights. "custom" covers any other shape.
@@ -77,13 +97,17 @@ class PaperResult:
 
 
 def _regression(dataset, dataset_type, task, mse, rho, mse_std=None, rho_std=None):
-    return [PaperResult(dataset, dataset_type, task, "regression", "MSE", "mse", mse, mse_std),
-            PaperResult(dataset, dataset_type, task, "regression", "Pearson r", "pearsonr", rho, rho_std)]
+    return [
+        PaperResult(dataset, dataset_type, task, "regression", "MSE", "mse", mse, mse_std),
+        PaperResult(dataset, dataset_type, task, "regression", "Pearson r", "pearsonr", rho, rho_std),
+    ]
 
 
 def _classification(dataset, dataset_type, task, acc, f1, acc_std=None, f1_std=None):
-    return [PaperResult(dataset, dataset_type, task, "classification", "Accuracy (%)", "accuracy", acc, acc_std),
-            PaperResult(dataset, dataset_type, task, "classification", "F1 (%)", "f1", f1, f1_std)]
+    return [
+        PaperResult(dataset, dataset_type, task, "classification", "Accuracy (%)", "accuracy", acc, acc_std),
+        PaperResult(dataset, dataset_type, task, "classification", "F1 (%)", "f1", f1, f1_std),
+    ]
 
 
 PAPER_RESULTS: list[PaperResult] = [
@@ -110,8 +134,13 @@ def count_encoder_parameters(config: BrainJepaConfig) -> int:
     return total + config.num_hidden_layers * block + 2 * d
 
 
-def build_card_data(kind: str, model_name: str, pipeline_tag: str, eval_results: list[EvalResult] | None = None,
-                    base_model: str | None = None) -> ModelCardData:
+def build_card_data(
+    kind: str,
+    model_name: str,
+    pipeline_tag: str,
+    eval_results: list[EvalResult] | None = None,
+    base_model: str | None = None,
+) -> ModelCardData:
     """Hub metadata of a card of `kind` ("encoder", "fine-tuned"): library, task, tags, licence, the
     base model and, with `eval_results`, model-index under `model_name`."""
     return ModelCardData(
@@ -127,8 +156,9 @@ def build_card_data(kind: str, model_name: str, pipeline_tag: str, eval_results:
     )
 
 
-def render_card(kind: str, card_data: ModelCardData, template_path: str | Path | None = None,
-                **variables) -> ModelCard:
+def render_card(
+    kind: str, card_data: ModelCardData, template_path: str | Path | None = None, **variables
+) -> ModelCard:
     """Render the template of `kind` ("encoder", "fine-tuned"; or `template_path`) with `card_data` as
     its YAML header and `variables` in the text, and validate the result."""
     if kind not in CARD_TEMPLATES:
@@ -145,9 +175,17 @@ def paper_eval_results() -> list[EvalResult]:
     """The paper's results of the released ViT-B weights, as model-index entries."""
     return [
         EvalResult(
-            task_type=r.task_type, task_name=f"{r.task} ({r.dataset})", dataset_type=r.dataset_type,
-            dataset_name=r.dataset, dataset_config=r.task_slug, metric_type=r.metric_type, metric_name=r.metric,
-            metric_value=r.value, source_name=PAPER_SOURCE, source_url=PAPER_URL, verified=False,
+            task_type=r.task_type,
+            task_name=f"{r.task} ({r.dataset})",
+            dataset_type=r.dataset_type,
+            dataset_name=r.dataset,
+            dataset_config=r.task_slug,
+            metric_type=r.metric_type,
+            metric_name=r.metric,
+            metric_value=r.value,
+            source_name=PAPER_SOURCE,
+            source_url=PAPER_URL,
+            verified=False,
         )
         for r in PAPER_RESULTS
     ]
@@ -184,8 +222,9 @@ def render_model_card(
         raise ValueError(f"sampling_rate: expected a positive integer, got {sampling_rate!r}")
     repo_id = repo_id or f"brain-jepa/{facts['repo_name']}"
     model_name = repo_id.rstrip("/").split("/")[-1]
-    card_data = build_card_data("encoder", model_name, "feature-extraction",
-                                paper_eval_results() if with_results else None)
+    card_data = build_card_data(
+        "encoder", model_name, "feature-extraction", paper_eval_results() if with_results else None
+    )
     clip_length = sampling_rate * config.num_frames
     return render_card(
         "encoder",
@@ -238,8 +277,13 @@ def finetune_eval_results(results: dict) -> list[EvalResult]:
     ]
 
 
-def render_finetune_card(results: dict, config: dict, preprocessor: dict, repo_id: str | None = None,
-                         folder_name: str = "brain-jepa-finetuned") -> ModelCard:
+def render_finetune_card(
+    results: dict,
+    config: dict,
+    preprocessor: dict,
+    repo_id: str | None = None,
+    folder_name: str = "brain-jepa-finetuned",
+) -> ModelCard:
     """The card of a fine-tuned model from `results.json`, its config.json and preprocessor_config.json."""
     task, training, model = results["task"], results["training"], results["model"]
     repo = repo_id or folder_name
@@ -247,8 +291,13 @@ def render_finetune_card(results: dict, config: dict, preprocessor: dict, repo_i
     regression = task["problem_type"] == "regression"
     base_model = model.get("model_name_or_path")
     is_hub_id = isinstance(base_model, str) and base_model.count("/") == 1 and not Path(base_model).exists()
-    card_data = build_card_data("fine-tuned", model_name, "tabular-regression" if regression else "tabular-classification",
-                                finetune_eval_results(results), base_model if is_hub_id else None)
+    card_data = build_card_data(
+        "fine-tuned",
+        model_name,
+        "tabular-regression" if regression else "tabular-classification",
+        finetune_eval_results(results),
+        base_model if is_hub_id else None,
+    )
     target = results.get("regression_target") or {}
     return render_card(
         "fine-tuned",
@@ -285,8 +334,9 @@ def write_finetune_card(folder: str | Path, results: dict, repo_id: str | None =
     config = json.loads((folder / "config.json").read_text())
     preprocessor_path = folder / "preprocessor_config.json"
     preprocessor = json.loads(preprocessor_path.read_text()) if preprocessor_path.is_file() else {}
-    card = render_finetune_card(results, config, preprocessor, repo_id=repo_id,
-                                folder_name=folder.name.split(".tmp-")[0].lstrip("."))
+    card = render_finetune_card(
+        results, config, preprocessor, repo_id=repo_id, folder_name=folder.name.split(".tmp-")[0].lstrip(".")
+    )
     path = folder / "README.md"
     card.save(path)
     return path
@@ -341,7 +391,18 @@ def _preset_facts(preset: str) -> dict:
 
 
 __all__ = [
-    "CARD_PRESETS", "CARD_TEMPLATES", "PAPER_RESULTS", "PaperResult", "build_card_data", "count_encoder_parameters",
-    "finetune_eval_results", "paper_eval_results", "quick_start_code", "render_card", "render_finetune_card",
-    "render_model_card", "validate_model_card", "write_finetune_card",
+    "CARD_PRESETS",
+    "CARD_TEMPLATES",
+    "PAPER_RESULTS",
+    "PaperResult",
+    "build_card_data",
+    "count_encoder_parameters",
+    "finetune_eval_results",
+    "paper_eval_results",
+    "quick_start_code",
+    "render_card",
+    "render_finetune_card",
+    "render_model_card",
+    "validate_model_card",
+    "write_finetune_card",
 ]

@@ -41,7 +41,9 @@ def _checking_values() -> bool:
 def _check_finite(name: str, tensor: torch.Tensor) -> None:
     if _checking_values() and not torch.isfinite(tensor).all():
         bad = int((~torch.isfinite(tensor)).sum())
-        raise ValueError(f"{name}: expected finite values, got {bad} NaN/Inf entries in a tensor of shape {tuple(tensor.shape)}")
+        raise ValueError(
+            f"{name}: expected finite values, got {bad} NaN/Inf entries in a tensor of shape {tuple(tensor.shape)}"
+        )
 
 
 _FLOAT32_HINT = " or use a float32 model"
@@ -145,7 +147,9 @@ def check_device(device) -> torch.device:
     try:
         return torch.device(device)
     except (RuntimeError, TypeError):
-        raise ValueError(f"device: expected a torch device such as 'cpu', 'cuda' or 'cuda:1', got {device!r}") from None
+        raise ValueError(
+            f"device: expected a torch device such as 'cpu', 'cuda' or 'cuda:1', got {device!r}"
+        ) from None
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device | int | None = None) -> torch.dtype:
@@ -163,7 +167,9 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device | 
     else:
         name = None
     if name not in INFERENCE_DTYPES:
-        raise ValueError(f"dtype: expected one of {INFERENCE_DTYPES} (or torch.float32 / torch.bfloat16), got {dtype!r}")
+        raise ValueError(
+            f"dtype: expected one of {INFERENCE_DTYPES} (or torch.float32 / torch.bfloat16), got {dtype!r}"
+        )
     if name != "auto":
         return getattr(torch, name)
     device = torch.device("cpu" if device is None else device)
@@ -452,7 +458,12 @@ def residual_add(residual: torch.Tensor, branch: torch.Tensor) -> torch.Tensor:
     """residual + branch. Without autograd the sum goes into the branch's buffer (a block's fresh
     output, never a tensor handed back to the caller): the same values, since addition commutes,
     without a new allocation; the residual itself is left intact (it may be a returned hidden state)."""
-    if torch.is_grad_enabled() or branch is residual or branch.shape != residual.shape or branch.dtype != residual.dtype:
+    if (
+        torch.is_grad_enabled()
+        or branch is residual
+        or branch.shape != residual.shape
+        or branch.dtype != residual.dtype
+    ):
         return residual + branch
     return branch.add_(residual)
 
@@ -514,16 +525,21 @@ class BrainJepaPreTrainedModel(PreTrainedModel):
         check_model_location(pretrained_model_name_or_path, kwargs)
         wants_info = kwargs.pop("output_loading_info", False)
         try:
-            model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
+            model, info = super().from_pretrained(
+                pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs
+            )
         except Exception as err:  # transformers' own wording names neither the folder nor what to do
             if isinstance(err, RuntimeError) and "ignore_mismatched_sizes" in str(err):
                 raise MismatchedWeightsError(
                     f"pretrained_model_name_or_path: the weights in {pretrained_model_name_or_path} have other shapes than "
                     "the config gives (see the report above); re-save or re-convert it, or pass "
-                    "ignore_mismatched_sizes=True to initialise those weights afresh") from err
+                    "ignore_mismatched_sizes=True to initialise those weights afresh"
+                ) from err
             if type(err).__name__ == "SafetensorError":
-                raise ValueError(f"pretrained_model_name_or_path: the weights file in {pretrained_model_name_or_path} is "
-                                 f"not a readable safetensors file ({err}); re-save or re-download it") from err
+                raise ValueError(
+                    f"pretrained_model_name_or_path: the weights file in {pretrained_model_name_or_path} is "
+                    f"not a readable safetensors file ({err}); re-save or re-download it"
+                ) from err
             raise
         if wants_info or pretrained_model_name_or_path is None:
             return (model, info) if wants_info else model
@@ -553,7 +569,9 @@ class BrainJepaPreTrainedModel(PreTrainedModel):
         gradient = torch.as_tensor(gradient, dtype=torch.float32)
         expected = (self.config.num_rois, self.config.gradient_dim)
         if tuple(gradient.shape) != expected:
-            raise ValueError(f"gradient: expected shape {expected} (config.num_rois, config.gradient_dim), got {tuple(gradient.shape)}")
+            raise ValueError(
+                f"gradient: expected shape {expected} (config.num_rois, config.gradient_dim), got {tuple(gradient.shape)}"
+            )
         _check_finite("gradient", gradient)
         with torch.no_grad():
             for holder in self._gradient_holders():
@@ -616,7 +634,9 @@ class BrainJepaModel(BrainJepaPreTrainedModel):
             check_token_indices("context_indices", context_indices, batch, num_tokens)
         gradient = self.embeddings.resolve_gradient(gradient, batch, num_rois)
 
-        fmri_values = cast_checked("fmri_values", fmri_values, self.embeddings.patch_embeddings.projection.weight.dtype)
+        fmri_values = cast_checked(
+            "fmri_values", fmri_values, self.embeddings.patch_embeddings.projection.weight.dtype
+        )
         hidden_states = self.embeddings(fmri_values, gradient, context_indices)
         for layer in self.layers:
             hidden_states, _ = layer(hidden_states)
@@ -775,19 +795,28 @@ class BrainJepaForPreTraining(BrainJepaPreTrainedModel):
             target_outputs = self.brain_jepa(
                 fmri_values, gradient=gradient, output_hidden_states=False, output_attentions=False, return_dict=True
             )
-            target_features = F.layer_norm(target_outputs.last_hidden_state, (target_outputs.last_hidden_state.shape[-1],))
+            target_features = F.layer_norm(
+                target_outputs.last_hidden_state, (target_outputs.last_hidden_state.shape[-1],)
+            )
             targets = gather_tokens(target_features, target_indices)
         context_outputs = self.context_encoder(
-            fmri_values, gradient=gradient, context_indices=context_indices, return_dict=True,
+            fmri_values,
+            gradient=gradient,
+            context_indices=context_indices,
+            return_dict=True,
             **given_output_flags(output_hidden_states=output_hidden_states, output_attentions=output_attentions),
         )
         context = context_outputs.last_hidden_state
         predictions = self.predictor(context, context_indices, target_indices, gradient, num_rois, num_time_patches)
         loss = F.smooth_l1_loss(predictions.float(), targets.float(), beta=1.0)
         return BrainJepaForPreTrainingOutput(
-            loss=loss, predictions=predictions, targets=targets, context_hidden_states=context,
+            loss=loss,
+            predictions=predictions,
+            targets=targets,
+            context_hidden_states=context,
             target_pooled_output=target_outputs.pooler_output,
-            hidden_states=context_outputs.hidden_states, attentions=context_outputs.attentions,
+            hidden_states=context_outputs.hidden_states,
+            attentions=context_outputs.attentions,
         )
 
 
@@ -830,7 +859,9 @@ def sequence_classification_loss(
         return F.mse_loss(logits.float(), labels.float().reshape(logits.shape))
     if resolved == "single_label_classification":
         if _checking_values() and labels.is_floating_point() and not torch.equal(labels, labels.round()):
-            raise ValueError(f"labels: expected integer class ids for single-label classification, got dtype {labels.dtype} with fractional values")
+            raise ValueError(
+                f"labels: expected integer class ids for single-label classification, got dtype {labels.dtype} with fractional values"
+            )
         labels = labels.reshape(-1).long()
         if labels.numel() != batch:
             raise ValueError(f"labels: expected shape ({batch},) class ids, got {labels.numel()} values")
@@ -841,9 +872,13 @@ def sequence_classification_loss(
         return F.cross_entropy(logits.float(), labels)
     if resolved == "multi_label_classification":
         if tuple(labels.shape) != tuple(logits.shape):
-            inferred = "" if problem_type else (
-                f" (floating-point labels with num_labels={num_labels} are taken as multi-label; for class "
-                "ids pass integer labels or set problem_type='single_label_classification')"
+            inferred = (
+                ""
+                if problem_type
+                else (
+                    f" (floating-point labels with num_labels={num_labels} are taken as multi-label; for class "
+                    "ids pass integer labels or set problem_type='single_label_classification')"
+                )
             )
             raise ValueError(
                 f"labels: expected shape {tuple(logits.shape)} of 0/1 targets, got {tuple(labels.shape)}{inferred}"
@@ -876,7 +911,9 @@ class BrainJepaForSequenceClassification(BrainJepaPreTrainedModel):
         self.num_labels = config.num_labels
         self.brain_jepa = BrainJepaModel(config)
         self.fc_norm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.classifier = BrainJepaClassifier(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        self.classifier = (
+            BrainJepaClassifier(config.hidden_size, config.num_labels) if config.num_labels > 0 else nn.Identity()
+        )
         self.post_init()
 
     @can_return_tuple

@@ -69,7 +69,9 @@ def network_matrix(roi_matrix, networks: Sequence[str], key_pooling: str = "mean
     return result, order
 
 
-def attention_received(roi_matrix, networks: Sequence[str], relative_to_uniform: bool = False) -> tuple[np.ndarray, list[str]]:
+def attention_received(
+    roi_matrix, networks: Sequence[str], relative_to_uniform: bool = False
+) -> tuple[np.ndarray, list[str]]:
     """
     Attention received per network (..., K), size-normalised: for each key ROI, the attention it receives
     averaged over all query ROIs; then the mean over the ROIs of the network. Uniform attention gives 1/R
@@ -93,6 +95,7 @@ def network_attribution(roi_values, networks: Sequence[str], reduction: str = "m
     membership, order = network_membership(networks, values.shape[-1])
     total = values @ membership
     return (total / membership.sum(axis=0) if reduction == "mean" else total), order
+
 
 # ----------------------------------------------------------------------------------------------
 # Group labels and contrast
@@ -148,7 +151,9 @@ def _two_groups(groups, subjects: int, order: Sequence | None) -> tuple[np.ndarr
         raise ValueError(f"groups: expected {subjects} labels (one per row of values), got {labels.size}")
     missing = sum(is_missing_label(label) for label in labels)
     if missing:
-        raise ValueError(f"groups: expected a label for every subject, got {missing} missing (None/NaN); drop those subjects first")
+        raise ValueError(
+            f"groups: expected a label for every subject, got {missing} missing (None/NaN); drop those subjects first"
+        )
     distinct = sorted_labels(labels)
     if len(distinct) == 1:
         raise ValueError(
@@ -169,8 +174,15 @@ def _two_groups(groups, subjects: int, order: Sequence | None) -> tuple[np.ndarr
     return first, distinct
 
 
-def permutation_test(values, groups, n_permutations: int = 5000, seed: int = 0, statistic: str = "mean_difference",
-                     names: Sequence[str] | None = None, order: Sequence | None = None):
+def permutation_test(
+    values,
+    groups,
+    n_permutations: int = 5000,
+    seed: int = 0,
+    statistic: str = "mean_difference",
+    names: Sequence[str] | None = None,
+    order: Sequence | None = None,
+):
     """
     Two-group contrast per column of `values` (subjects x networks; a pandas DataFrame names the columns):
     the difference of group means (second minus first group; `statistic="t"`: Welch's t), two-sided
@@ -206,7 +218,9 @@ def permutation_test(values, groups, n_permutations: int = 5000, seed: int = 0, 
     total_sum, total_squares = matrix.sum(axis=0), squares.sum(axis=0)
     count_a = counts[distinct[0]]
     indicator = first.astype(np.float64)
-    observed = _group_statistic(indicator @ matrix, indicator @ squares, count_a, total_sum, total_squares, subjects, statistic)
+    observed = _group_statistic(
+        indicator @ matrix, indicator @ squares, count_a, total_sum, total_squares, subjects, statistic
+    )
     rng = np.random.default_rng(seed)
     exceed = np.zeros(columns)
     tolerance = 1e-10 * np.maximum(np.abs(observed), 1e-300)
@@ -214,17 +228,28 @@ def permutation_test(values, groups, n_permutations: int = 5000, seed: int = 0, 
     for start in range(0, n_permutations, block):
         size = min(block, n_permutations - start)
         shuffled = rng.permuted(np.tile(first, (size, 1)), axis=1).astype(np.float64)
-        permuted = _group_statistic(shuffled @ matrix, shuffled @ squares, count_a, total_sum, total_squares, subjects, statistic)
+        permuted = _group_statistic(
+            shuffled @ matrix, shuffled @ squares, count_a, total_sum, total_squares, subjects, statistic
+        )
         exceed += (np.abs(permuted) >= np.abs(observed) - tolerance).sum(axis=0)
     p_values = (1.0 + exceed) / (1.0 + n_permutations)
     mean_a = matrix[first].mean(axis=0)
     mean_b = matrix[~first].mean(axis=0)
-    return pd.DataFrame({
-        "group_a": [distinct[0]] * columns, "group_b": [distinct[1]] * columns,
-        "n_a": count_a, "n_b": subjects - count_a,
-        "mean_a": mean_a, "mean_b": mean_b, "difference": mean_b - mean_a,
-        "statistic": observed, "p_value": p_values, "p_fdr": benjamini_hochberg(p_values),
-    }, index=pd.Index(names, name="network"))
+    return pd.DataFrame(
+        {
+            "group_a": [distinct[0]] * columns,
+            "group_b": [distinct[1]] * columns,
+            "n_a": count_a,
+            "n_b": subjects - count_a,
+            "mean_a": mean_a,
+            "mean_b": mean_b,
+            "difference": mean_b - mean_a,
+            "statistic": observed,
+            "p_value": p_values,
+            "p_fdr": benjamini_hochberg(p_values),
+        },
+        index=pd.Index(names, name="network"),
+    )
 
 
 __all__ = [

@@ -63,7 +63,9 @@ def read_confounds(confounds: Any, num_timepoints: int, columns: Sequence[str] |
         if columns is not None:
             missing = [c for c in columns if c not in table.columns]
             if missing:
-                raise ValueError(f"confound_columns: expected columns of {path.name} {list(table.columns)[:20]}, got unknown {missing}")
+                raise ValueError(
+                    f"confound_columns: expected columns of {path.name} {list(table.columns)[:20]}, got unknown {missing}"
+                )
             table = table[list(columns)]
         try:
             array = table.apply(pd.to_numeric).to_numpy(dtype=np.float64)
@@ -117,7 +119,9 @@ def parcellate(
         zooms = img.header.get_zooms()
         t_r = float(zooms[3]) if len(zooms) > 3 and zooms[3] > 0 else None
     if (low_pass or high_pass) and t_r is None:
-        raise ValueError("t_r: expected the repetition time in seconds for filtering, got None (and none in the header)")
+        raise ValueError(
+            "t_r: expected the repetition time in seconds for filtering, got None (and none in the header)"
+        )
     confound_array = None if confounds is None else read_confounds(confounds, num_timepoints, confound_columns)
     data = np.asarray(img.dataobj)
     if not np.isfinite(data).all():
@@ -181,8 +185,9 @@ def parcellate_files(
         raise ValueError(f"images: expected one image per subject name, got repeated {repeated}")
     output_dir = Path(output_dir)
     with atomic_output_dir(output_dir, overwrite) as temp_dir:
-        for i, (subject, image) in enumerate(tqdm(list(zip(subjects, images)), desc="parcellate", unit="scan",
-                                                  disable=not progress)):
+        for i, (subject, image) in enumerate(
+            tqdm(list(zip(subjects, images)), desc="parcellate", unit="scan", disable=not progress)
+        ):
             series = parcellate(image, atlases, confounds=None if confounds is None else confounds[i], **kwargs)
             save_npy(temp_dir / f"{subject}.npy", series)  # raises on a full disk, unlike np.save
     return [output_dir / f"{s}.npy" for s in subjects]

@@ -49,7 +49,9 @@ def read_series_file(path: str | os.PathLike) -> np.ndarray:
         if array is None:
             raise ValueError(f"inputs: {path} is not a numeric table ({message})")
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.number):
-        raise ValueError(f"inputs: expected a 2-D numeric series in {path}, got dtype {array.dtype} shape {array.shape}")
+        raise ValueError(
+            f"inputs: expected a 2-D numeric series in {path}, got dtype {array.dtype} shape {array.shape}"
+        )
     return array
 
 
@@ -174,6 +176,9 @@ class BrainJepaClassificationPipeline(_BrainJepaPipeline):
 
 
 __all__ = [
-    "BrainJepaFeatureExtractionPipeline", "BrainJepaClassificationPipeline", "read_series_file", "as_series",
+    "BrainJepaFeatureExtractionPipeline",
+    "BrainJepaClassificationPipeline",
+    "read_series_file",
+    "as_series",
     "regression_in_original_units",
 ]

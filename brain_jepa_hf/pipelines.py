@@ -33,7 +33,9 @@ def register_pipelines() -> None:
     """Make both tasks known to `transformers.pipeline` in this process (idempotent)."""
     for task, (pipeline_class, auto_class) in PIPELINE_TASKS.items():
         if task not in PIPELINE_REGISTRY.get_supported_tasks():
-            PIPELINE_REGISTRY.register_pipeline(task, pipeline_class=pipeline_class, pt_model=auto_class, type="multimodal")
+            PIPELINE_REGISTRY.register_pipeline(
+                task, pipeline_class=pipeline_class, pt_model=auto_class, type="multimodal"
+            )
 
 
 def tasks_for(architectures: list[str] | None) -> list[str]:
@@ -58,8 +60,11 @@ def save_pipelines(folder: str | Path, tasks: list[str] | None = None) -> list[s
         raise ValueError(f"tasks: expected names from {sorted(PIPELINE_TASKS)}, got {unknown}")
     module = PIPELINE_FILE.stem
     config["custom_pipelines"] = {
-        task: {"impl": f"{module}.{PIPELINE_TASKS[task][0].__name__}", "pt": [PIPELINE_TASKS[task][1].__name__],
-               "type": "multimodal"}
+        task: {
+            "impl": f"{module}.{PIPELINE_TASKS[task][0].__name__}",
+            "pt": [PIPELINE_TASKS[task][1].__name__],
+            "type": "multimodal",
+        }
         for task in tasks
     }
     shutil.copyfile(PIPELINE_FILE, folder / PIPELINE_FILE.name)
@@ -68,6 +73,10 @@ def save_pipelines(folder: str | Path, tasks: list[str] | None = None) -> list[s
 
 
 __all__ = [
-    "FEATURE_EXTRACTION_TASK", "CLASSIFICATION_TASK", "PIPELINE_TASKS", "register_pipelines", "save_pipelines",
+    "FEATURE_EXTRACTION_TASK",
+    "CLASSIFICATION_TASK",
+    "PIPELINE_TASKS",
+    "register_pipelines",
+    "save_pipelines",
     "tasks_for",
 ]

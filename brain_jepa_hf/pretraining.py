@@ -76,10 +76,14 @@ def load_training_data(args: PretrainingArguments):
 
     folder = Path(args.dataset)
     if not folder.exists():
-        raise FileNotFoundError(f"dataset: no such folder {str(folder)!r} (expected a `brain-jepa build-dataset` output)")
+        raise FileNotFoundError(
+            f"dataset: no such folder {str(folder)!r} (expected a `brain-jepa build-dataset` output)"
+        )
     if not any((folder / name).is_file() for name in ("dataset_info.json", "dataset_dict.json")):
-        raise ValueError(f"dataset: expected a `brain-jepa build-dataset` (save_to_disk) folder, got {str(folder)!r} "
-                         "without dataset_info.json or dataset_dict.json; build one with `brain-jepa build-dataset`")
+        raise ValueError(
+            f"dataset: expected a `brain-jepa build-dataset` (save_to_disk) folder, got {str(folder)!r} "
+            "without dataset_info.json or dataset_dict.json; build one with `brain-jepa build-dataset`"
+        )
     return load_from_disk(str(folder)), resolve_gradient(args.gradient or None, dataset_folder=folder)
 
 
@@ -136,7 +140,9 @@ class PretrainingRun:
             cpu=args.cpu or not has_accelerator(),
         )
         if self.accelerator.device.type == "cpu" and args.mixed_precision != "no":
-            logger.warning("mixed_precision=%s on CPU is emulated and very slow; use 'no' on CPU", args.mixed_precision)
+            logger.warning(
+                "mixed_precision=%s on CPU is emulated and very slow; use 'no' on CPU", args.mixed_precision
+            )
         set_seed(args.seed)
         self._read_data()
         self._claim_output_folder()
@@ -154,10 +160,14 @@ class PretrainingRun:
         if len(dataset) == 0:
             raise ValueError("dataset: expected at least one subject, got an empty dataset")
         if args.fmri_column not in dataset.column_names:
-            raise ValueError(f"fmri_column: expected a column of the dataset {dataset.column_names}, got {args.fmri_column!r}")
+            raise ValueError(
+                f"fmri_column: expected a column of the dataset {dataset.column_names}, got {args.fmri_column!r}"
+            )
         sample = np.asarray(dataset.with_format("numpy", columns=[args.fmri_column])[0][args.fmri_column])
         if sample.ndim != 2:
-            raise ValueError(f"dataset: expected (ROI, time) series in column {args.fmri_column!r}, got shape {sample.shape}")
+            raise ValueError(
+                f"dataset: expected (ROI, time) series in column {args.fmri_column!r}, got shape {sample.shape}"
+            )
         config = args.model_config(num_rois=int(sample.shape[0]))
         if config.num_rois != sample.shape[0]:
             raise ValueError(
@@ -169,10 +179,19 @@ class PretrainingRun:
                     "gradient: expected a gradient CSV (R rows x gradient_dim) for a dataset without DATASET/gradient.csv; "
                     "compute one with `brain-jepa gradients`, or use position_embedding_type=sincos"
                 )
-            gradient = check_gradient(gradient, config.num_rois, config.gradient_dim,
-                                      hint=" (this dataset's ROIs x the model's gradient_dim)")
-        clip_rule = BrainJepaFeatureExtractor(num_rois=config.num_rois, num_frames=config.num_frames, scaling="none",
-                                              sampling_rate=args.sampling_rate, short_series=args.short_series)
+            gradient = check_gradient(
+                gradient,
+                config.num_rois,
+                config.gradient_dim,
+                hint=" (this dataset's ROIs x the model's gradient_dim)",
+            )
+        clip_rule = BrainJepaFeatureExtractor(
+            num_rois=config.num_rois,
+            num_frames=config.num_frames,
+            scaling="none",
+            sampling_rate=args.sampling_rate,
+            short_series=args.short_series,
+        )
         check_series_fit(series_lengths(dataset, args.fmri_column), clip_rule, args.fmri_column)  # before any output
         processes = self.accelerator.num_processes
         if len(dataset) < args.per_device_batch_size * processes:  # before any output
@@ -198,8 +217,10 @@ class PretrainingRun:
             for path in remove_stale_staging(output_dir):
                 logger.info("removed %s, left by an interrupted run", path)
             output_dir.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(output_dir / RUN_SETTINGS_FILE,
-                              json.dumps({"fingerprint": self.fingerprint, "settings": self.settings}, indent=2))
+            write_text_atomic(
+                output_dir / RUN_SETTINGS_FILE,
+                json.dumps({"fingerprint": self.fingerprint, "settings": self.settings}, indent=2),
+            )
         accelerator.wait_for_everyone()
 
     def _build_feature_extractor(self) -> None:
@@ -210,8 +231,12 @@ class PretrainingRun:
             self.feature_extractor = BrainJepaFeatureExtractor.from_pretrained(checkpoint)
             return
         self.feature_extractor = BrainJepaFeatureExtractor(
-            num_rois=self.config.num_rois, num_frames=self.config.num_frames, sampling_rate=args.sampling_rate,
-            scaling=args.scaling, gradient=self.gradient, short_series=args.short_series,
+            num_rois=self.config.num_rois,
+            num_frames=self.config.num_frames,
+            sampling_rate=args.sampling_rate,
+            scaling=args.scaling,
+            gradient=self.gradient,
+            short_series=args.short_series,
         )
         if args.scaling == "robust":
             fmri = self.dataset.with_format("numpy", columns=[args.fmri_column])
@@ -220,14 +245,22 @@ class PretrainingRun:
     def _build_loader(self) -> None:
         args, accelerator = self.args, self.accelerator
         micro_batch = args.per_device_batch_size
-        self.samples = FmriSamples(self.dataset, self.feature_extractor, args.fmri_column, training=True, seed=args.seed)
+        self.samples = FmriSamples(
+            self.dataset, self.feature_extractor, args.fmri_column, training=True, seed=args.seed
+        )
         self.collator = build_mask_collator(
-            args.mask, self.config.num_rois, self.config.num_time_patches,
+            args.mask,
+            self.config.num_rois,
+            self.config.num_time_patches,
             seed=args.seed + 7919 * accelerator.process_index,
         )
         self.loader = torch.utils.data.DataLoader(
-            self.samples, batch_size=micro_batch, sampler=EpochShuffleSampler(len(self.samples), args.seed),
-            drop_last=True, num_workers=args.num_workers, collate_fn=self.collator.collate_examples,
+            self.samples,
+            batch_size=micro_batch,
+            sampler=EpochShuffleSampler(len(self.samples), args.seed),
+            drop_last=True,
+            num_workers=args.num_workers,
+            collate_fn=self.collator.collate_examples,
             generator=torch.Generator().manual_seed(args.seed),
         )
 
@@ -248,13 +281,20 @@ class PretrainingRun:
         steps_per_epoch = max(1, len(self.loader) // args.gradient_accumulation_steps)
         self.total_steps = args.max_steps or args.num_epochs * steps_per_epoch
         self.schedules = PretrainingSchedules(
-            total_steps=self.total_steps, warmup_steps=round(self.total_steps * args.warmup_epochs / args.num_epochs),
-            start_lr=args.start_lr, peak_lr=args.learning_rate, final_lr=args.final_lr,
-            start_weight_decay=args.weight_decay, final_weight_decay=args.final_weight_decay,
-            start_momentum=args.ema_start, final_momentum=args.ema_end,
+            total_steps=self.total_steps,
+            warmup_steps=round(self.total_steps * args.warmup_epochs / args.num_epochs),
+            start_lr=args.start_lr,
+            peak_lr=args.learning_rate,
+            final_lr=args.final_lr,
+            start_weight_decay=args.weight_decay,
+            final_weight_decay=args.final_weight_decay,
+            start_momentum=args.ema_start,
+            final_momentum=args.ema_end,
         )
         self.monitor = CollapseMonitor(
-            self.config.hidden_size, std_threshold=args.collapse_std_threshold, rank_fraction=args.collapse_rank_fraction,
+            self.config.hidden_size,
+            std_threshold=args.collapse_std_threshold,
+            rank_fraction=args.collapse_rank_fraction,
             relative_fraction=args.collapse_relative_fraction,
         )
 
@@ -271,15 +311,25 @@ class PretrainingRun:
             self.monitor.load_state_dict(state.get("collapse_monitor", {}))
             self.collator.load_state_dict(state["collator"][accelerator.process_index])
             if accelerator.is_main_process:
-                logger.info("resumed from %s at step %d (epoch %d, micro-batch %d)", checkpoint, self.global_step,
-                            self.epoch, self.micro_in_epoch)
+                logger.info(
+                    "resumed from %s at step %d (epoch %d, micro-batch %d)",
+                    checkpoint,
+                    self.global_step,
+                    self.epoch,
+                    self.micro_in_epoch,
+                )
         if accelerator.is_main_process:
             self.output_dir.mkdir(parents=True, exist_ok=True)
-            write_text_atomic(self.output_dir / "pretraining_args.yaml",
-                              yaml.safe_dump(dataclasses.asdict(self.args), sort_keys=False))
+            write_text_atomic(
+                self.output_dir / "pretraining_args.yaml",
+                yaml.safe_dump(dataclasses.asdict(self.args), sort_keys=False),
+            )
             if self.log_path.is_file():  # records after the starting step are logged again by this run
-                kept = [line for line in self.log_path.read_text().splitlines() if line.strip()
-                        and json.loads(line)["step"] <= self.global_step]
+                kept = [
+                    line
+                    for line in self.log_path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= self.global_step
+                ]
                 write_text_atomic(self.log_path, "".join(line + "\n" for line in kept))
 
     # ------------------------------------------------------------------------------------ train
@@ -288,8 +338,13 @@ class PretrainingRun:
         from tqdm.auto import tqdm
 
         accelerator, args = self.accelerator, self.args
-        self.progress = tqdm(total=self.total_steps, initial=self.global_step, desc="pretraining", unit="step",
-                             disable=not accelerator.is_local_main_process)
+        self.progress = tqdm(
+            total=self.total_steps,
+            initial=self.global_step,
+            desc="pretraining",
+            unit="step",
+            disable=not accelerator.is_local_main_process,
+        )
         self._start_window()
         while self.global_step < self.total_steps:
             self.samples.set_epoch(self.epoch)
@@ -352,14 +407,18 @@ class PretrainingRun:
         pooled_spread = sample_spread(outputs.target_pooled_output)
         elapsed = time.perf_counter() - self.window_start
         record = {
-            "step": step, "epoch": self.epoch,
+            "step": step,
+            "epoch": self.epoch,
             "loss": float(np.mean(self.window)),
             "lr": schedules.learning_rate(step - 1),
             "weight_decay": schedules.weight_decay(step - 1),
             "momentum": schedules.momentum(step - 1),
-            "context_size": int(context.shape[1]), "target_size": int(targets.shape[1]),
+            "context_size": int(context.shape[1]),
+            "target_size": int(targets.shape[1]),
             "tokens_per_s": self.window_tokens / max(elapsed, 1e-9),
-            "target_std": std, "target_effective_rank": rank, "pooled_sample_std": pooled_spread,
+            "target_std": std,
+            "target_effective_rank": rank,
+            "pooled_sample_std": pooled_spread,
         }
         reasons = self.monitor.check(std, rank, pooled_spread)
         record["collapse_warning"] = bool(reasons)
@@ -369,9 +428,15 @@ class PretrainingRun:
             with open(self.log_path, "a") as handle:
                 handle.write(json.dumps(record) + "\n")
             self.progress.set_postfix(
-                loss=f"{record['loss']:.4f}", lr=f"{record['lr']:.2e}", wd=f"{record['weight_decay']:.3f}",
-                m=f"{record['momentum']:.4f}", ctx=record["context_size"], tgt=record["target_size"],
-                tok_s=f"{record['tokens_per_s']:.0f}", std=f"{std:.3f}", erank=f"{rank:.1f}",
+                loss=f"{record['loss']:.4f}",
+                lr=f"{record['lr']:.2e}",
+                wd=f"{record['weight_decay']:.3f}",
+                m=f"{record['momentum']:.4f}",
+                ctx=record["context_size"],
+                tgt=record["target_size"],
+                tok_s=f"{record['tokens_per_s']:.0f}",
+                std=f"{std:.3f}",
+                erank=f"{rank:.1f}",
             )
         self._start_window()
         return record
@@ -406,9 +471,15 @@ class PretrainingRun:
 
     def state(self, collator_states: list) -> dict:
         """What `resume` needs besides the Accelerate state (trainer_state.json)."""
-        return {"global_step": self.global_step, "epoch": self.epoch, "micro_step_in_epoch": self.micro_in_epoch,
-                "collator": collator_states, "total_steps": self.total_steps,
-                "collapse_monitor": self.monitor.state_dict(), "run_fingerprint": self.fingerprint}
+        return {
+            "global_step": self.global_step,
+            "epoch": self.epoch,
+            "micro_step_in_epoch": self.micro_in_epoch,
+            "collator": collator_states,
+            "total_steps": self.total_steps,
+            "collapse_monitor": self.monitor.state_dict(),
+            "run_fingerprint": self.fingerprint,
+        }
 
     # ------------------------------------------------------------------------------------ finish
     def finish(self) -> Path:
@@ -421,13 +492,21 @@ class PretrainingRun:
             raise RuntimeError(f"replicas diverged: parameter digests per process {digests}")
         if accelerator.is_main_process:
             save_final_model(self.unwrapped, self.feature_extractor, self.output_dir)
-            summary = {"global_step": self.global_step, "epochs_started": self.epoch + 1, "replica_digests": digests,
-                       "num_processes": accelerator.num_processes}
+            summary = {
+                "global_step": self.global_step,
+                "epochs_started": self.epoch + 1,
+                "replica_digests": digests,
+                "num_processes": accelerator.num_processes,
+            }
             write_text_atomic(self.output_dir / "pretraining_summary.json", json.dumps(summary, indent=2))
             if self.args.push_to_hub:
-
-                push_to_hub(self.unwrapped, self.args.hub_model_id, feature_extractor=self.feature_extractor,
-                            private=self.args.hub_private, commit_message="Upload Brain-JEPA pretrained model")
+                push_to_hub(
+                    self.unwrapped,
+                    self.args.hub_model_id,
+                    feature_extractor=self.feature_extractor,
+                    private=self.args.hub_private,
+                    commit_message="Upload Brain-JEPA pretrained model",
+                )
         accelerator.wait_for_everyone()
         accelerator.end_training()
         return self.output_dir
@@ -450,7 +529,9 @@ def save_final_model(model, feature_extractor, output_dir: Path) -> None:
     shutil.rmtree(temporary, ignore_errors=True)
     try:
         with reporting_full_disk(output_dir):
-            prepare_hub_folder(model, temporary, feature_extractor=feature_extractor, repo_id=str(output_dir.resolve()))
+            prepare_hub_folder(
+                model, temporary, feature_extractor=feature_extractor, repo_id=str(output_dir.resolve())
+            )
     except BaseException:
         shutil.rmtree(temporary, ignore_errors=True)  # nothing half-written stays; the checkpoints remain
         raise
@@ -461,4 +542,12 @@ def save_final_model(model, feature_extractor, output_dir: Path) -> None:
     temporary.rmdir()
 
 
-__all__ = ["PretrainingRun", "pretrain", "EpochShuffleSampler", "load_training_data", "param_groups", "parameter_digest", "save_final_model"]
+__all__ = [
+    "PretrainingRun",
+    "pretrain",
+    "EpochShuffleSampler",
+    "load_training_data",
+    "param_groups",
+    "parameter_digest",
+    "save_final_model",
+]

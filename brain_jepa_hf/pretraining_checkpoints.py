@@ -26,13 +26,20 @@ def list_checkpoints(output_dir: str | os.PathLike) -> list[Path]:
     root = Path(output_dir) / "checkpoints"
     if not root.is_dir():
         return []
-    found = [p for p in root.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and (p / STATE_FILE).is_file()]
-    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX):]))
+    found = [
+        p for p in root.iterdir() if p.is_dir() and p.name.startswith(CHECKPOINT_PREFIX) and (p / STATE_FILE).is_file()
+    ]
+    return sorted(found, key=lambda p: int(p.name[len(CHECKPOINT_PREFIX) :]))
 
 
-
-CONFIG_KEYS_NOT_FINGERPRINTED = ("transformers_version", "_name_or_path", "output_hidden_states", "output_attentions",
-                                 "return_dict", "atlas")
+CONFIG_KEYS_NOT_FINGERPRINTED = (
+    "transformers_version",
+    "_name_or_path",
+    "output_hidden_states",
+    "output_attentions",
+    "return_dict",
+    "atlas",
+)
 
 
 def run_settings(args, config, dataset, gradient, num_processes: int) -> dict:
@@ -40,10 +47,16 @@ def run_settings(args, config, dataset, gradient, num_processes: int) -> dict:
     settings = {name: value for name, value in dataclasses.asdict(args).items() if name not in NOT_FINGERPRINTED}
     model = config.to_dict()
     settings["model_config"] = {key: model[key] for key in sorted(model) if key not in CONFIG_KEYS_NOT_FINGERPRINTED}
-    settings["data"] = None if args.dataset is None else {
-        "fingerprint": getattr(dataset, "_fingerprint", None), "num_rows": len(dataset)}
-    settings["gradient_sha256"] = None if gradient is None else hashlib.sha256(
-        np.ascontiguousarray(gradient, dtype=np.float32).tobytes()).hexdigest()
+    settings["data"] = (
+        None
+        if args.dataset is None
+        else {"fingerprint": getattr(dataset, "_fingerprint", None), "num_rows": len(dataset)}
+    )
+    settings["gradient_sha256"] = (
+        None
+        if gradient is None
+        else hashlib.sha256(np.ascontiguousarray(gradient, dtype=np.float32).tobytes()).hexdigest()
+    )
     settings["num_processes"] = num_processes
     return json.loads(json.dumps(settings, default=str))  # as it reads back from JSON
 
@@ -59,8 +72,11 @@ def describe_differences(stored: dict | None, current: dict) -> str:
     for key in sorted(set(stored) | set(current)):
         old, new = stored.get(key), current.get(key)
         if isinstance(old, dict) and isinstance(new, dict):
-            changes += [f"{key}.{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new))
-                        if old.get(k) != new.get(k)]
+            changes += [
+                f"{key}.{k}: {old.get(k)!r} -> {new.get(k)!r}"
+                for k in sorted(set(old) | set(new))
+                if old.get(k) != new.get(k)
+            ]
         elif old != new:
             changes.append(f"{key}: {old!r} -> {new!r}")
     return "other settings: " + "; ".join(changes[:6]) + ("; ..." if len(changes) > 6 else "")
@@ -106,11 +122,16 @@ def resolve_checkpoint(args, settings: dict | None = None) -> Path | None:
         return None
     fingerprint = None if settings is None else settings_fingerprint(settings)
     if args.resume_from_checkpoint == "latest":
-        checkpoints = [p for p in list_checkpoints(args.output_dir)
-                       if fingerprint is None or checkpoint_fingerprint(p) == fingerprint]
+        checkpoints = [
+            p
+            for p in list_checkpoints(args.output_dir)
+            if fingerprint is None or checkpoint_fingerprint(p) == fingerprint
+        ]
         if not checkpoints:
-            logger.warning("resume_from_checkpoint=latest: no checkpoint of this run in %s yet, starting from scratch",
-                           args.output_dir)
+            logger.warning(
+                "resume_from_checkpoint=latest: no checkpoint of this run in %s yet, starting from scratch",
+                args.output_dir,
+            )
             return None
         return checkpoints[-1]
     path = Path(args.resume_from_checkpoint)
@@ -165,6 +186,13 @@ def disk_full_error(root: Path, global_step: int, error: Exception) -> OSError:
 
 
 __all__ = [
-    "list_checkpoints", "run_settings", "settings_fingerprint", "check_output_folder", "resolve_checkpoint",
-    "remove_stale_staging", "checkpoint_paths", "publish_checkpoint", "disk_full_error",
+    "list_checkpoints",
+    "run_settings",
+    "settings_fingerprint",
+    "check_output_folder",
+    "resolve_checkpoint",
+    "remove_stale_staging",
+    "checkpoint_paths",
+    "publish_checkpoint",
+    "disk_full_error",
 ]

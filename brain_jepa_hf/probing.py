@@ -70,11 +70,16 @@ class BrainJepaLinearProbe(nn.Module):
         return self
 
     def describe(self) -> dict:
-        return {"probe": "BatchNorm1d(affine=False) + Linear", "num_labels": self.num_labels,
-                "problem_type": self.problem_type, "encoder": self.brain_jepa.config.to_dict()}
+        return {
+            "probe": "BatchNorm1d(affine=False) + Linear",
+            "num_labels": self.num_labels,
+            "problem_type": self.problem_type,
+            "encoder": self.brain_jepa.config.to_dict(),
+        }
 
-    def forward(self, fmri_values: torch.Tensor, gradient: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None) -> SequenceClassifierOutput:
+    def forward(
+        self, fmri_values: torch.Tensor, gradient: torch.Tensor | None = None, labels: torch.Tensor | None = None
+    ) -> SequenceClassifierOutput:
         with torch.no_grad():
             features = self.brain_jepa(fmri_values, gradient=gradient).pooler_output
         logits = self.classifier(self.norm(features))
@@ -87,7 +92,7 @@ class BrainJepaLinearProbe(nn.Module):
 def _rename_legacy_encoder_keys(state_dict, prefix, *args) -> None:
     """Probes saved before the encoder was named `brain_jepa` kept it under `encoder.`: load those too."""
     for key in [k for k in state_dict if k.startswith(f"{prefix}encoder.")]:
-        state_dict[f"{prefix}brain_jepa.{key[len(prefix) + len('encoder.'):]}"] = state_dict.pop(key)
+        state_dict[f"{prefix}brain_jepa.{key[len(prefix) + len('encoder.') :]}"] = state_dict.pop(key)
 
 
 def _plain_l2_logistic_options() -> dict:
@@ -103,8 +108,14 @@ def _plain_l2_logistic_options() -> dict:
     return {"l1_ratios": (0.0,), "use_legacy_attributes": False}
 
 
-def fit_sklearn_probe(train_features: np.ndarray, train_labels: np.ndarray, test_features: np.ndarray,
-                      problem_type: str, cv: int = 5, seed: int = 0) -> tuple[np.ndarray, dict]:
+def fit_sklearn_probe(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    test_features: np.ndarray,
+    problem_type: str,
+    cv: int = 5,
+    seed: int = 0,
+) -> tuple[np.ndarray, dict]:
     """Fit a standardised ridge (regression) or multinomial logistic regression (classification) with
     its regularisation strength chosen by `cv`-fold cross-validation (folds shuffled with `seed`);
     returns (test outputs: predictions, or class log-probabilities as logits, and {"alpha" or "C"})."""
@@ -115,7 +126,9 @@ def fit_sklearn_probe(train_features: np.ndarray, train_labels: np.ndarray, test
     from sklearn.preprocessing import StandardScaler
 
     if len(train_features) < cv:
-        raise ValueError(f"cv: expected at most {len(train_features)} folds for {len(train_features)} training samples, got {cv}")
+        raise ValueError(
+            f"cv: expected at most {len(train_features)} folds for {len(train_features)} training samples, got {cv}"
+        )
     if problem_type == "regression":
         head = RidgeCV(alphas=np.logspace(-2, 5, 15), cv=KFold(cv, shuffle=True, random_state=seed))
         with warnings.catch_warnings():
@@ -125,9 +138,16 @@ def fit_sklearn_probe(train_features: np.ndarray, train_labels: np.ndarray, test
             pipeline = make_pipeline(StandardScaler(), head).fit(train_features, train_labels)
         return pipeline.predict(test_features), {"alpha": float(head.alpha_)}
     if problem_type != "single_label_classification":
-        raise ValueError(f"problem_type: the scikit-learn probe supports regression and single-label classification, got {problem_type!r}")
-    head = LogisticRegressionCV(Cs=np.logspace(-4, 2, 13), cv=StratifiedKFold(cv, shuffle=True, random_state=seed),
-                                scoring="neg_log_loss", max_iter=5000, **_plain_l2_logistic_options())
+        raise ValueError(
+            f"problem_type: the scikit-learn probe supports regression and single-label classification, got {problem_type!r}"
+        )
+    head = LogisticRegressionCV(
+        Cs=np.logspace(-4, 2, 13),
+        cv=StratifiedKFold(cv, shuffle=True, random_state=seed),
+        scoring="neg_log_loss",
+        max_iter=5000,
+        **_plain_l2_logistic_options(),
+    )
     pipeline = make_pipeline(StandardScaler(), head).fit(train_features, train_labels)
     probabilities = pipeline.predict_proba(test_features)
     logits = np.full((len(test_features), int(train_labels.max()) + 1), -np.inf)
@@ -136,9 +156,20 @@ def fit_sklearn_probe(train_features: np.ndarray, train_labels: np.ndarray, test
     return logits, {"C": float(np.atleast_1d(head.C_)[0])}
 
 
-def run_sklearn_probe(model_name_or_path, data_args, output_dir: str | None = None, seeds: int = 5, seed: int = 0,
-                      cv: int = 5, batch_size: int = 16, revision: str | None = None, overwrite: bool = False,
-                      progress: bool = True, model=None, dtype: str | torch.dtype | None = None) -> dict:
+def run_sklearn_probe(
+    model_name_or_path,
+    data_args,
+    output_dir: str | None = None,
+    seeds: int = 5,
+    seed: int = 0,
+    cv: int = 5,
+    batch_size: int = 16,
+    revision: str | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+    model=None,
+    dtype: str | torch.dtype | None = None,
+) -> dict:
     """Fast linear probe: embeddings once, then `seeds` CV-tuned scikit-learn fits (the CV folds differ
     per seed); metrics on the test split in original units. Writes results.json / results.md to
     `output_dir` when given. `model` may be passed instead of loading `model_name_or_path`; `dtype`
@@ -152,17 +183,22 @@ def run_sklearn_probe(model_name_or_path, data_args, output_dir: str | None = No
     check_splits_not_empty(splits)
     info = infer_label_info(splits, data_args.label_column, data_args.problem_type)
     if info.problem_type == "multi_label_classification":
-        raise ValueError("problem_type: the scikit-learn probe supports regression and single-label classification, got 'multi_label_classification'")
+        raise ValueError(
+            "problem_type: the scikit-learn probe supports regression and single-label classification, got 'multi_label_classification'"
+        )
     state = distributed_state()  # under `accelerate launch` the processes share the embedding
     device = "cpu" if state is None or state.device.type == "cpu" else state.device
-    encoder = load_encoder(model if model is not None else model_name_or_path, revision=revision, device=device,
-                           dtype=dtype)
+    encoder = load_encoder(
+        model if model is not None else model_name_or_path, revision=revision, device=device, dtype=dtype
+    )
     model_args = ModelArguments(model_name_or_path=None if model is not None else str(model_name_or_path))
     extractor = load_feature_extractor(model_args, data_args, encoder.config, splits["train"])
     check_data_matches_model(splits, encoder.config, extractor, data_args.fmri_column, str(model_name_or_path))
     give_model_gradient(encoder, extractor, data_args)
-    features = {role: compute_embeddings(encoder, split, extractor, "mean", batch_size, data_args.fmri_column, progress, state)
-                for role, split in splits.items()}
+    features = {
+        role: compute_embeddings(encoder, split, extractor, "mean", batch_size, data_args.fmri_column, progress, state)
+        for role, split in splits.items()
+    }
     labels = {role: np.asarray(split[data_args.label_column]) for role, split in splits.items()}
     fit_features = np.concatenate([features["train"], features["validation"]])
     fit_labels = np.concatenate([labels["train"], labels["validation"]])
@@ -173,21 +209,35 @@ def run_sklearn_probe(model_name_or_path, data_args, output_dir: str | None = No
         fit_labels, test_labels = fit_labels.astype(np.int64), labels["test"].astype(np.int64)
     per_seed = []
     for k in range(seeds):
-        outputs, chosen = fit_sklearn_probe(fit_features, fit_labels, features["test"], info.problem_type, cv, seed + k)
-        metrics = task_metrics(info.problem_type, outputs, test_labels, info.target_mean, info.target_std, info.num_labels)
+        outputs, chosen = fit_sklearn_probe(
+            fit_features, fit_labels, features["test"], info.problem_type, cv, seed + k
+        )
+        metrics = task_metrics(
+            info.problem_type, outputs, test_labels, info.target_mean, info.target_std, info.num_labels
+        )
         per_seed.append({"seed": seed + k, "test": metrics, "hyperparameters": chosen})
     results = {
-        "task": {"dataset": data_args.dataset, "label_column": data_args.label_column, "problem_type": info.problem_type,
-                 "num_samples": {role: len(split) for role, split in splits.items()}},
-        "model": {"model_name_or_path": None if model_name_or_path is None else str(model_name_or_path),
-                  "engine": "sklearn", "cv_folds": cv, "dtype": str(encoder.dtype).removeprefix("torch.")},
+        "task": {
+            "dataset": data_args.dataset,
+            "label_column": data_args.label_column,
+            "problem_type": info.problem_type,
+            "num_samples": {role: len(split) for role, split in splits.items()},
+        },
+        "model": {
+            "model_name_or_path": None if model_name_or_path is None else str(model_name_or_path),
+            "engine": "sklearn",
+            "cv_folds": cv,
+            "dtype": str(encoder.dtype).removeprefix("torch."),
+        },
         "per_seed": per_seed,
         "test": summarise(per_seed, "test"),
     }
     if output_dir is not None and (state is None or state.is_main_process):
         with atomic_output_dir(output_dir, overwrite=overwrite, flag="--overwrite_output_dir") as staging:
             write_results(staging, results, f"{data_args.label_column} (linear probe, sklearn)")
-            write_eval_results(staging, results, dataset_id=getattr(data_args, "eval_dataset_id", None), mode="linear_probe")
+            write_eval_results(
+                staging, results, dataset_id=getattr(data_args, "eval_dataset_id", None), mode="linear_probe"
+            )
     return results
 
 

@@ -30,7 +30,7 @@ def summarise(per_seed: list[dict], split: str = "test") -> dict:
 
 
 def format_metric(name: str, mean: float, std: float) -> str:
-    """"mean (std)", in % for accuracy-type metrics."""
+    """ "mean (std)", in % for accuracy-type metrics."""
     if name in METRICS and METRICS[name].percent:
         return f"{100 * mean:.2f} ({100 * std:.2f})"
     return f"{mean:.3f} ({std:.3f})"
@@ -79,5 +79,13 @@ def print_summary(results: dict, output_dir) -> None:
         print(f"results written to {output_dir}/{RESULTS_JSON} and {RESULTS_MARKDOWN}", file=sys.stderr)
 
 
-__all__ = ["RESULTS_JSON", "RESULTS_MARKDOWN", "summarise", "format_metric", "results_table", "task_table",
-           "write_results", "print_summary"]
+__all__ = [
+    "RESULTS_JSON",
+    "RESULTS_MARKDOWN",
+    "summarise",
+    "format_metric",
+    "results_table",
+    "task_table",
+    "write_results",
+    "print_summary",
+]

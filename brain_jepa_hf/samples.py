@@ -22,10 +22,19 @@ class FmriSamples(torch.utils.data.Dataset):
     dataset read and one feature-extractor call per batch (per series length in a ragged dataset).
     """
 
-    def __init__(self, dataset, feature_extractor, fmri_column: str = FMRI_COLUMN, labels: Any = None,
-                 training: bool = False, seed: int = 0):
+    def __init__(
+        self,
+        dataset,
+        feature_extractor,
+        fmri_column: str = FMRI_COLUMN,
+        labels: Any = None,
+        training: bool = False,
+        seed: int = 0,
+    ):
         if fmri_column not in dataset.column_names:
-            raise ValueError(f"fmri_column: expected a column of the dataset {dataset.column_names}, got {fmri_column!r}")
+            raise ValueError(
+                f"fmri_column: expected a column of the dataset {dataset.column_names}, got {fmri_column!r}"
+            )
         if isinstance(labels, str):
             if labels not in dataset.column_names:
                 raise ValueError(f"labels: expected a column of the dataset {dataset.column_names}, got {labels!r}")
@@ -67,9 +76,12 @@ class FmriSamples(torch.utils.data.Dataset):
 
     def _extract(self, series: np.ndarray, indices: list[int]) -> list[torch.Tensor]:
         """(1, R, num_frames) tensors of a (B, R, T) batch; training clips from one generator per row."""
-        generators = [np.random.default_rng([self.seed, self.epoch, index]) for index in indices] if self.training else None
-        features = self.feature_extractor(series, time_axis=-1, training=self.training, seed=generators,
-                                          return_tensors="np")
+        generators = (
+            [np.random.default_rng([self.seed, self.epoch, index]) for index in indices] if self.training else None
+        )
+        features = self.feature_extractor(
+            series, time_axis=-1, training=self.training, seed=generators, return_tensors="np"
+        )
         return list(torch.from_numpy(np.ascontiguousarray(features["fmri_values"])).unbind(0))
 
 

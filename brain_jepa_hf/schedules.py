@@ -27,7 +27,9 @@ class PretrainingSchedules:
         if self.total_steps < 1:
             raise ValueError(f"total_steps: expected a positive integer, got {self.total_steps}")
         if not 0 <= self.warmup_steps <= self.total_steps:
-            raise ValueError(f"warmup_steps: expected a value in [0, total_steps={self.total_steps}], got {self.warmup_steps}")
+            raise ValueError(
+                f"warmup_steps: expected a value in [0, total_steps={self.total_steps}], got {self.warmup_steps}"
+            )
 
     def learning_rate(self, step: int) -> float:
         """LR of the update made at optimizer step `step` (0-based; the original advances its
@@ -46,4 +48,7 @@ class PretrainingSchedules:
 
     def momentum(self, step: int) -> float:
         """EMA momentum applied after optimizer step `step` (0-based): start value first."""
-        return self.start_momentum + min(step, self.total_steps) * (self.final_momentum - self.start_momentum) / self.total_steps
+        return (
+            self.start_momentum
+            + min(step, self.total_steps) * (self.final_momentum - self.start_momentum) / self.total_steps
+        )

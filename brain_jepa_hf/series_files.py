@@ -107,8 +107,10 @@ def _read_text_table(path: Path, delimiter: str) -> np.ndarray:
     bad = [i for i, (token, is_number) in enumerate(zip(tokens, numeric)) if not is_number and token.strip()]
     if skip and bad and sum(numeric) > len(tokens) // 2:
         bad = bad[0]
-        raise ValueError(f"series file {path}: expected numbers in row 0 (or a header row of names), got "
-                         f"{tokens[bad]!r} in column {bad} among numbers")
+        raise ValueError(
+            f"series file {path}: expected numbers in row 0 (or a header row of names), got "
+            f"{tokens[bad]!r} in column {bad} among numbers"
+        )
     try:
         return np.loadtxt(path, delimiter=delimiter, skiprows=skip, dtype=np.float64, ndmin=2)
     except ValueError as err:
@@ -125,7 +127,9 @@ def subject_from_filename(path: str | os.PathLike, subject_regex: str | None = N
     try:
         match = re.search(subject_regex, name)
     except re.error as err:
-        raise ValueError(f"subject_regex: expected a Python regular expression, got {subject_regex!r} ({err})") from None
+        raise ValueError(
+            f"subject_regex: expected a Python regular expression, got {subject_regex!r} ({err})"
+        ) from None
     if match is None:
         raise ValueError(f"subject_regex: expected {subject_regex!r} to match file name {name!r}, it does not")
     return match.group(1) if match.groups() else match.group(0)
@@ -143,7 +147,9 @@ def list_series_files(input_dir: str | os.PathLike, subject_regex: str | None = 
     seen: dict[str, Path] = {}
     for subject, path in pairs:
         if subject in seen:
-            raise ValueError(f"input_dir: expected one file per subject, got {seen[subject].name} and {path.name} for {subject!r}")
+            raise ValueError(
+                f"input_dir: expected one file per subject, got {seen[subject].name} and {path.name} for {subject!r}"
+            )
         seen[subject] = path
     return pairs
 
@@ -160,7 +166,9 @@ def read_labels(labels: Any, subject_column: str = SUBJECT_COLUMN, label_columns
             raise FileNotFoundError(f"labels: {path} does not exist")
         table = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",", dtype={subject_column: str})
     if subject_column not in table.columns:
-        raise ValueError(f"subject_column: expected a column {subject_column!r} in the labels table, got columns {list(table.columns)}")
+        raise ValueError(
+            f"subject_column: expected a column {subject_column!r} in the labels table, got columns {list(table.columns)}"
+        )
     table[subject_column] = table[subject_column].astype(str)
     duplicated = table[subject_column][table[subject_column].duplicated()].unique()
     if len(duplicated):
@@ -169,10 +177,14 @@ def read_labels(labels: Any, subject_column: str = SUBJECT_COLUMN, label_columns
         label_columns = [c for c in table.columns if c != subject_column]
     missing = [c for c in label_columns if c not in table.columns]
     if missing:
-        raise ValueError(f"label_columns: expected columns of the labels table {list(table.columns)}, got unknown {missing}")
+        raise ValueError(
+            f"label_columns: expected columns of the labels table {list(table.columns)}, got unknown {missing}"
+        )
     reserved = [c for c in label_columns if c in (FMRI_COLUMN, SUBJECT_COLUMN)]
     if reserved:
-        raise ValueError(f"label_columns: {reserved} collide with the dataset's own columns {FMRI_COLUMN!r}/{SUBJECT_COLUMN!r}")
+        raise ValueError(
+            f"label_columns: {reserved} collide with the dataset's own columns {FMRI_COLUMN!r}/{SUBJECT_COLUMN!r}"
+        )
     return table.set_index(subject_column)[label_columns]
 
 
@@ -214,7 +226,6 @@ def label_features(table) -> dict:
         else:
             features[name] = Value("string")
     return features
-
 
 
 __all__ = [

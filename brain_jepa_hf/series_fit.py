@@ -30,8 +30,14 @@ def series_lengths(dataset, column: str) -> np.ndarray:
     return np.array([np.shape(view[i][column])[-1] for i in range(len(view))], dtype=np.int64)
 
 
-def check_series_fit(lengths: Sequence[int], feature_extractor, column: str = "fmri", cli: bool = True,
-                     names: Sequence | None = None, where: str = "") -> None:
+def check_series_fit(
+    lengths: Sequence[int],
+    feature_extractor,
+    column: str = "fmri",
+    cli: bool = True,
+    names: Sequence | None = None,
+    where: str = "",
+) -> None:
     """Raise a ValueError naming the shortest series and the options that would fit it (`--short_series`,
     `--sampling_rate` when `cli`, else the feature extractor's `short_series` / `sampling_rate`)."""
     if getattr(feature_extractor, "target_tr", None) is not None:
@@ -55,7 +61,9 @@ def check_series_fit(lengths: Sequence[int], feature_extractor, column: str = "f
     if mode != "pad":
         fixes.append(f"{option('short_series', 'pad')} (missing frames filled)")
     if 1 <= shortest // frames < rate:
-        fixes.append(f"{option('sampling_rate', shortest // frames)} (a clip of {shortest // frames * frames} volumes)")
+        fixes.append(
+            f"{option('sampling_rate', shortest // frames)} (a clip of {shortest // frames * frames} volumes)"
+        )
     if not fixes:
         fixes.append(f"a model with fewer frames than num_frames={frames}")
     raise ValueError(

@@ -37,7 +37,9 @@ def gradio_version() -> str:
     try:
         return version("gradio")
     except PackageNotFoundError:
-        raise ImportError("gradio: expected the demo extra (pip install 'brain-jepa-hf[demo]'), got no gradio") from None
+        raise ImportError(
+            "gradio: expected the demo extra (pip install 'brain-jepa-hf[demo]'), got no gradio"
+        ) from None
 
 
 def space_requirements() -> list[str]:
@@ -72,9 +74,17 @@ def render_space_readme(title: str, model_repo: str | None, source: str, bundled
     from huggingface_hub import SpaceCardData
 
     data = SpaceCardData(
-        title=title[:60], sdk="gradio", sdk_version=gradio_version(), app_file=APP_FILE, license="apache-2.0",
-        models=[model_repo] if model_repo else None, tags=["brain-jepa", "fmri", "neuroscience", "neuroimaging"],
-        emoji="🧠", colorFrom="indigo", colorTo="gray", pinned=False,
+        title=title[:60],
+        sdk="gradio",
+        sdk_version=gradio_version(),
+        app_file=APP_FILE,
+        license="apache-2.0",
+        models=[model_repo] if model_repo else None,
+        tags=["brain-jepa", "fmri", "neuroscience", "neuroimaging"],
+        emoji="🧠",
+        colorFrom="indigo",
+        colorTo="gray",
+        pinned=False,
         short_description="Embeddings and predictions of a Brain-JEPA fMRI model",
     )
     if model_repo:
@@ -110,8 +120,13 @@ Made with [brain-jepa-hf](https://pypi.org/project/{PACKAGE_NAME}/) {package_ver
 """
 
 
-def create_space(model: str, output_dir: str | Path, model_repo: str | None = None, title: str | None = None,
-                 overwrite: bool = False) -> Path:
+def create_space(
+    model: str,
+    output_dir: str | Path,
+    model_repo: str | None = None,
+    title: str | None = None,
+    overwrite: bool = False,
+) -> Path:
     """Write a complete Space folder for `model` (a folder or Hub id) into `output_dir`, then check it.
 
     `model_repo` is the model's Hub id when `model` is a local folder that is also on the Hub: the Space
@@ -187,7 +202,9 @@ def check_space_folder(folder: str | Path) -> Path:
             problems.append(f"{app_file}: not valid Python ({err})")
         else:
             if extra:
-                problems.append(f"{app_file}: imports {sorted(extra)}; a Space app may import only {sorted(APP_IMPORTS)}")
+                problems.append(
+                    f"{app_file}: imports {sorted(extra)}; a Space app may import only {sorted(APP_IMPORTS)}"
+                )
     requirements = folder / REQUIREMENTS_FILE
     if not requirements.is_file():
         problems.append(f"{REQUIREMENTS_FILE}: missing")
@@ -203,9 +220,13 @@ def check_space_folder(folder: str | Path) -> Path:
                 problems.append(f"{REQUIREMENTS_FILE}: line {number} {line!r} is not a valid requirement ({err})")
         ours = [r for r in parsed if r.name.lower().replace("_", "-") == PACKAGE_NAME]
         if not ours:
-            problems.append(f"{REQUIREMENTS_FILE}: expected {PACKAGE_NAME}[demo]=={package_version()}, got no {PACKAGE_NAME} line")
+            problems.append(
+                f"{REQUIREMENTS_FILE}: expected {PACKAGE_NAME}[demo]=={package_version()}, got no {PACKAGE_NAME} line"
+            )
         elif "demo" not in ours[0].extras or not str(ours[0].specifier).startswith("=="):
-            problems.append(f"{REQUIREMENTS_FILE}: expected {PACKAGE_NAME}[demo] pinned with '==', got {str(ours[0])!r}")
+            problems.append(
+                f"{REQUIREMENTS_FILE}: expected {PACKAGE_NAME}[demo] pinned with '==', got {str(ours[0])!r}"
+            )
     bundled = folder / BUNDLED_MODEL_DIR
     if bundled.exists() and not ((bundled / "config.json").is_file() and any(bundled.glob("*.safetensors"))):
         problems.append(f"{BUNDLED_MODEL_DIR}/: expected config.json and .safetensors weights of the bundled model")
@@ -214,8 +235,13 @@ def check_space_folder(folder: str | Path) -> Path:
     return folder
 
 
-def push_space_to_hub(folder: str | Path, repo_id: str, token: str | None = None, private: bool | None = None,
-                      commit_message: str = "Brain-JEPA demo Space"):
+def push_space_to_hub(
+    folder: str | Path,
+    repo_id: str,
+    token: str | None = None,
+    private: bool | None = None,
+    commit_message: str = "Brain-JEPA demo Space",
+):
     """Create the Space `repo_id` (gradio SDK) if needed and upload a checked Space folder in one commit."""
     from huggingface_hub import CommitOperationAdd, HfApi
 
@@ -227,8 +253,8 @@ def push_space_to_hub(folder: str | Path, repo_id: str, token: str | None = None
     operations = [
         CommitOperationAdd(path_in_repo=path.relative_to(folder).as_posix(), path_or_fileobj=str(path))
         for path in sorted(folder.rglob("*"))
-        if path.is_file() and not any(part.startswith(".") or part == "__pycache__"
-                                      for part in path.relative_to(folder).parts)
+        if path.is_file()
+        and not any(part.startswith(".") or part == "__pycache__" for part in path.relative_to(folder).parts)
     ]
     return api.create_commit(repo_id, repo_type="space", operations=operations, commit_message=commit_message)
 
@@ -246,7 +272,7 @@ def link_space_in_card(card_text: str, space_id: str) -> str:
     match = re.search(r"^# .*$", card_text, flags=re.M)
     if match is None:
         raise ValueError("model card: expected a '# title' line to put the Space link under, got none")
-    return card_text[: match.end()] + "\n\n" + line + card_text[match.end():]
+    return card_text[: match.end()] + "\n\n" + line + card_text[match.end() :]
 
 
 def link_model_card_to_space(model: str, space_id: str, token: str | None = None) -> str:
@@ -264,13 +290,23 @@ def link_model_card_to_space(model: str, space_id: str, token: str | None = None
     text = Path(hf_hub_download(model, "README.md", token=token)).read_text(encoding="utf-8")
     updated = link_space_in_card(text, space_id)
     HfApi(token=token).create_commit(
-        model, operations=[CommitOperationAdd("README.md", updated.encode("utf-8"))],
+        model,
+        operations=[CommitOperationAdd("README.md", updated.encode("utf-8"))],
         commit_message=f"Link the demo Space {space_id}",
     )
     return f"{model}/README.md"
 
 
 __all__ = [
-    "APP_FILE", "check_space_folder", "create_space", "link_model_card_to_space", "link_space_in_card",
-    "push_space_to_hub", "render_app", "render_space_readme", "space_requirements", "space_url", "app_imports",
+    "APP_FILE",
+    "check_space_folder",
+    "create_space",
+    "link_model_card_to_space",
+    "link_space_in_card",
+    "push_space_to_hub",
+    "render_app",
+    "render_space_readme",
+    "space_requirements",
+    "space_url",
+    "app_imports",
 ]

@@ -23,7 +23,9 @@ def training_log_path(run_dir_or_log, name: str = "run_dir_or_log") -> Path:
     if path.is_dir():
         path = path / LOG_FILE
         if not path.is_file():
-            raise FileNotFoundError(f"{name}: no {LOG_FILE} in {path.parent} (is it a `brain-jepa pretrain` output folder?)")
+            raise FileNotFoundError(
+                f"{name}: no {LOG_FILE} in {path.parent} (is it a `brain-jepa pretrain` output folder?)"
+            )
     elif not path.is_file():
         raise FileNotFoundError(f"{name}: {path} does not exist")
     return path

@@ -24,6 +24,7 @@ import os
 import sys
 from pathlib import Path
 
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SOURCE_NAME = "schaefer400_17networks_centroids.csv"
 DEFAULT_OUTPUT = REPO_ROOT / "brain_jepa_hf" / "atlas_data" / "released_450.csv"
@@ -32,13 +33,22 @@ NUM_SUBCORTICAL_PER_HEMISPHERE = 25
 NUM_CORTICAL = 400
 # 17 -> 7 networks as in shared/atlas/README.md (Yeo 2011); TempPar stays visible in `network`.
 SEVENTEEN_TO_SEVEN = {
-    "VisCent": "Vis", "VisPeri": "Vis",
-    "SomMotA": "SomMot", "SomMotB": "SomMot",
-    "DorsAttnA": "DorsAttn", "DorsAttnB": "DorsAttn",
-    "SalVentAttnA": "SalVentAttn", "SalVentAttnB": "SalVentAttn",
-    "LimbicA": "Limbic", "LimbicB": "Limbic",
-    "ContA": "Cont", "ContB": "Cont", "ContC": "Cont",
-    "DefaultA": "Default", "DefaultB": "Default", "DefaultC": "Default",
+    "VisCent": "Vis",
+    "VisPeri": "Vis",
+    "SomMotA": "SomMot",
+    "SomMotB": "SomMot",
+    "DorsAttnA": "DorsAttn",
+    "DorsAttnB": "DorsAttn",
+    "SalVentAttnA": "SalVentAttn",
+    "SalVentAttnB": "SalVentAttn",
+    "LimbicA": "Limbic",
+    "LimbicB": "Limbic",
+    "ContA": "Cont",
+    "ContB": "Cont",
+    "ContC": "Cont",
+    "DefaultA": "Default",
+    "DefaultB": "Default",
+    "DefaultC": "Default",
     "TempPar": "Default",
 }
 HEMISPHERES = {"LH": "L", "RH": "R"}
@@ -62,7 +72,12 @@ def cortical_rows(source: Path) -> list[list[str]]:
     for record in records:
         name = record["ROI Name"]
         parts = name.split("_")  # 17Networks_<hemi>_<network>_<region...>_<n>
-        if len(parts) < 4 or parts[0] != "17Networks" or parts[1] not in HEMISPHERES or parts[2] not in SEVENTEEN_TO_SEVEN:
+        if (
+            len(parts) < 4
+            or parts[0] != "17Networks"
+            or parts[1] not in HEMISPHERES
+            or parts[2] not in SEVENTEEN_TO_SEVEN
+        ):
             raise ValueError(f"{source}: unexpected parcel name {name!r}")
         coords = [record[axis].strip() for axis in ("R", "A", "S")]  # copied as written (whole mm)
         for value in coords:
@@ -93,7 +108,9 @@ def default_source() -> Path:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, default=None, help=f"the shared {SOURCE_NAME} (default: found as default_source() says)")
+    parser.add_argument(
+        "--source", type=Path, default=None, help=f"the shared {SOURCE_NAME} (default: found as default_source() says)"
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     parser.add_argument("--check", action="store_true", help="only check that --output is up to date")
     args = parser.parse_args(argv)

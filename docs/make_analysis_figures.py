@@ -19,6 +19,7 @@ import shutil
 import sys
 from pathlib import Path
 
+
 DOCS = Path(__file__).resolve().parent
 IMAGES = DOCS / "images" / "analysis"
 MAX_BYTES = 150 * 1024
@@ -56,14 +57,59 @@ def main(argv: list[str] | None = None) -> None:
     work = Path(args.work_dir)
     pretrained, finetuned = work / "pretrain", work / "ft-sex"
     if not (pretrained / "config.json").is_file():
-        run(["pretrain", "--preset", "example-tiny", "--max_steps", str(args.max_steps), "--output_dir", str(pretrained)])
+        run(
+            [
+                "pretrain",
+                "--preset",
+                "example-tiny",
+                "--max_steps",
+                str(args.max_steps),
+                "--output_dir",
+                str(pretrained),
+            ]
+        )
     if not (finetuned / "config.json").is_file():
-        run(["finetune", "--model_name_or_path", str(pretrained), "--label_column", "sex", "--seeds", "1",
-             "--num_train_epochs", str(args.epochs), "--report_to", "none", "--output_dir", str(finetuned)])
+        run(
+            [
+                "finetune",
+                "--model_name_or_path",
+                str(pretrained),
+                "--label_column",
+                "sex",
+                "--seeds",
+                "1",
+                "--num_train_epochs",
+                str(args.epochs),
+                "--report_to",
+                "none",
+                "--output_dir",
+                str(finetuned),
+            ]
+        )
     common = ["--dataset", "example", "--label_column", "sex", "--max_subjects", str(args.subjects), "--overwrite"]
-    run(["analyze", "--model", str(pretrained), "--output_dir", str(work / "analysis-pretrained"), "--no-attribution", *common])
-    run(["analyze", "--model", str(finetuned), "--output_dir", str(work / "analysis-finetuned"),
-         "--attribution_steps", str(args.attribution_steps), *common])
+    run(
+        [
+            "analyze",
+            "--model",
+            str(pretrained),
+            "--output_dir",
+            str(work / "analysis-pretrained"),
+            "--no-attribution",
+            *common,
+        ]
+    )
+    run(
+        [
+            "analyze",
+            "--model",
+            str(finetuned),
+            "--output_dir",
+            str(work / "analysis-finetuned"),
+            "--attribution_steps",
+            str(args.attribution_steps),
+            *common,
+        ]
+    )
 
     IMAGES.mkdir(parents=True, exist_ok=True)
     for folder, figure, name in FIGURES:

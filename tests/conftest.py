@@ -5,13 +5,15 @@ import os
 import pytest
 import torch
 
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
-from helpers import make_config, make_inputs  # noqa: E402
-from original_layout import original_checkpoint  # noqa: E402
 
 from brain_jepa_hf import BrainJepaForPreTraining  # noqa: E402
+
+from helpers import make_config, make_inputs  # noqa: E402
+from original_layout import original_checkpoint  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -44,5 +46,11 @@ def tiny_config():
 
 def pytest_configure(config):
     # Markers of transformers' common tests (tests/test_transformers_common.py).
-    for marker in ("accelerate_tests", "flash_attn_test", "flash_attn_3_test", "flash_attn_4_test", "torch_compile_test"):
+    for marker in (
+        "accelerate_tests",
+        "flash_attn_test",
+        "flash_attn_3_test",
+        "flash_attn_4_test",
+        "torch_compile_test",
+    ):
         config.addinivalue_line("markers", f"{marker}: marker of transformers' common model tests")

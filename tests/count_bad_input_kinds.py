@@ -12,14 +12,24 @@ from collections import Counter
 from pathlib import Path
 
 
-MODULES = ["test_bad_inputs.py", "test_bad_inputs_api.py", "test_bad_inputs_cli.py", "test_bad_inputs_files.py",
-           "test_faults.py"]
+MODULES = [
+    "test_bad_inputs.py",
+    "test_bad_inputs_api.py",
+    "test_bad_inputs_cli.py",
+    "test_bad_inputs_files.py",
+    "test_faults.py",
+]
 
 
 def count_kinds(tests_dir: Path) -> Counter:
     paths = [str(tests_dir / name) for name in MODULES if (tests_dir / name).is_file()]
-    listing = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", *paths], capture_output=True,
-                             text=True, cwd=tests_dir.parent, check=True).stdout
+    listing = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", *paths],
+        capture_output=True,
+        text=True,
+        cwd=tests_dir.parent,
+        check=True,
+    ).stdout
     return Counter(line.split("::", 1)[0].rsplit("/", 1)[-1] for line in listing.splitlines() if "::" in line)
 
 

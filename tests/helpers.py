@@ -39,15 +39,32 @@ def disjoint_indices(batch: int, num_tokens: int, num_context: int, num_targets:
 
 
 # Fine-tuning: a few Trainer steps on CPU.
-FINETUNE_FAST = ["--max_steps", "4", "--eval_strategy", "steps", "--save_strategy", "steps", "--eval_steps", "2",
-        "--save_steps", "2", "--logging_steps", "2", "--per_device_train_batch_size", "4", "--use_cpu"]
+FINETUNE_FAST = [
+    "--max_steps",
+    "4",
+    "--eval_strategy",
+    "steps",
+    "--save_strategy",
+    "steps",
+    "--eval_steps",
+    "2",
+    "--save_steps",
+    "2",
+    "--logging_steps",
+    "2",
+    "--per_device_train_batch_size",
+    "4",
+    "--use_cpu",
+]
 
 
 def small_dataset(num_subjects=20, num_rois=23, num_timepoints=60, seed=0, age=None):
     rng = np.random.default_rng(seed)
     fmri = rng.standard_normal((num_subjects, num_rois, num_timepoints)).astype(np.float32)
-    labels = {"age": rng.uniform(45, 80, num_subjects) if age is None else age,
-              "sex": rng.integers(0, 2, num_subjects)}
+    labels = {
+        "age": rng.uniform(45, 80, num_subjects) if age is None else age,
+        "sex": rng.integers(0, 2, num_subjects),
+    }
     return dataset_from_arrays([f"sub-{i}" for i in range(num_subjects)], fmri, labels)
 
 
@@ -58,20 +75,38 @@ def save_pretrained_folder(folder: Path, config) -> BrainJepaForPreTraining:
         for parameter in model.context_encoder.parameters():
             parameter.add_(0.5)
     model.save_pretrained(folder)
-    BrainJepaFeatureExtractor(num_rois=config.num_rois, num_frames=config.num_frames, sampling_rate=1,
-                              scaling="zscore").save_pretrained(folder)
+    BrainJepaFeatureExtractor(
+        num_rois=config.num_rois, num_frames=config.num_frames, sampling_rate=1, scaling="zscore"
+    ).save_pretrained(folder)
     return model
 
 
 # Tiny model on the embedded example: 450 ROIs x 80 frames (Tp = 5), 4 subjects per batch.
 PRETRAIN_FAST = [
-    "--preset", "example-tiny", "--example_subjects", "12", "--per_device_batch_size", "4",
-    "--num_frames", "80", "--logging_steps", "1",
+    "--preset",
+    "example-tiny",
+    "--example_subjects",
+    "12",
+    "--per_device_batch_size",
+    "4",
+    "--num_frames",
+    "80",
+    "--logging_steps",
+    "1",
 ]
 
 
 def run_pretrain(output_dir, *extra, background=False):
-    command = [sys.executable, "-m", "brain_jepa_hf", "pretrain", *PRETRAIN_FAST, "--output_dir", str(output_dir), *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "brain_jepa_hf",
+        "pretrain",
+        *PRETRAIN_FAST,
+        "--output_dir",
+        str(output_dir),
+        *extra,
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     if background:
         return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
@@ -124,9 +159,16 @@ finally:
 """
 
 
-def brain_jepa_cli(*arguments, kill_at: tuple | None = None, file_size_limit: int | None = None, env: dict | None = None,
-                   elapsed_file: Path | None = None, cwd: Path | None = None, background: bool = False,
-                   timeout: float = 600):
+def brain_jepa_cli(
+    *arguments,
+    kill_at: tuple | None = None,
+    file_size_limit: int | None = None,
+    env: dict | None = None,
+    elapsed_file: Path | None = None,
+    cwd: Path | None = None,
+    background: bool = False,
+    timeout: float = 600,
+):
     """`python -m brain_jepa_hf ARGUMENTS` in a subprocess (offline, one thread), as a user runs it.
 
     kill_at=(audit event, regex over its arguments[, n]) SIGKILLs the process at the n-th (default first)
@@ -151,9 +193,12 @@ def brain_jepa_cli(*arguments, kill_at: tuple | None = None, file_size_limit: in
     command = [sys.executable, "-c", CLI_RUNNER, *map(str, arguments)]
     preexec = limit_file_size if file_size_limit is not None else None
     if background:
-        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env,
-                                cwd=cwd, preexec_fn=preexec)
-    return subprocess.run(command, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout, preexec_fn=preexec)
+        return subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd, preexec_fn=preexec
+        )
+    return subprocess.run(
+        command, capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout, preexec_fn=preexec
+    )
 
 
 def listing(folder: Path) -> list[str]:
@@ -163,8 +208,16 @@ def listing(folder: Path) -> list[str]:
 
 def hub_env(hub, home: Path, token: str | None = "hf_loopback_test_token") -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
-    env.update({"HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(home),
-                "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_XET": "1"})
+    env.update(
+        {
+            "HF_ENDPOINT": hub.endpoint,
+            "HF_HUB_OFFLINE": "0",
+            "HF_HOME": str(home),
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+            "HF_HUB_DISABLE_XET": "1",
+        }
+    )
     if token:
         env["HF_TOKEN"] = token
     return env

@@ -23,6 +23,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
+
 MAX_BODY_BYTES = 512 * 1024 * 1024
 SOCKET_TIMEOUT_S = 60
 
@@ -64,14 +65,19 @@ class HubState:
 
     def create_repo(self, repo_id: str, private: bool) -> Repo:
         now = _now()
-        initial = Commit(oid=hashlib.sha1(f"init {repo_id} {now}".encode()).hexdigest(), summary="initial commit",
-                         files={".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"}, date=now)
+        initial = Commit(
+            oid=hashlib.sha1(f"init {repo_id} {now}".encode()).hexdigest(),
+            summary="initial commit",
+            files={".gitattributes": b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n"},
+            date=now,
+        )
         repo = Repo(repo_id=repo_id, private=private, commits=[initial])
         self.repos[repo_id] = repo
         return repo
 
-    def commit(self, repo: Repo, summary: str, additions: dict[str, bytes], deletions: list[str],
-               deleted_folders: list[str]) -> Commit:
+    def commit(
+        self, repo: Repo, summary: str, additions: dict[str, bytes], deletions: list[str], deleted_folders: list[str]
+    ) -> Commit:
         parent = repo.commits[-1]
         files = dict(parent.files)
         for path in deletions:
@@ -118,8 +124,14 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             raise ValueError(f"request body of {length} bytes exceeds {MAX_BODY_BYTES}")
         return self.rfile.read(length) if length else b""
 
-    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
-              content_type: str = "application/json", head_only: bool = False) -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/json",
+        head_only: bool = False,
+    ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -200,8 +212,11 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         key = _key(f"{repo_type}s", repo_id)
         url = f"{self.endpoint}/{key}"
         if key in self.state.repos:
-            self._json(409, {"error": f"You already created this {repo_type} repo", "url": url},
-                       {"X-Error-Message": f"You already created this {repo_type} repo"})
+            self._json(
+                409,
+                {"error": f"You already created this {repo_type} repo", "url": url},
+                {"X-Error-Message": f"You already created this {repo_type} repo"},
+            )
             return
         self.state.create_repo(key, bool(body.get("private")))
         self._json(200, {"url": url, "name": repo_id, "id": repo_id})
@@ -231,12 +246,14 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         files = []
         for entry in body["files"]:
             existing = commit.files.get(entry["path"])
-            files.append({
-                "path": entry["path"],
-                "uploadMode": "regular",
-                "shouldIgnore": False,
-                "oid": git_blob_oid(existing) if existing is not None else None,
-            })
+            files.append(
+                {
+                    "path": entry["path"],
+                    "uploadMode": "regular",
+                    "shouldIgnore": False,
+                    "oid": git_blob_oid(existing) if existing is not None else None,
+                }
+            )
         self._json(200, {"files": files, "commitOid": commit.oid})
 
     def commit(self, query, namespace, name, revision, kind="models") -> None:
@@ -273,25 +290,47 @@ class HubRequestHandler(BaseHTTPRequestHandler):
                 self._error(400, f"unsupported commit operation {key!r} (this hub takes regular uploads only)")
                 return
         commit = self.state.commit(repo, summary, additions, deletions, deleted_folders)
-        self._json(200, {"success": True, "commitOid": commit.oid,
-                         "commitUrl": f"{self.endpoint}/{repo.repo_id}/commit/{commit.oid}"})
+        self._json(
+            200,
+            {
+                "success": True,
+                "commitOid": commit.oid,
+                "commitUrl": f"{self.endpoint}/{repo.repo_id}/commit/{commit.oid}",
+            },
+        )
 
     def repo_info(self, query, namespace, name, revision="main", kind="models") -> None:
         repo = self._repo_or_404(_key(kind, f"{namespace}/{name}"))
         if repo is None or (commit := self._commit_or_404(repo, revision)) is None:
             return
-        siblings = [{"rfilename": p, "size": len(c), "blobId": git_blob_oid(c)} for p, c in sorted(commit.files.items())]
+        siblings = [
+            {"rfilename": p, "size": len(c), "blobId": git_blob_oid(c)} for p, c in sorted(commit.files.items())
+        ]
         card = commit.files.get("README.md", b"").decode(errors="replace")
         match = re.match(r"^---\n(.*?)\n---\n", card, flags=re.S)
         card_data = yaml.safe_load(match.group(1)) if match else None
-        self._json(200, {
-            "_id": hashlib.sha1(repo.repo_id.encode()).hexdigest()[:24], "id": repo.repo_id,
-            "modelId": repo.repo_id, "author": namespace, "sha": commit.oid, "private": repo.private,
-            "gated": False, "disabled": False, "lastModified": commit.date, "createdAt": repo.commits[0].date,
-            "tags": (card_data or {}).get("tags", []), "pipeline_tag": (card_data or {}).get("pipeline_tag"),
-            "library_name": (card_data or {}).get("library_name"), "cardData": card_data,
-            "siblings": siblings, "downloads": 0, "likes": 0,
-        })
+        self._json(
+            200,
+            {
+                "_id": hashlib.sha1(repo.repo_id.encode()).hexdigest()[:24],
+                "id": repo.repo_id,
+                "modelId": repo.repo_id,
+                "author": namespace,
+                "sha": commit.oid,
+                "private": repo.private,
+                "gated": False,
+                "disabled": False,
+                "lastModified": commit.date,
+                "createdAt": repo.commits[0].date,
+                "tags": (card_data or {}).get("tags", []),
+                "pipeline_tag": (card_data or {}).get("pipeline_tag"),
+                "library_name": (card_data or {}).get("library_name"),
+                "cardData": card_data,
+                "siblings": siblings,
+                "downloads": 0,
+                "likes": 0,
+            },
+        )
 
     def tree(self, query, namespace, name, revision, path=None) -> None:
         path = path or ""
@@ -304,7 +343,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         for file_path, content in sorted(commit.files.items()):
             if not file_path.startswith(prefix):
                 continue
-            rest = file_path[len(prefix):]
+            rest = file_path[len(prefix) :]
             if "/" in rest and not recursive:
                 folders.add(prefix + rest.split("/")[0])
                 continue
@@ -315,8 +354,9 @@ class HubRequestHandler(BaseHTTPRequestHandler):
         if prefix and not entries and not folders:
             self._error(404, f"{path} does not exist on {revision}", "EntryNotFound")
             return
-        folder_entries = [{"type": "directory", "path": f, "oid": hashlib.sha1(f.encode()).hexdigest()}
-                          for f in sorted(folders)]
+        folder_entries = [
+            {"type": "directory", "path": f, "oid": hashlib.sha1(f.encode()).hexdigest()} for f in sorted(folders)
+        ]
         self._json(200, folder_entries + entries)
 
     def resolve(self, query, namespace, name, revision, path, head_only: bool = False) -> None:
@@ -325,8 +365,11 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             return
         content = commit.files.get(path)
         if content is None:
-            headers = {"X-Repo-Commit": commit.oid, "X-Error-Code": "EntryNotFound",
-                       "X-Error-Message": "Entry not found"}
+            headers = {
+                "X-Repo-Commit": commit.oid,
+                "X-Error-Code": "EntryNotFound",
+                "X-Error-Message": "Entry not found",
+            }
             self._send(404, b"" if head_only else b'{"error": "Entry not found"}', headers, head_only=head_only)
             return
         headers = {"ETag": f'"{git_blob_oid(content)}"', "X-Repo-Commit": commit.oid, "Accept-Ranges": "bytes"}
@@ -335,7 +378,7 @@ class HubRequestHandler(BaseHTTPRequestHandler):
             start = int(byte_range.group(1))
             end = int(byte_range.group(2)) if byte_range.group(2) else len(content) - 1
             headers["Content-Range"] = f"bytes {start}-{end}/{len(content)}"
-            self._send(206, content[start:end + 1], headers, "application/octet-stream")
+            self._send(206, content[start : end + 1], headers, "application/octet-stream")
             return
         self._send(200, content, headers, "application/octet-stream", head_only=head_only)
 
@@ -354,13 +397,22 @@ def _key(kind: str, repo_id: str) -> str:
 ROUTES = [
     (re.compile(r"/api/repos/create"), "POST", HubRequestHandler.create_repo),
     (re.compile(r"/api/validate-yaml"), "POST", HubRequestHandler.validate_yaml),
-    (re.compile(rf"/api/(?P<kind>models|spaces)/{_REPO}/preupload/(?P<revision>[^/]+)"), "POST",
-     HubRequestHandler.preupload),
-    (re.compile(rf"/api/(?P<kind>models|spaces)/{_REPO}/commit/(?P<revision>[^/]+)"), "POST",
-     HubRequestHandler.commit),
+    (
+        re.compile(rf"/api/(?P<kind>models|spaces)/{_REPO}/preupload/(?P<revision>[^/]+)"),
+        "POST",
+        HubRequestHandler.preupload,
+    ),
+    (
+        re.compile(rf"/api/(?P<kind>models|spaces)/{_REPO}/commit/(?P<revision>[^/]+)"),
+        "POST",
+        HubRequestHandler.commit,
+    ),
     (re.compile(rf"/api/(?P<kind>models|spaces)/{_REPO}"), "GET", HubRequestHandler.repo_info),
-    (re.compile(rf"/api/(?P<kind>models|spaces)/{_REPO}/revision/(?P<revision>[^/]+)"), "GET",
-     HubRequestHandler.repo_info),
+    (
+        re.compile(rf"/api/(?P<kind>models|spaces)/{_REPO}/revision/(?P<revision>[^/]+)"),
+        "GET",
+        HubRequestHandler.repo_info,
+    ),
     (re.compile(rf"/api/models/{_REPO}/tree/(?P<revision>[^/]+)(?:/(?P<path>.*))?"), "GET", HubRequestHandler.tree),
     (re.compile(rf"/{_REPO}/resolve/(?P<revision>[^/]+)/(?P<path>.+)"), "GET", HubRequestHandler.resolve),
     (re.compile(rf"/{_REPO}/resolve/(?P<revision>[^/]+)/(?P<path>.+)"), "HEAD", HubRequestHandler.resolve_head),
@@ -397,8 +449,9 @@ class LoopbackHub:
         server.daemon_threads = True
         server.state = self.state  # type: ignore[attr-defined]
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1},
-                                        name="loopback-hub", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.1}, name="loopback-hub", daemon=True
+        )
         self._thread.start()
         return self
 

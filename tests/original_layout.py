@@ -9,9 +9,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+
 # our block sub-module name -> the original's
-BLOCK_PARTS = {"norm1": "norm1", "attention.qkv": "attn.qkv", "attention.proj": "attn.proj", "norm2": "norm2",
-               "mlp.fc1": "mlp.fc1", "mlp.fc2": "mlp.fc2"}
+BLOCK_PARTS = {
+    "norm1": "norm1",
+    "attention.qkv": "attn.qkv",
+    "attention.proj": "attn.proj",
+    "norm2": "norm2",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+}
 
 
 def original_time_table(num_rois: int, num_time_patches: int, width: int) -> torch.Tensor:
@@ -28,7 +35,9 @@ def _blocks(ours: dict, our_prefix: str, original_prefix: str, depth: int) -> di
     for i in range(depth):
         for our_part, original_part in BLOCK_PARTS.items():
             for param in ("weight", "bias"):
-                out[f"module.{original_prefix}{i}.{original_part}.{param}"] = ours[f"{our_prefix}{i}.{our_part}.{param}"]
+                out[f"module.{original_prefix}{i}.{original_part}.{param}"] = ours[
+                    f"{our_prefix}{i}.{our_part}.{param}"
+                ]
     return out
 
 
@@ -37,9 +46,15 @@ def original_encoder_state(ours: dict, config) -> dict:
     out = {
         "module.patch_embed.proj.weight": ours["embeddings.patch_embeddings.projection.weight"],
         "module.patch_embed.proj.bias": ours["embeddings.patch_embeddings.projection.bias"],
-        "module.pos_embed_proj.emb_h": original_time_table(config.num_rois, config.num_time_patches, config.hidden_size),
-        "module.pos_embed_proj.predictor_pos_embed_proj.weight": ours["embeddings.position_embeddings.gradient_proj.weight"],
-        "module.pos_embed_proj.predictor_pos_embed_proj.bias": ours["embeddings.position_embeddings.gradient_proj.bias"],
+        "module.pos_embed_proj.emb_h": original_time_table(
+            config.num_rois, config.num_time_patches, config.hidden_size
+        ),
+        "module.pos_embed_proj.predictor_pos_embed_proj.weight": ours[
+            "embeddings.position_embeddings.gradient_proj.weight"
+        ],
+        "module.pos_embed_proj.predictor_pos_embed_proj.bias": ours[
+            "embeddings.position_embeddings.gradient_proj.bias"
+        ],
         "module.norm.weight": ours["layernorm.weight"],
         "module.norm.bias": ours["layernorm.bias"],
     }
@@ -72,7 +87,7 @@ def original_checkpoint(pretraining_model) -> dict:
     state = {k: v.detach().clone() for k, v in pretraining_model.state_dict().items()}
 
     def part(prefix):
-        return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
 
     config = pretraining_model.config
     return {

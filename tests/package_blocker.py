@@ -3,6 +3,7 @@ only files saved next to the weights (or downloaded from a Hub) can provide the 
 
 import textwrap
 
+
 BLOCK_PACKAGE = textwrap.dedent("""
     import sys
     class _BlockBrainJepaHf:

@@ -55,7 +55,9 @@ def eager_model(num_rois: int, time_patches: int, seed: int = 0, **overrides) ->
 # ----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("num_rois, time_patches, chunk", [(23, 5, 20), (13, 3, 12), (7, 1, 3), (9, 4, None), (5, 2, 1000)])
+@pytest.mark.parametrize(
+    "num_rois, time_patches, chunk", [(23, 5, 20), (13, 3, 12), (7, 1, 3), (9, 4, None), (5, 2, 1000)]
+)
 def test_pooled_attention_equals_naive_from_eager_weights(num_rois, time_patches, chunk):
     model = eager_model(num_rois, time_patches)
     fmri, gradient = make_inputs(model.config, batch=2)
@@ -75,7 +77,9 @@ def test_chunked_and_unchunked_agree_and_layers_select():
     fmri, gradient = make_inputs(model.config, batch=3)
     whole = roi_attention(model, fmri, gradient=gradient, query_chunk_size=10_000)
     for chunk in (1, 4, 7, 30):
-        torch.testing.assert_close(roi_attention(model, fmri, gradient=gradient, query_chunk_size=chunk), whole, atol=1e-6, rtol=0)
+        torch.testing.assert_close(
+            roi_attention(model, fmri, gradient=gradient, query_chunk_size=chunk), whole, atol=1e-6, rtol=0
+        )
     chosen = roi_attention(model, fmri, gradient=gradient, layers=[-1, 0])
     torch.testing.assert_close(chosen, whole[[2, 0]], atol=1e-6, rtol=0)
 
@@ -106,7 +110,9 @@ def test_worker_threads_agree_and_thread_count_is_restored():
     large, pooled_large = roi_pooled_attention(query * 40, key, value, 0.35, num_rois=6)
     assert torch.isfinite(large).all() and torch.isfinite(pooled_large).all()
     exact = torch.softmax((query * 40).double() @ key.double().transpose(-1, -2) * 0.35, dim=-1) @ value.double()
-    torch.testing.assert_close(large.double(), exact.transpose(1, 2), atol=1e-3, rtol=0)  # logits of ~1e3: float32 rounding
+    torch.testing.assert_close(
+        large.double(), exact.transpose(1, 2), atol=1e-3, rtol=0
+    )  # logits of ~1e3: float32 rounding
     with pytest.raises(ValueError, match="num_rois: the sequence has 24 tokens, not a multiple of 5 ROIs"):
         roi_pooled_attention(query, key, value, 0.35, num_rois=5)
 
@@ -127,7 +133,9 @@ def test_outputs_unchanged_with_sdpa_and_classifier_model():
     torch.testing.assert_close(recorded, plain, atol=1e-5, rtol=0)
     torch.testing.assert_close(outputs.last_hidden_state, plain_hidden, atol=1e-5, rtol=0)
     assert pooled.shape == (1, 2, 11, 11)
-    torch.testing.assert_close(pooled[0], roi_attention(classifier, fmri, gradient=gradient, layers=1)[0], atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        pooled[0], roi_attention(classifier, fmri, gradient=gradient, layers=1)[0], atol=1e-6, rtol=0
+    )
     assert classifier.config._attn_implementation == "sdpa"
 
 
@@ -148,7 +156,9 @@ def test_implementation_restored_after_an_error_and_misuse_errors():
             model(fmri, gradient=gradient)
     with record_roi_attention(model, num_rois=7, num_time_patches=2), torch.no_grad():
         context = torch.arange(7)[None]  # 7 tokens: a multiple of R but not all tokens
-        with pytest.raises(ValueError, match=r"expected all 14 tokens \(7 ROIs x 2 time patches\).*got 7.*no context_indices"):
+        with pytest.raises(
+            ValueError, match=r"expected all 14 tokens \(7 ROIs x 2 time patches\).*got 7.*no context_indices"
+        ):
             model(fmri, gradient=gradient, context_indices=context)
     assert model.config._attn_implementation == "eager"
     with pytest.raises(ValueError, match=r"layers: expected indices in \[-2, 1\] \(the model has 2 layers\), got 2"):
@@ -159,7 +169,9 @@ def test_implementation_restored_after_an_error_and_misuse_errors():
         roi_attention(model, fmri, gradient=gradient, layers=[])
     with pytest.raises(ValueError, match="query_chunk_size: expected a positive integer or None, got 0"):
         roi_attention(model, fmri, gradient=gradient, query_chunk_size=0)
-    with pytest.raises(ValueError, match=r"fmri_values: expected a tensor of shape \(batch, channels, rois, frames\), got \(7, 8\)"):
+    with pytest.raises(
+        ValueError, match=r"fmri_values: expected a tensor of shape \(batch, channels, rois, frames\), got \(7, 8\)"
+    ):
         roi_attention(model, fmri[0, 0], gradient=gradient)
     with pytest.raises(ValueError, match="model: expected a BrainJepaModel or a model holding one as `.brain_jepa`"):
         roi_attention(torch.nn.Linear(2, 2), fmri)
@@ -180,11 +192,16 @@ def test_attention_function_misuse_errors():
     model.config._attn_implementation = "eager"
     model.train()
     with record_roi_attention(model, num_rois=7) as recording, torch.no_grad():
-        with pytest.raises(ValueError, match="dropout: the ROI-pooled attention needs the model in eval mode, got attention dropout 0.5"):
+        with pytest.raises(
+            ValueError,
+            match="dropout: the ROI-pooled attention needs the model in eval mode, got attention dropout 0.5",
+        ):
             model(fmri, gradient=gradient)
         attention = model.layers[0].attention
         query = torch.zeros(1, attention.num_heads, 14, attention.head_dim)
-        with pytest.raises(ValueError, match="attention_mask: the ROI-pooled attention supports no attention mask, got one"):
+        with pytest.raises(
+            ValueError, match="attention_mask: the ROI-pooled attention supports no attention mask, got one"
+        ):
             _pooled_attention_forward(attention, query, query, query, torch.zeros(1, 1, 14, 14), scaling=1.0)
     assert recording.layers == [0, 1]
 
@@ -293,10 +310,21 @@ def test_cohort_attention_matches_per_batch_analysis(example_cohort):
     torch.manual_seed(0)
     model = BrainJepaModel(config).eval()
     gradient = np.random.default_rng(0).standard_normal((450, 4)).astype(np.float32)
-    extractor = BrainJepaFeatureExtractor(num_rois=450, num_frames=16, sampling_rate=3, scaling="zscore", gradient=gradient)
+    extractor = BrainJepaFeatureExtractor(
+        num_rois=450, num_frames=16, sampling_rate=3, scaling="zscore", gradient=gradient
+    )
     networks = ["Subcortical"] * 50 + [f"Net{k}" for k in np.arange(400) // 50]
-    result = cohort_attention(model, example_cohort, extractor, networks, layers=[-1], label_column="sex",
-                              max_subjects=5, batch_size=2, progress=False)
+    result = cohort_attention(
+        model,
+        example_cohort,
+        extractor,
+        networks,
+        layers=[-1],
+        label_column="sex",
+        max_subjects=5,
+        batch_size=2,
+        progress=False,
+    )
     assert result.layers == [1] and result.networks == ["Subcortical"] + [f"Net{k}" for k in range(8)]
     assert result.subject_received.shape == (5, 1, 9) and result.subject_network_matrix.shape == (5, 1, 9, 9)
     assert result.subject_ids == list(example_cohort["subject_id"][:5])
@@ -331,11 +359,14 @@ def test_cohort_attention_errors(example_cohort):
     with pytest.raises(ValueError, match="max_subjects: expected a positive integer or None, got 0"):
         cohort_attention(model, example_cohort, extractor, networks, max_subjects=0, progress=False)
     with pytest.raises(ValueError, match="feature_extractor: produces 400 ROIs but the model expects num_rois=450"):
-        cohort_attention(model, example_cohort, BrainJepaFeatureExtractor(num_rois=400, num_frames=16), networks, progress=False)
+        cohort_attention(
+            model, example_cohort, BrainJepaFeatureExtractor(num_rois=400, num_frames=16), networks, progress=False
+        )
     with pytest.raises(ValueError, match="fmri_column: expected a column 'bold'"):
         cohort_attention(model, example_cohort, extractor, networks, fmri_column="bold", progress=False)
     missing = example_cohort.cast_column("sex", __import__("datasets").Value("float64")).map(
-        lambda row, i: {"sex": float("nan") if i == 1 else row["sex"]}, with_indices=True)
+        lambda row, i: {"sex": float("nan") if i == 1 else row["sex"]}, with_indices=True
+    )
     with pytest.raises(ValueError, match="label_column: 1 of the 6 rows have no 'sex' value; drop them first"):
         cohort_attention(model, missing, extractor, networks, label_column="sex", progress=False)
     result = cohort_attention(model, example_cohort, extractor, networks, max_subjects=2, progress=False)
@@ -395,9 +426,14 @@ def test_benjamini_hochberg_by_hand():
 
 def test_permutation_test_errors():
     values = np.zeros((6, 2))
-    with pytest.raises(ValueError, match=r"groups: expected two groups to contrast, got one \('NC'\) for all 6 subjects"):
+    with pytest.raises(
+        ValueError, match=r"groups: expected two groups to contrast, got one \('NC'\) for all 6 subjects"
+    ):
         permutation_test(values, ["NC"] * 6)
-    with pytest.raises(ValueError, match=r"groups: expected exactly two groups, got 3 \(\['AD', 'MCI', 'NC'\]\); contrast two at a time"):
+    with pytest.raises(
+        ValueError,
+        match=r"groups: expected exactly two groups, got 3 \(\['AD', 'MCI', 'NC'\]\); contrast two at a time",
+    ):
         permutation_test(values, ["NC", "NC", "MCI", "MCI", "AD", "AD"])
     with pytest.raises(ValueError, match=r"groups: expected at least 2 subjects per group, got \{'MCI': 1, 'NC': 5\}"):
         permutation_test(values, ["NC"] * 5 + ["MCI"])
@@ -434,8 +470,9 @@ def classifier():
 @pytest.mark.parametrize("baseline", ["zero", "mean"])
 def test_integrated_gradients_completeness(classifier, baseline):
     fmri, gradient = make_inputs(classifier.config, batch=2)
-    details = roi_attribution(classifier, fmri, gradient=gradient, steps=64, baseline=baseline,
-                             internal_batch_size=64, return_details=True)
+    details = roi_attribution(
+        classifier, fmri, gradient=gradient, steps=64, baseline=baseline, internal_batch_size=64, return_details=True
+    )
     assert details.values.shape == (2, 9) and details.method == "integrated_gradients"
     change = details.output - details.baseline_output
     assert np.all(np.abs(change) > 1e-3)
@@ -458,7 +495,9 @@ def test_input_x_gradient_and_a_silent_roi(classifier):
     ig = roi_attribution(classifier, fmri, gradient=gradient, target=[0, 2], steps=4)
     assert np.all(ig[:, 4] == 0.0) and np.any(ig != 0.0)
     per_sample_gradient = gradient.expand(2, -1, -1)  # a (B, R, G) gradient, repeated along the path
-    batched = roi_attribution(classifier, fmri, gradient=per_sample_gradient, target=[0, 2], steps=4, internal_batch_size=5)
+    batched = roi_attribution(
+        classifier, fmri, gradient=per_sample_gradient, target=[0, 2], steps=4, internal_batch_size=5
+    )
     np.testing.assert_allclose(batched, ig, rtol=1e-4, atol=1e-6)
     assert not classifier.training and set(ATTRIBUTION_METHODS) == {"integrated_gradients", "input_x_gradient"}
 
@@ -466,7 +505,10 @@ def test_input_x_gradient_and_a_silent_roi(classifier):
 def test_attribution_errors(classifier):
     fmri, gradient = make_inputs(classifier.config, batch=2)
     encoder = classifier.brain_jepa
-    with pytest.raises(ValueError, match=r"model: expected a fine-tuned model with a classification head .* got BrainJepaModel; pass e\.g\. BrainJepaForSequenceClassification"):
+    with pytest.raises(
+        ValueError,
+        match=r"model: expected a fine-tuned model with a classification head .* got BrainJepaModel; pass e\.g\. BrainJepaForSequenceClassification",
+    ):
         roi_attribution(encoder, fmri, gradient=gradient)
     headless = BrainJepaForSequenceClassification(make_config(num_rois=9, num_frames=16, patch_size=8, num_labels=0))
     with pytest.raises(ValueError, match=r"got BrainJepaForSequenceClassification without a head \(num_labels=0\)"):

@@ -17,7 +17,12 @@ PACKAGE = ROOT / "brain_jepa_hf"
 ARCHITECTURE = ROOT / "docs" / "architecture.md"
 MAX_LINES = 600
 LINE_LIMIT_EXCEPTIONS = {"modeling_brain_jepa"}  # one flat file per model, as transformers keeps it
-REMOTE_CODE = {"configuration_brain_jepa", "modeling_brain_jepa", "feature_extraction_brain_jepa", "pipeline_brain_jepa"}
+REMOTE_CODE = {
+    "configuration_brain_jepa",
+    "modeling_brain_jepa",
+    "feature_extraction_brain_jepa",
+    "pipeline_brain_jepa",
+}
 REMOTE_CODE_IMPORTS = {"transformers", "torch", "numpy", "__future__"}
 
 

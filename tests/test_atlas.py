@@ -15,9 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import make_config, make_inputs
-from original_layout import original_checkpoint
 
+from brain_jepa_cli import main as cli_main
 from brain_jepa_hf import (
     BrainJepaForPreTraining,
     BrainJepaForSequenceClassification,
@@ -30,8 +29,11 @@ from brain_jepa_hf.atlas import (
     released_atlas,
     set_atlas,
 )
-from brain_jepa_cli import main as cli_main
 from brain_jepa_hf.conversion import convert_original_checkpoint
+
+from helpers import make_config, make_inputs
+from original_layout import original_checkpoint
+
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGE_TABLE = REPO_ROOT / "brain_jepa_hf" / "atlas_data" / "released_450.csv"
@@ -49,7 +51,8 @@ def _shared_atlas_dir() -> Path | None:
 
 SHARED = _shared_atlas_dir()
 needs_shared = pytest.mark.skipif(
-    SHARED is None, reason="shared/atlas/ (README.md + schaefer400_17networks_centroids.csv) is not beside the repository"
+    SHARED is None,
+    reason="shared/atlas/ (README.md + schaefer400_17networks_centroids.csv) is not beside the repository",
 )
 
 
@@ -72,8 +75,9 @@ def readme_mapping() -> dict[str, str]:
     return mapping
 
 
-def write_table(path: Path, rows: list[list], header=("index", "name", "network", "hemisphere", "x", "y", "z"),
-                delimiter=","):
+def write_table(
+    path: Path, rows: list[list], header=("index", "name", "network", "hemisphere", "x", "y", "z"), delimiter=","
+):
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle, delimiter=delimiter)
         writer.writerow(header)
@@ -124,7 +128,15 @@ def test_network_counts(shared_parcels):
     for network in atlas.network_order("fine"):  # every network has parcels in both hemispheres
         assert {h for h, n in zip(atlas.hemispheres, atlas.networks) if n == network} == {"L", "R"}
     assert atlas.network_order("coarse") == [
-        "Subcortical", "Vis", "SomMot", "DorsAttn", "SalVentAttn", "Limbic", "Cont", "Default"]
+        "Subcortical",
+        "Vis",
+        "SomMot",
+        "DorsAttn",
+        "SalVentAttn",
+        "Limbic",
+        "Cont",
+        "Default",
+    ]
 
 
 def test_subcortical_rows_right_then_left_without_coordinates():
@@ -203,13 +215,21 @@ def test_build_script_regenerates_the_package_table_byte_for_byte(tmp_path):
     out = tmp_path / "released_450.csv"
     script = REPO_ROOT / "conversion" / "build_released_atlas.py"
     source = SHARED / "schaefer400_17networks_centroids.csv"
-    result = subprocess.run([sys.executable, str(script), "--source", str(source), "--output", str(out)],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(script), "--source", str(source), "--output", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert out.read_bytes() == PACKAGE_TABLE.read_bytes()
     out.write_text(out.read_text().replace("VisCent,Vis", "VisCent,Default", 1))
-    check = subprocess.run([sys.executable, str(script), "--source", str(source), "--output", str(out), "--check"],
-                           capture_output=True, text=True, timeout=120)
+    check = subprocess.run(
+        [sys.executable, str(script), "--source", str(source), "--output", str(out), "--check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert check.returncode == 1 and "out of date" in check.stderr
 
 
@@ -217,11 +237,17 @@ def test_atlas_is_immutable_and_compares_by_value():
     atlas = released_atlas()
     with pytest.raises(ValueError):
         atlas.coords[0, 0] = 1.0
-    copy = Atlas(atlas.name, atlas.roi_names, atlas.networks, atlas.coarse_networks, atlas.hemispheres,
-                 atlas.coords.copy())
+    copy = Atlas(
+        atlas.name, atlas.roi_names, atlas.networks, atlas.coarse_networks, atlas.hemispheres, atlas.coords.copy()
+    )
     assert copy == atlas
-    assert Atlas("other", *[getattr(atlas, f) for f in ("roi_names", "networks", "coarse_networks", "hemispheres",
-                                                        "coords")]) != atlas
+    assert (
+        Atlas(
+            "other",
+            *[getattr(atlas, f) for f in ("roi_names", "networks", "coarse_networks", "hemispheres", "coords")],
+        )
+        != atlas
+    )
     with pytest.raises(ValueError, match=r"level: expected one of \('coarse', 'fine'\), got 'seven'"):
         atlas.network_labels("seven")
 
@@ -234,8 +260,12 @@ def test_atlas_is_immutable_and_compares_by_value():
 def test_user_table_tsv_one_based_any_order(tmp_path):
     rows = [[i + 1, f"roi_{i}", "Net" + "AB"[i % 2], "left" if i < 3 else "RH", "", "", ""] for i in range(6)]
     rows[2][4:] = ["1.5", "-2", "3e1"]
-    path = write_table(tmp_path / "atlas.tsv", rows[::-1], header=("Index", "Name", "Network", "Hemisphere", "X", "Y", "Z"),
-                       delimiter="\t")
+    path = write_table(
+        tmp_path / "atlas.tsv",
+        rows[::-1],
+        header=("Index", "Name", "Network", "Hemisphere", "X", "Y", "Z"),
+        delimiter="\t",
+    )
     atlas = read_atlas_table(path, num_rois=6)
     assert atlas.name == "atlas" and atlas.roi_names == tuple(f"roi_{i}" for i in range(6))
     assert atlas.coarse_networks == atlas.networks == ("NetA", "NetB") * 3
@@ -246,32 +276,59 @@ def test_user_table_tsv_one_based_any_order(tmp_path):
 
 def test_user_table_with_coarse_network_and_no_coordinates(tmp_path):
     rows = [[i, f"r{i}", ["A1", "A2", "B1"][i % 3], ["A", "A", "B"][i % 3]] for i in range(5)]
-    atlas = read_atlas_table(write_table(tmp_path / "t.csv", rows, header=("index", "name", "network", "coarse_network")))
+    atlas = read_atlas_table(
+        write_table(tmp_path / "t.csv", rows, header=("index", "name", "network", "coarse_network"))
+    )
     assert atlas.network_labels("coarse") == ["A", "A", "B", "A", "A"]
     assert atlas.network_labels("fine") == ["A1", "A2", "B1", "A1", "A2"]
     assert atlas.hemispheres == ("",) * 5 and np.isnan(atlas.coords).all()
 
 
-@pytest.mark.parametrize("edit, message", [
-    (lambda rows, header: (rows[:-1], header), r"atlas: expected 6 rows \(the model's num_rois\), got 5 in .*t\.csv"),
-    (lambda rows, header: ([r[:2] + r[3:] for r in rows], header[:2] + header[3:]),
-     r"atlas: expected columns \['index', 'name', 'network'\].* missing \['network'\]"),
-    (lambda rows, header: ([[0] + r[1:] if i == 3 else r for i, r in enumerate(rows)], header),
-     r"atlas: expected each index once, got \[0\] more than once"),
-    (lambda rows, header: ([[r[0] + (4 if i == 5 else 0)] + r[1:] for i, r in enumerate(rows)], header),
-     r"atlas: expected indices 0\.\.5 or 1\.\.6 without gaps, got 0\.\.9 missing \[5\]"),
-    (lambda rows, header: ([[r[0] + 2] + r[1:] for r in rows], header),
-     r"atlas: expected indices 0\.\.5 or 1\.\.6 without gaps, got 2\.\.7"),
-    (lambda rows, header: ([r[:5] + ["front"] + r[6:] if i == 1 else r for i, r in enumerate(rows)], header),
-     r"atlas: expected a number \(or empty\) for y, got 'front' on line 3 of"),
-    (lambda rows, header: ([r[:1] + ["  "] + r[2:] if i == 4 else r for i, r in enumerate(rows)], header),
-     r"atlas: expected a non-empty name, got an empty one on line 6 of"),
-    (lambda rows, header: ([r[:3] + ["both"] + r[4:] for r in rows], header),
-     r"atlas: expected hemisphere L, R, LH, RH, left, right or empty, got 'both' on line 2"),
-    (lambda rows, header: ([r[:6] for r in rows], header[:6]), r"atlas: expected all of x, y, z or none, got only \['x', 'y'\]"),
-    (lambda rows, header: ([["first"] + r[1:] if i == 0 else r for i, r in enumerate(rows)], header),
-     r"atlas: expected an integer index, got 'first' on line 2"),
-])
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (
+            lambda rows, header: (rows[:-1], header),
+            r"atlas: expected 6 rows \(the model's num_rois\), got 5 in .*t\.csv",
+        ),
+        (
+            lambda rows, header: ([r[:2] + r[3:] for r in rows], header[:2] + header[3:]),
+            r"atlas: expected columns \['index', 'name', 'network'\].* missing \['network'\]",
+        ),
+        (
+            lambda rows, header: ([[0] + r[1:] if i == 3 else r for i, r in enumerate(rows)], header),
+            r"atlas: expected each index once, got \[0\] more than once",
+        ),
+        (
+            lambda rows, header: ([[r[0] + (4 if i == 5 else 0)] + r[1:] for i, r in enumerate(rows)], header),
+            r"atlas: expected indices 0\.\.5 or 1\.\.6 without gaps, got 0\.\.9 missing \[5\]",
+        ),
+        (
+            lambda rows, header: ([[r[0] + 2] + r[1:] for r in rows], header),
+            r"atlas: expected indices 0\.\.5 or 1\.\.6 without gaps, got 2\.\.7",
+        ),
+        (
+            lambda rows, header: ([r[:5] + ["front"] + r[6:] if i == 1 else r for i, r in enumerate(rows)], header),
+            r"atlas: expected a number \(or empty\) for y, got 'front' on line 3 of",
+        ),
+        (
+            lambda rows, header: ([r[:1] + ["  "] + r[2:] if i == 4 else r for i, r in enumerate(rows)], header),
+            r"atlas: expected a non-empty name, got an empty one on line 6 of",
+        ),
+        (
+            lambda rows, header: ([r[:3] + ["both"] + r[4:] for r in rows], header),
+            r"atlas: expected hemisphere L, R, LH, RH, left, right or empty, got 'both' on line 2",
+        ),
+        (
+            lambda rows, header: ([r[:6] for r in rows], header[:6]),
+            r"atlas: expected all of x, y, z or none, got only \['x', 'y'\]",
+        ),
+        (
+            lambda rows, header: ([["first"] + r[1:] if i == 0 else r for i, r in enumerate(rows)], header),
+            r"atlas: expected an integer index, got 'first' on line 2",
+        ),
+    ],
+)
 def test_user_table_errors(tmp_path, edit, message):
     rows, header = edit(user_rows(6), list(("index", "name", "network", "hemisphere", "x", "y", "z")))
     path = write_table(tmp_path / "t.csv", rows, header=header)
@@ -317,15 +374,23 @@ def test_user_table_round_trip_through_save_and_load(tmp_path):
 def test_config_checks_the_atlas_against_num_rois(tmp_path):
     with pytest.raises(ValueError, match=r"atlas: 'released' has 450 ROIs but num_rois=23"):
         make_config(atlas="released")
-    with pytest.raises(ValueError, match=r"atlas: expected None, a table or one of \['example', 'released'\], got 'yeo'"):
+    with pytest.raises(
+        ValueError, match=r"atlas: expected None, a table or one of \['example', 'released'\], got 'yeo'"
+    ):
         make_config(num_rois=450, atlas="yeo")
     model = BrainJepaModel(make_config())
     with pytest.raises(ValueError, match=r"atlas: expected 23 ROIs \(the model's num_rois\), got 450 in 'released'"):
         set_atlas(model, "released")
     with pytest.raises(ValueError, match=r"atlas: expected 23 rows \(the model's num_rois\), got 6 in"):
         set_atlas(model, write_table(tmp_path / "t.csv", user_rows(6)))
-    table = {"name": "t", "roi_names": ["a"] * 22, "networks": ["n"] * 23, "coarse_networks": ["n"] * 23,
-             "hemispheres": [""] * 23, "coords": [[None] * 3] * 23}
+    table = {
+        "name": "t",
+        "roi_names": ["a"] * 22,
+        "networks": ["n"] * 23,
+        "coarse_networks": ["n"] * 23,
+        "hemispheres": [""] * 23,
+        "coords": [[None] * 3] * 23,
+    }
     with pytest.raises(ValueError, match=r"atlas: expected 23 entries in 'roi_names' \(num_rois\), got 22"):
         make_config(atlas=table)
     with pytest.raises(ValueError, match=r"model: expected a model folder with config.json, got .* without one"):
@@ -348,13 +413,28 @@ def original_450(tmp_path_factory):
 
 def test_converted_450_roi_model_carries_the_released_atlas(original_450, tmp_path):
     checkpoint, gradient_csv = original_450
-    out = convert_original_checkpoint(checkpoint, gradient_csv, tmp_path / "converted",
-                                      num_attention_heads=make_config().num_attention_heads)
+    out = convert_original_checkpoint(
+        checkpoint, gradient_csv, tmp_path / "converted", num_attention_heads=make_config().num_attention_heads
+    )
     assert atlas_for(out) == released_atlas()
     assert atlas_for(BrainJepaModel.from_pretrained(out)) == released_atlas()
-    assert cli_main(["convert", str(checkpoint), "--gradient-csv", str(gradient_csv), "--output-dir",
-                     str(tmp_path / "bare"), "--atlas", "none", "--num-attention-heads",
-                     str(make_config().num_attention_heads)]) == 0
+    assert (
+        cli_main(
+            [
+                "convert",
+                str(checkpoint),
+                "--gradient-csv",
+                str(gradient_csv),
+                "--output-dir",
+                str(tmp_path / "bare"),
+                "--atlas",
+                "none",
+                "--num-attention-heads",
+                str(make_config().num_attention_heads),
+            ]
+        )
+        == 0
+    )
     assert atlas_for(tmp_path / "bare") is None
 
 
@@ -365,8 +445,14 @@ def test_convert_with_a_user_table_and_bad_atlases(tmp_path, capsys):
     model.set_gradient(make_inputs(config)[1])
     torch.save(original_checkpoint(model), tmp_path / "jepa.pth.tar")
     np.savetxt(tmp_path / "gradient.csv", model.brain_jepa.embeddings.gradient.double().numpy(), delimiter=",")
-    args = ["convert", str(tmp_path / "jepa.pth.tar"), "--gradient-csv", str(tmp_path / "gradient.csv"),
-            "--num-attention-heads", str(config.num_attention_heads)]
+    args = [
+        "convert",
+        str(tmp_path / "jepa.pth.tar"),
+        "--gradient-csv",
+        str(tmp_path / "gradient.csv"),
+        "--num-attention-heads",
+        str(config.num_attention_heads),
+    ]
     assert cli_main(args + ["--output-dir", str(tmp_path / "auto")]) == 0
     assert atlas_for(tmp_path / "auto") is None  # not 450 ROIs: no atlas assumed
     table = write_table(tmp_path / "mine.csv", user_rows(23))
@@ -379,7 +465,8 @@ def test_convert_with_a_user_table_and_bad_atlases(tmp_path, capsys):
     assert not (tmp_path / "bad").exists()
     assert cli_main(args + ["--output-dir", str(tmp_path / "bad"), "--atlas", "relased"]) == 1
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
-        "brain-jepa convert: error: atlas: expected a table file, 'released', 'example' or 'none', got 'relased' (no such file)")
+        "brain-jepa convert: error: atlas: expected a table file, 'released', 'example' or 'none', got 'relased' (no such file)"
+    )
 
 
 def test_pretraining_and_finetuning_arguments_set_an_atlas(tmp_path):
@@ -389,18 +476,27 @@ def test_pretraining_and_finetuning_arguments_set_an_atlas(tmp_path):
     from brain_jepa_hf.pretraining_arguments import PretrainingArguments
 
     table = write_table(tmp_path / "mine.csv", user_rows(23))
-    args = PretrainingArguments(output_dir=str(tmp_path / "run"), model_preset="tiny", num_frames=40, patch_size=8,
-                                atlas=str(table), model_overrides='{"gradient_dim": 6}')
+    args = PretrainingArguments(
+        output_dir=str(tmp_path / "run"),
+        model_preset="tiny",
+        num_frames=40,
+        patch_size=8,
+        atlas=str(table),
+        model_overrides='{"gradient_dim": 6}',
+    )
     config = args.model_config(num_rois=23)
     assert atlas_for(config) == read_atlas_table(table)
     with pytest.raises(ValueError, match=r"atlas: expected 30 rows \(the model's num_rois\), got 23"):
         args.model_config(num_rois=30)
 
     BrainJepaModel(config).save_pretrained(tmp_path / "pretrained")
-    inherits = build_model(ModelArguments(model_name_or_path=str(tmp_path / "pretrained")), None, LabelInfo("regression", 1))
+    inherits = build_model(
+        ModelArguments(model_name_or_path=str(tmp_path / "pretrained")), None, LabelInfo("regression", 1)
+    )
     assert atlas_for(inherits) == read_atlas_table(table)  # fine-tuning keeps the pretrained model's atlas
-    cleared = build_model(ModelArguments(model_name_or_path=str(tmp_path / "pretrained"), atlas="none"), None,
-                          LabelInfo("regression", 1))
+    cleared = build_model(
+        ModelArguments(model_name_or_path=str(tmp_path / "pretrained"), atlas="none"), None, LabelInfo("regression", 1)
+    )
     assert atlas_for(cleared) is None
 
 
@@ -412,8 +508,16 @@ def test_runs_on_the_embedded_example_store_its_atlas_by_default(tmp_path):
 
     args = PretrainingArguments(output_dir=str(tmp_path), model_preset="tiny")
     assert args.model_config(num_rois=450).atlas == "example"
-    assert PretrainingArguments(output_dir=str(tmp_path), model_preset="tiny", atlas="none").model_config(450).atlas is None
-    assert PretrainingArguments(output_dir=str(tmp_path), model_preset="tiny", dataset=str(tmp_path)).model_config(450).atlas is None
+    assert (
+        PretrainingArguments(output_dir=str(tmp_path), model_preset="tiny", atlas="none").model_config(450).atlas
+        is None
+    )
+    assert (
+        PretrainingArguments(output_dir=str(tmp_path), model_preset="tiny", dataset=str(tmp_path))
+        .model_config(450)
+        .atlas
+        is None
+    )
     model = BrainJepaForSequenceClassification(make_config(num_rois=450, num_frames=32, patch_size=16))
     resolve_example_atlas(model, ModelArguments(), DataArguments(dataset=str(tmp_path)))
     assert atlas_for(model) is None

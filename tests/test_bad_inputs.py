@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import make_config, save_pretrained_folder, small_dataset
 from safetensors.torch import load_file, save_file
 from transformers import AutoModel, AutoModelForSequenceClassification, pipeline
 
@@ -24,6 +23,9 @@ from brain_jepa_hf.finetuning import run_finetuning
 from brain_jepa_hf.pipelines import FEATURE_EXTRACTION_TASK, register_pipelines
 from brain_jepa_hf.probing import run_sklearn_probe
 
+from helpers import make_config, save_pretrained_folder, small_dataset
+
+
 # ------------------------------------------------------------------------------ model folders
 
 
@@ -36,7 +38,11 @@ def _drop_a_layer(state: dict) -> dict:
 
 
 def _add_a_layer(state: dict) -> dict:
-    extra = {key.replace("layers.1.", "layers.2."): value.clone() for key, value in state.items() if key.startswith("brain_jepa.layers.1.")}
+    extra = {
+        key.replace("layers.1.", "layers.2."): value.clone()
+        for key, value in state.items()
+        if key.startswith("brain_jepa.layers.1.")
+    }
     return {**state, **extra}
 
 
@@ -54,8 +60,21 @@ def _embed(folder: Path, tmp_path: Path):
 def _finetune(folder: Path, tmp_path: Path, mode: str = "finetune"):
     small_dataset().save_to_disk(str(tmp_path / "data"))
     args = parse_arguments(
-        ["--model_name_or_path", str(folder), "--dataset", str(tmp_path / "data"), "--output_dir",
-         str(tmp_path / "out"), "--label_column", "age", "--mode", mode, "--max_steps", "1", "--use_cpu"]
+        [
+            "--model_name_or_path",
+            str(folder),
+            "--dataset",
+            str(tmp_path / "data"),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--label_column",
+            "age",
+            "--mode",
+            mode,
+            "--max_steps",
+            "1",
+            "--use_cpu",
+        ]
     )
     run_finetuning(*args[:3])
 
@@ -63,8 +82,16 @@ def _finetune(folder: Path, tmp_path: Path, mode: str = "finetune"):
 def _sklearn_probe(folder: Path, tmp_path: Path):
     small_dataset().save_to_disk(str(tmp_path / "data"))
     _, data_args, _, _ = parse_arguments(
-        ["--model_name_or_path", str(folder), "--dataset", str(tmp_path / "data"), "--output_dir",
-         str(tmp_path / "out"), "--label_column", "age"]
+        [
+            "--model_name_or_path",
+            str(folder),
+            "--dataset",
+            str(tmp_path / "data"),
+            "--output_dir",
+            str(tmp_path / "out"),
+            "--label_column",
+            "age",
+        ]
     )
     run_sklearn_probe(folder, data_args, progress=False)
 
@@ -77,11 +104,11 @@ def _pipeline(folder: Path, tmp_path: Path):
 LOADERS = {
     "BrainJepaModel.from_pretrained": lambda folder, _: BrainJepaModel.from_pretrained(folder),
     "BrainJepaForPreTraining.from_pretrained": lambda folder, _: BrainJepaForPreTraining.from_pretrained(folder),
-    "BrainJepaForSequenceClassification.from_pretrained":
-        lambda folder, _: BrainJepaForSequenceClassification.from_pretrained(folder),
+    "BrainJepaForSequenceClassification.from_pretrained": lambda folder, _: (
+        BrainJepaForSequenceClassification.from_pretrained(folder)
+    ),
     "AutoModel (remote code)": lambda folder, _: AutoModel.from_pretrained(folder, trust_remote_code=True),
-    "AutoModelForSequenceClassification":
-        lambda folder, _: AutoModelForSequenceClassification.from_pretrained(folder),
+    "AutoModelForSequenceClassification": lambda folder, _: AutoModelForSequenceClassification.from_pretrained(folder),
     "embed": _embed,
     "finetune": _finetune,
     "finetune --mode linear_probe": lambda folder, tmp_path: _finetune(folder, tmp_path, "linear_probe"),
@@ -107,7 +134,9 @@ def test_damaged_weights_file_is_refused_by_every_loader(tmp_path, pretraining_f
     change, keys = FOLDER_DAMAGE[damage]
     weights = folder / "model.safetensors"
     save_file(change(load_file(weights)), weights, metadata={"format": "pt"})
-    with pytest.raises(ValueError, match=r"pretrained_model_name_or_path: expected the weights of a BrainJepa") as error:
+    with pytest.raises(
+        ValueError, match=r"pretrained_model_name_or_path: expected the weights of a BrainJepa"
+    ) as error:
         LOADERS[loader](folder, tmp_path)
     assert "re-save or re-convert" in str(error.value)
     assert re.search(keys, str(error.value)), str(error.value)
@@ -185,12 +214,30 @@ def _feature_extractor_beyond_float32():
 
 
 OVERFLOWS = {
-    "float64 input > float32 max": (_float64_input_beyond_float32, r"fmri_values: expected values within the range of the model's dtype torch.float32 .*got \|x\| up to 1e\+39; rescale"),
-    "float64 gradient > float32 max": (_float64_gradient_beyond_float32, r"gradient: expected values within the range of the model's dtype torch.float32 .*1e\+39; rescale"),
-    "input > float16 max into a half model": (_float32_input_beyond_half, r"fmri_values: expected values within the range of the model's dtype torch.float16 \(\|x\| <= 6.55e\+04\), got \|x\| up to 7e\+04; rescale"),
-    "half activations overflow": (_half_activations_overflow, r"fmri_values: finite inputs gave non-finite outputs: the model's torch.float16 activations overflowed .*rescale"),
-    "pretraining input > float32 max": (_pretraining_input_beyond_float32, r"fmri_values: expected values within the range .*float32"),
-    "feature extractor input > float32 max": (_feature_extractor_beyond_float32, r"series\[1\]: expected values that stay finite in float32 once scaled, got \|x\| up to 1e\+39 \(overflow\); rescale"),
+    "float64 input > float32 max": (
+        _float64_input_beyond_float32,
+        r"fmri_values: expected values within the range of the model's dtype torch.float32 .*got \|x\| up to 1e\+39; rescale",
+    ),
+    "float64 gradient > float32 max": (
+        _float64_gradient_beyond_float32,
+        r"gradient: expected values within the range of the model's dtype torch.float32 .*1e\+39; rescale",
+    ),
+    "input > float16 max into a half model": (
+        _float32_input_beyond_half,
+        r"fmri_values: expected values within the range of the model's dtype torch.float16 \(\|x\| <= 6.55e\+04\), got \|x\| up to 7e\+04; rescale",
+    ),
+    "half activations overflow": (
+        _half_activations_overflow,
+        r"fmri_values: finite inputs gave non-finite outputs: the model's torch.float16 activations overflowed .*rescale",
+    ),
+    "pretraining input > float32 max": (
+        _pretraining_input_beyond_float32,
+        r"fmri_values: expected values within the range .*float32",
+    ),
+    "feature extractor input > float32 max": (
+        _feature_extractor_beyond_float32,
+        r"series\[1\]: expected values that stay finite in float32 once scaled, got \|x\| up to 1e\+39 \(overflow\); rescale",
+    ),
 }
 
 
@@ -227,37 +274,47 @@ def _nan_in(part: str, key: str, value: float):
     def change(checkpoint):
         checkpoint[part][key] = checkpoint[part][key].clone()
         checkpoint[part][key].view(-1)[3] = value
+
     return change
 
 
 CONVERSIONS = {
-    "non-paper width without heads": (lambda checkpoint: None, {"num_attention_heads": None},
-                                      r"num_attention_heads: required for hidden_size=64, depth=2, not a paper size "
-                                      r"\(vit-small 384x12, vit-base 768x12, vit-large 1024x24\).*pass num_attention_heads "
-                                      r"\(--num-attention-heads\)"),
-    "NaN encoder weight": (_nan_in("target_encoder", "module.blocks.1.mlp.fc1.weight", float("nan")), {},
-                           r"checkpoint: expected finite weights, got NaN/Inf in 1 tensor\(s\) "
-                           r"\(target_encoder:blocks.1.mlp.fc1.weight\).*convert an earlier checkpoint"),
-    "Inf predictor weight": (_nan_in("predictor", "module.predictor_embed.weight", float("inf")),
-                             {"with_predictor": True},
-                             r"checkpoint: expected finite weights, got NaN/Inf in 1 tensor\(s\) "
-                             r"\(predictor:predictor_embed.weight\)"),
+    "non-paper width without heads": (
+        lambda checkpoint: None,
+        {"num_attention_heads": None},
+        r"num_attention_heads: required for hidden_size=64, depth=2, not a paper size "
+        r"\(vit-small 384x12, vit-base 768x12, vit-large 1024x24\).*pass num_attention_heads "
+        r"\(--num-attention-heads\)",
+    ),
+    "NaN encoder weight": (
+        _nan_in("target_encoder", "module.blocks.1.mlp.fc1.weight", float("nan")),
+        {},
+        r"checkpoint: expected finite weights, got NaN/Inf in 1 tensor\(s\) "
+        r"\(target_encoder:blocks.1.mlp.fc1.weight\).*convert an earlier checkpoint",
+    ),
+    "Inf predictor weight": (
+        _nan_in("predictor", "module.predictor_embed.weight", float("inf")),
+        {"with_predictor": True},
+        r"checkpoint: expected finite weights, got NaN/Inf in 1 tensor\(s\) "
+        r"\(predictor:predictor_embed.weight\)",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", CONVERSIONS)
 def test_convert_refuses_guessing_and_non_finite_weights(tmp_path, pretrained, original_files, case):
-    from original_layout import original_checkpoint
-
     from brain_jepa_hf.conversion import convert_original_checkpoint
+
+    from original_layout import original_checkpoint
 
     change, kwargs, message = CONVERSIONS[case]
     checkpoint = original_checkpoint(pretrained[0])
     change(checkpoint)
     torch.save(checkpoint, tmp_path / "edited.pth.tar")
     with pytest.raises(ValueError, match=message):
-        convert_original_checkpoint(tmp_path / "edited.pth.tar", original_files[1], tmp_path / "out",
-                                    **{"num_attention_heads": 4, **kwargs})
+        convert_original_checkpoint(
+            tmp_path / "edited.pth.tar", original_files[1], tmp_path / "out", **{"num_attention_heads": 4, **kwargs}
+        )
     assert not (tmp_path / "out").exists()
 
 
@@ -265,9 +322,14 @@ def test_cli_convert_without_heads_prints_one_line(original_files, tmp_path, cap
     from brain_jepa_cli import main
 
     checkpoint, gradient_csv = original_files
-    assert main(["convert", str(checkpoint), "--gradient-csv", str(gradient_csv), "--output-dir", str(tmp_path / "o")]) == 1
+    assert (
+        main(["convert", str(checkpoint), "--gradient-csv", str(gradient_csv), "--output-dir", str(tmp_path / "o")])
+        == 1
+    )
     error = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
-    assert error.startswith("brain-jepa convert: error: num_attention_heads:") and "--num-attention-heads" in error, error
+    assert error.startswith("brain-jepa convert: error: num_attention_heads:") and "--num-attention-heads" in error, (
+        error
+    )
 
 
 # ------------------------------------------------------------------------------ config and arguments
@@ -278,10 +340,19 @@ CONFIGS = {
     "layer_norm_eps NaN": ({"layer_norm_eps": float("nan")}, r"layer_norm_eps: expected a finite number, got nan"),
     "mlp_ratio as text": ({"mlp_ratio": "4"}, r"mlp_ratio: expected a finite number, got '4' \(str\)"),
     "mlp_ratio 0": ({"mlp_ratio": 0}, r"mlp_ratio: expected a positive number, got 0"),
-    "mlp_ratio < 1 unit": ({"mlp_ratio": 0.01}, r"mlp_ratio: expected at least 0.03125 so that the MLP of the 32-wide "
-                                                r"blocks has a hidden unit, got 0.01 \(MLP width 0\)"),
-    "hidden_act unknown": ({"hidden_act": "nope"}, r"hidden_act: expected a transformers activation name such as 'gelu'.*got 'nope'"),
-    "dropout as text": ({"hidden_dropout_prob": "0.1"}, r"hidden_dropout_prob: expected a finite number, got '0.1' \(str\)"),
+    "mlp_ratio < 1 unit": (
+        {"mlp_ratio": 0.01},
+        r"mlp_ratio: expected at least 0.03125 so that the MLP of the 32-wide "
+        r"blocks has a hidden unit, got 0.01 \(MLP width 0\)",
+    ),
+    "hidden_act unknown": (
+        {"hidden_act": "nope"},
+        r"hidden_act: expected a transformers activation name such as 'gelu'.*got 'nope'",
+    ),
+    "dropout as text": (
+        {"hidden_dropout_prob": "0.1"},
+        r"hidden_dropout_prob: expected a finite number, got '0.1' \(str\)",
+    ),
     "drop_path_rate 1": ({"drop_path_rate": 1.0}, r"drop_path_rate: expected a probability in \[0, 1\), got 1.0"),
     "initializer_range 0": ({"initializer_range": 0}, r"initializer_range: expected a positive number, got 0"),
 }
@@ -297,14 +368,37 @@ def test_config_refuses_values_it_would_misuse(case):
 
 
 LABELS = {
-    "labels as a list": (3, None, [0, 1, 2], r"labels: expected a torch.Tensor, got list; pass torch.tensor\(labels\)"),
-    "no head (num_labels=0)": (0, None, torch.tensor([0, 1, 0]), r"labels: the model has no task head \(num_labels=0\).*set num_labels"),
-    "fractional class ids": (3, None, torch.tensor([0.5, 1.0, 2.0]),
-                             r"labels: expected shape \(3, 3\) of 0/1 targets, got \(3,\) \(floating-point labels with "
-                             r"num_labels=3 are taken as multi-label; for class ids pass integer labels"),
-    "multi-label targets not 0/1": (2, "multi_label_classification", torch.tensor([[0.0, 2.0], [1.0, 0.0], [0.0, 0.0]]),
-                                    r"labels: expected 0/1 targets for multi-label classification, got values such as 2"),
-    "regression target NaN": (1, None, torch.tensor([1.0, float("nan"), 2.0]), r"labels: expected finite values, got 1 NaN/Inf"),
+    "labels as a list": (
+        3,
+        None,
+        [0, 1, 2],
+        r"labels: expected a torch.Tensor, got list; pass torch.tensor\(labels\)",
+    ),
+    "no head (num_labels=0)": (
+        0,
+        None,
+        torch.tensor([0, 1, 0]),
+        r"labels: the model has no task head \(num_labels=0\).*set num_labels",
+    ),
+    "fractional class ids": (
+        3,
+        None,
+        torch.tensor([0.5, 1.0, 2.0]),
+        r"labels: expected shape \(3, 3\) of 0/1 targets, got \(3,\) \(floating-point labels with "
+        r"num_labels=3 are taken as multi-label; for class ids pass integer labels",
+    ),
+    "multi-label targets not 0/1": (
+        2,
+        "multi_label_classification",
+        torch.tensor([[0.0, 2.0], [1.0, 0.0], [0.0, 0.0]]),
+        r"labels: expected 0/1 targets for multi-label classification, got values such as 2",
+    ),
+    "regression target NaN": (
+        1,
+        None,
+        torch.tensor([1.0, float("nan"), 2.0]),
+        r"labels: expected finite values, got 1 NaN/Inf",
+    ),
 }
 
 
@@ -331,14 +425,34 @@ def _finetuning_args(*extra):
 
 
 ARGUMENTS = {
-    "model_overrides typo": (lambda: _pretraining_args(model_overrides='{"hiden_size": 128}'),
-                             r"model_overrides: expected BrainJepaConfig fields, got unknown key 'hiden_size'; did you mean 'hidden_size'\?"),
-    "pretrain learning_rate 0": (lambda: _pretraining_args(learning_rate=0.0), r"learning_rate: expected a positive number, got 0.0"),
-    "pretrain learning_rate < 0": (lambda: _pretraining_args(learning_rate=-1e-3), r"learning_rate: expected a positive number, got -0.001"),
-    "pretrain weight_decay < 0": (lambda: _pretraining_args(weight_decay=-0.1), r"weight_decay: expected a non-negative number, got -0.1"),
-    "finetune learning_rate < 0": (lambda: _finetuning_args("--learning_rate=-1e-3"), r"learning_rate: expected a positive number, got -0.001"),
-    "finetune learning_rate 0": (lambda: _finetuning_args("--learning_rate", "0"), r"learning_rate: expected a positive number, got 0.0"),
-    "finetune base_learning_rate 0": (lambda: _finetuning_args("--base_learning_rate", "0"), r"base_learning_rate: expected a positive number, got 0.0"),
+    "model_overrides typo": (
+        lambda: _pretraining_args(model_overrides='{"hiden_size": 128}'),
+        r"model_overrides: expected BrainJepaConfig fields, got unknown key 'hiden_size'; did you mean 'hidden_size'\?",
+    ),
+    "pretrain learning_rate 0": (
+        lambda: _pretraining_args(learning_rate=0.0),
+        r"learning_rate: expected a positive number, got 0.0",
+    ),
+    "pretrain learning_rate < 0": (
+        lambda: _pretraining_args(learning_rate=-1e-3),
+        r"learning_rate: expected a positive number, got -0.001",
+    ),
+    "pretrain weight_decay < 0": (
+        lambda: _pretraining_args(weight_decay=-0.1),
+        r"weight_decay: expected a non-negative number, got -0.1",
+    ),
+    "finetune learning_rate < 0": (
+        lambda: _finetuning_args("--learning_rate=-1e-3"),
+        r"learning_rate: expected a positive number, got -0.001",
+    ),
+    "finetune learning_rate 0": (
+        lambda: _finetuning_args("--learning_rate", "0"),
+        r"learning_rate: expected a positive number, got 0.0",
+    ),
+    "finetune base_learning_rate 0": (
+        lambda: _finetuning_args("--base_learning_rate", "0"),
+        r"base_learning_rate: expected a positive number, got 0.0",
+    ),
 }
 
 
@@ -367,14 +481,27 @@ def _cohort(tmp_path, labels_text=None, gradient_columns=None):
 
 
 BUILDS = {
-    "label NaN": ("subject_id,age\nsub-0,50\nsub-1,\nsub-2,61\nsub-3,70\n", None,
-                  r"labels: expected a value in column 'age' for every subject, got 1 empty/NaN/Inf \(subjects \['sub-1'\]\); fill them in"),
-    "label Inf": ("subject_id,age\nsub-0,50\nsub-1,inf\nsub-2,61\nsub-3,70\n", None,
-                  r"labels: expected a value in column 'age' .* got 1 empty/NaN/Inf \(subjects \['sub-1'\]\)"),
-    "text in a numeric column": ("subject_id,age\nsub-0,50\nsub-1,fifty\nsub-2,61\nsub-3,70\n", None,
-                                 r"labels: expected numbers or text in column 'age', got both: text 'fifty' for subject 'sub-1'"),
-    "gradient with 29 columns": (None, 29, r"gradient: expected 23 rows x 30 columns \(ROIs x gradient_components, the "
-                                           r"model's gradient_dim\), got 23 x 29; pass gradient_components=29 \(--gradient-components\)"),
+    "label NaN": (
+        "subject_id,age\nsub-0,50\nsub-1,\nsub-2,61\nsub-3,70\n",
+        None,
+        r"labels: expected a value in column 'age' for every subject, got 1 empty/NaN/Inf \(subjects \['sub-1'\]\); fill them in",
+    ),
+    "label Inf": (
+        "subject_id,age\nsub-0,50\nsub-1,inf\nsub-2,61\nsub-3,70\n",
+        None,
+        r"labels: expected a value in column 'age' .* got 1 empty/NaN/Inf \(subjects \['sub-1'\]\)",
+    ),
+    "text in a numeric column": (
+        "subject_id,age\nsub-0,50\nsub-1,fifty\nsub-2,61\nsub-3,70\n",
+        None,
+        r"labels: expected numbers or text in column 'age', got both: text 'fifty' for subject 'sub-1'",
+    ),
+    "gradient with 29 columns": (
+        None,
+        29,
+        r"gradient: expected 23 rows x 30 columns \(ROIs x gradient_components, the "
+        r"model's gradient_dim\), got 23 x 29; pass gradient_components=29 \(--gradient-components\)",
+    ),
 }
 
 
@@ -428,11 +555,20 @@ def _labels_as_list(tmp_path):
 
 CLEAR_ERRORS = {
     "truncated .npy": (_truncated_npy, r"series file .*sub-1.npy: expected a complete numeric .npy array"),
-    "bad --subject-regex": (_bad_subject_regex, r"subject_regex: expected a Python regular expression, got '\(sub-\[0-9\]\+' \(missing \)"),
-    "short_series='stretch' too short": (_short_series_stretch, r"series\[0\]: expected at least num_frames=40 volumes for "
-                                                                r"short_series='stretch', got 30; use short_series='pad',"),
-    "folder without config.json": (_folder_without_config, r"pretrained_model_name_or_path: expected a saved model folder with "
-                                                           r"config.json, got .*probe without one \(it holds a linear probe"),
+    "bad --subject-regex": (
+        _bad_subject_regex,
+        r"subject_regex: expected a Python regular expression, got '\(sub-\[0-9\]\+' \(missing \)",
+    ),
+    "short_series='stretch' too short": (
+        _short_series_stretch,
+        r"series\[0\]: expected at least num_frames=40 volumes for "
+        r"short_series='stretch', got 30; use short_series='pad',",
+    ),
+    "folder without config.json": (
+        _folder_without_config,
+        r"pretrained_model_name_or_path: expected a saved model folder with "
+        r"config.json, got .*probe without one \(it holds a linear probe",
+    ),
     "typo in a local path": (_typo_in_local_path, r"pretrained_model_name_or_path: no such folder '.*modle'"),
     "labels as a list": (_labels_as_list, r"labels: expected a torch.Tensor, got list"),
 }
@@ -456,16 +592,20 @@ def test_a_small_classification_set_splits_without_stratifying_what_cannot_be(tm
 
 
 def test_a_half_precision_checkpoint_converts(tmp_path, pretrained, original_files):
-    from original_layout import original_checkpoint
-
     from brain_jepa_hf.conversion import convert_original_checkpoint
+
+    from original_layout import original_checkpoint
 
     model, fmri, _ = pretrained
     checkpoint = original_checkpoint(model)
-    half = {part: {key: value.half() for key, value in checkpoint[part].items()}
-            for part in ("encoder", "predictor", "target_encoder")}
+    half = {
+        part: {key: value.half() for key, value in checkpoint[part].items()}
+        for part in ("encoder", "predictor", "target_encoder")
+    }
     torch.save({**checkpoint, **half}, tmp_path / "half.pth.tar")
-    out = convert_original_checkpoint(tmp_path / "half.pth.tar", original_files[1], tmp_path / "out", num_attention_heads=4)
+    out = convert_original_checkpoint(
+        tmp_path / "half.pth.tar", original_files[1], tmp_path / "out", num_attention_heads=4
+    )
     with torch.no_grad():
         converted = BrainJepaModel.from_pretrained(out).eval()(fmri).last_hidden_state
         torch.testing.assert_close(converted, model.brain_jepa(fmri).last_hidden_state, atol=5e-2, rtol=0)
@@ -475,9 +615,14 @@ def test_a_half_precision_checkpoint_converts(tmp_path, pretrained, original_fil
     "argv, message",
     [
         (["embed", "--model", "./no/such/model", "--dataset", "example", "--output", "x.npy"], "embed: error: "),
-        (["finetune", "--model_name_or_path", "m", "--dataset", "d", "--output_dir", "o", "--learning_rate=-1"],
-         "finetune: error: learning_rate: expected a positive number, got -1.0"),
-        (["pretrain", "--output_dir", "o", "--learning_rate", "0"], "pretrain: error: learning_rate: expected a positive number"),
+        (
+            ["finetune", "--model_name_or_path", "m", "--dataset", "d", "--output_dir", "o", "--learning_rate=-1"],
+            "finetune: error: learning_rate: expected a positive number, got -1.0",
+        ),
+        (
+            ["pretrain", "--output_dir", "o", "--learning_rate", "0"],
+            "pretrain: error: learning_rate: expected a positive number",
+        ),
     ],
     ids=["embed", "finetune", "pretrain"],
 )
@@ -504,13 +649,31 @@ def test_a_checkpoint_that_cannot_be_written_says_so_in_one_line(tmp_path, monke
         raise RuntimeError("basic_ios::clear: iostream error")
 
     monkeypatch.setattr(accelerate.Accelerator, "save_state", full_disk)
-    argv = ["pretrain", "--preset", "example-tiny", "--example_subjects", "8", "--per_device_batch_size", "4",
-            "--num_frames", "80", "--max_steps", "2", "--save_steps", "1", "--output_dir", str(tmp_path / "run"), "--cpu"]
+    argv = [
+        "pretrain",
+        "--preset",
+        "example-tiny",
+        "--example_subjects",
+        "8",
+        "--per_device_batch_size",
+        "4",
+        "--num_frames",
+        "80",
+        "--max_steps",
+        "2",
+        "--save_steps",
+        "1",
+        "--output_dir",
+        str(tmp_path / "run"),
+        "--cpu",
+    ]
     assert main(argv) == 1
     lines = capsys.readouterr().err.splitlines()
     errors = [line for line in lines if line.startswith("brain-jepa pretrain: error: ")]
     assert len(errors) == 1 and not any(line.startswith("Traceback") for line in lines), lines
     error = errors[0]
-    assert error.startswith("brain-jepa pretrain: error: output_dir: could not write the step-1 checkpoint under "), error
+    assert error.startswith("brain-jepa pretrain: error: output_dir: could not write the step-1 checkpoint under "), (
+        error
+    )
     assert "iostream error" in error and "MiB free there" in error and "--resume_from_checkpoint latest" in error
     assert not list((tmp_path / "run" / "checkpoints").glob(".*.tmp"))

@@ -27,30 +27,118 @@ def _npy(path, array):
 
 
 SERIES_FILES = {
-    "empty .npy": ("s.npy", lambda p: p.write_bytes(b""), r"series file .*s.npy: expected a complete numeric .npy array"),
-    "truncated .npy": ("s.npy", lambda p: (_npy(p, SERIES), p.write_bytes(p.read_bytes()[:300])), r"series file .*s.npy: expected a complete numeric .npy array"),
-    "pickled object .npy": ("s.npy", lambda p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True), r"series file .*s.npy: expected a complete numeric .npy array"),
-    ".npy of 1 dimension": ("s.npy", lambda p: _npy(p, SERIES[0]), r"series file .*s.npy: expected a non-empty 2-D array, got shape \(30,\)"),
-    ".npy of 3 dimensions": ("s.npy", lambda p: _npy(p, SERIES[None]), r"series file .*s.npy: expected a non-empty 2-D array, got shape \(1, 23, 30\)"),
-    ".npy of 0 columns": ("s.npy", lambda p: _npy(p, np.zeros((23, 0))), r"series file .*s.npy: expected a non-empty 2-D array, got shape \(23, 0\)"),
-    ".npy of text": ("s.npy", lambda p: _npy(p, np.full((23, 30), "x")), r"series file .*s.npy: expected real numbers, got dtype <U1"),
-    ".npy of booleans": ("s.npy", lambda p: _npy(p, SERIES > 0), r"series file .*s.npy: expected real numbers, got dtype bool"),
-    ".npy of complex numbers": ("s.npy", lambda p: _npy(p, SERIES.astype(complex)), r"series file .*s.npy: expected real numbers, got dtype complex128"),
-    ".npy NaN": ("s.npy", lambda p: _npy(p, np.where(np.arange(30) == 4, np.nan, SERIES)), r"series file .*s.npy: expected finite values, got NaN or Inf at row 0, column 4"),
-    ".npy beyond float32": ("s.npy", lambda p: _npy(p, np.where(np.arange(30) == 4, 1e39, SERIES)), r"series file .*s.npy: expected values within float32 range"),
-    ".npy with an index column": ("s.npy", lambda p: _npy(p, np.column_stack([np.arange(23), SERIES])), r"series file .*s.npy: its first column counts 0, 1, \.\.\., 22: a row index"),
+    "empty .npy": (
+        "s.npy",
+        lambda p: p.write_bytes(b""),
+        r"series file .*s.npy: expected a complete numeric .npy array",
+    ),
+    "truncated .npy": (
+        "s.npy",
+        lambda p: (_npy(p, SERIES), p.write_bytes(p.read_bytes()[:300])),
+        r"series file .*s.npy: expected a complete numeric .npy array",
+    ),
+    "pickled object .npy": (
+        "s.npy",
+        lambda p: np.save(p, np.array([{"a": 1}], dtype=object), allow_pickle=True),
+        r"series file .*s.npy: expected a complete numeric .npy array",
+    ),
+    ".npy of 1 dimension": (
+        "s.npy",
+        lambda p: _npy(p, SERIES[0]),
+        r"series file .*s.npy: expected a non-empty 2-D array, got shape \(30,\)",
+    ),
+    ".npy of 3 dimensions": (
+        "s.npy",
+        lambda p: _npy(p, SERIES[None]),
+        r"series file .*s.npy: expected a non-empty 2-D array, got shape \(1, 23, 30\)",
+    ),
+    ".npy of 0 columns": (
+        "s.npy",
+        lambda p: _npy(p, np.zeros((23, 0))),
+        r"series file .*s.npy: expected a non-empty 2-D array, got shape \(23, 0\)",
+    ),
+    ".npy of text": (
+        "s.npy",
+        lambda p: _npy(p, np.full((23, 30), "x")),
+        r"series file .*s.npy: expected real numbers, got dtype <U1",
+    ),
+    ".npy of booleans": (
+        "s.npy",
+        lambda p: _npy(p, SERIES > 0),
+        r"series file .*s.npy: expected real numbers, got dtype bool",
+    ),
+    ".npy of complex numbers": (
+        "s.npy",
+        lambda p: _npy(p, SERIES.astype(complex)),
+        r"series file .*s.npy: expected real numbers, got dtype complex128",
+    ),
+    ".npy NaN": (
+        "s.npy",
+        lambda p: _npy(p, np.where(np.arange(30) == 4, np.nan, SERIES)),
+        r"series file .*s.npy: expected finite values, got NaN or Inf at row 0, column 4",
+    ),
+    ".npy beyond float32": (
+        "s.npy",
+        lambda p: _npy(p, np.where(np.arange(30) == 4, 1e39, SERIES)),
+        r"series file .*s.npy: expected values within float32 range",
+    ),
+    ".npy with an index column": (
+        "s.npy",
+        lambda p: _npy(p, np.column_stack([np.arange(23), SERIES])),
+        r"series file .*s.npy: its first column counts 0, 1, \.\.\., 22: a row index",
+    ),
     "empty .csv": ("s.csv", lambda p: p.write_text(""), r"series file .*s.csv"),
-    ".csv with text in the first row": ("s.csv", lambda p: p.write_text("x," + _text(SERIES).split(",", 1)[1]), r"series file .*s.csv: expected numbers in row 0 \(or a header row of names\), got 'x' in column 0 among numbers"),
-    ".csv with text in a later row": ("s.csv", lambda p: p.write_text(_text(SERIES) + "x," + ",".join(["1"] * 29) + "\n"), r"series file .*s.csv: expected ','-separated numbers"),
-    ".csv with rows of unequal length": ("s.csv", lambda p: p.write_text(_text(SERIES) + "1.0,2.0\n"), r"series file .*s.csv: expected ','-separated numbers"),
-    ".csv Inf": ("s.csv", lambda p: p.write_text(_text(SERIES).replace("0.", "inf,", 0) + ",".join(["inf"] * 30) + "\n"), r"series file .*s.csv: expected finite values, got NaN or Inf at row 23"),
-    ".csv with a pandas index column": ("s.csv", lambda p: p.write_text(_text(np.column_stack([np.arange(1, 24), SERIES]))), r"series file .*s.csv: its first column counts 1, 2, \.\.\., 23: a row index"),
-    ".csv with a numbered header": ("s.csv", lambda p: p.write_text(_text(np.vstack([np.arange(30), SERIES]))), r"series file .*s.csv: its first row counts 0, 1, \.\.\., 29: numbered column headers"),
-    ".csv with two header rows": ("s.csv", lambda p: p.write_text("a,b\nc,d\n" + _text(SERIES)), r"series file .*s.csv: expected one header row then ','-separated numbers"),
+    ".csv with text in the first row": (
+        "s.csv",
+        lambda p: p.write_text("x," + _text(SERIES).split(",", 1)[1]),
+        r"series file .*s.csv: expected numbers in row 0 \(or a header row of names\), got 'x' in column 0 among numbers",
+    ),
+    ".csv with text in a later row": (
+        "s.csv",
+        lambda p: p.write_text(_text(SERIES) + "x," + ",".join(["1"] * 29) + "\n"),
+        r"series file .*s.csv: expected ','-separated numbers",
+    ),
+    ".csv with rows of unequal length": (
+        "s.csv",
+        lambda p: p.write_text(_text(SERIES) + "1.0,2.0\n"),
+        r"series file .*s.csv: expected ','-separated numbers",
+    ),
+    ".csv Inf": (
+        "s.csv",
+        lambda p: p.write_text(_text(SERIES).replace("0.", "inf,", 0) + ",".join(["inf"] * 30) + "\n"),
+        r"series file .*s.csv: expected finite values, got NaN or Inf at row 23",
+    ),
+    ".csv with a pandas index column": (
+        "s.csv",
+        lambda p: p.write_text(_text(np.column_stack([np.arange(1, 24), SERIES]))),
+        r"series file .*s.csv: its first column counts 1, 2, \.\.\., 23: a row index",
+    ),
+    ".csv with a numbered header": (
+        "s.csv",
+        lambda p: p.write_text(_text(np.vstack([np.arange(30), SERIES]))),
+        r"series file .*s.csv: its first row counts 0, 1, \.\.\., 29: numbered column headers",
+    ),
+    ".csv with two header rows": (
+        "s.csv",
+        lambda p: p.write_text("a,b\nc,d\n" + _text(SERIES)),
+        r"series file .*s.csv: expected one header row then ','-separated numbers",
+    ),
     ".tsv read with commas": ("s.tsv", lambda p: p.write_text(_text(SERIES)), r"series file .*s.tsv: expected"),
-    ".txt file": ("s.txt", lambda p: p.write_text(_text(SERIES, " ")), r"series file .*s.txt: expected one of .*got '.txt'"),
-    ".nii.gz given as a series file": ("s.nii.gz", lambda p: p.write_bytes(b"\x1f\x8b"), r"series file .*s.nii.gz: expected one of .*got '.gz'"),
-    "file without suffix": ("series", lambda p: p.write_text(_text(SERIES)), r"series file .*series: expected one of .*got 'no suffix'"),
+    ".txt file": (
+        "s.txt",
+        lambda p: p.write_text(_text(SERIES, " ")),
+        r"series file .*s.txt: expected one of .*got '.txt'",
+    ),
+    ".nii.gz given as a series file": (
+        "s.nii.gz",
+        lambda p: p.write_bytes(b"\x1f\x8b"),
+        r"series file .*s.nii.gz: expected one of .*got '.gz'",
+    ),
+    "file without suffix": (
+        "series",
+        lambda p: p.write_text(_text(SERIES)),
+        r"series file .*series: expected one of .*got 'no suffix'",
+    ),
     "absent file": ("none.npy", lambda p: None, r"series file: .*none.npy does not exist"),
 }
 
@@ -66,7 +154,9 @@ def test_bad_series_file_is_refused(tmp_path, case):
 
 def test_series_time_axis_is_checked(tmp_path):
     np.save(tmp_path / "s.npy", SERIES)
-    with pytest.raises(ValueError, match=r"time_axis: expected 0/-2 \(rows are time points\) or 1/-1 \(rows are ROIs\), got 2"):
+    with pytest.raises(
+        ValueError, match=r"time_axis: expected 0/-2 \(rows are time points\) or 1/-1 \(rows are ROIs\), got 2"
+    ):
         read_series(tmp_path / "s.npy", time_axis=2)
 
 
@@ -83,11 +173,31 @@ def _folder(tmp_path, arrays: dict):
 
 COHORTS = {
     "empty folder": ({}, {}, r"input_dir: expected .npy/.csv/.tsv files in .*in, found none"),
-    "two files of one subject": ({"sub-1.npy": SERIES, "sub-1.csv": _text(SERIES)}, {}, r"input_dir: expected one file per subject, got sub-1"),
-    "files of unequal ROI counts": ({"sub-1.npy": SERIES, "sub-2.npy": SERIES[:22]}, {}, r"series file .*sub-2.npy: expected 23 ROIs"),
-    "a transposed file among others": ({"sub-1.npy": RNG.standard_normal((23, 40)), "sub-2.npy": RNG.standard_normal((40, 23))}, {}, r"series file .*sub-2.npy: expected 23 ROIs"),
-    "fewer volumes than --num-timepoints": ({"sub-1.npy": SERIES}, {"num_timepoints": 50}, r"series file .*sub-1.npy: expected at least num_timepoints=50 volumes, got 30"),
-    "bad subject regex": ({"sub-1.npy": SERIES}, {"subject_regex": "(sub-[0-9]+"}, r"subject_regex: expected a Python regular expression"),
+    "two files of one subject": (
+        {"sub-1.npy": SERIES, "sub-1.csv": _text(SERIES)},
+        {},
+        r"input_dir: expected one file per subject, got sub-1",
+    ),
+    "files of unequal ROI counts": (
+        {"sub-1.npy": SERIES, "sub-2.npy": SERIES[:22]},
+        {},
+        r"series file .*sub-2.npy: expected 23 ROIs",
+    ),
+    "a transposed file among others": (
+        {"sub-1.npy": RNG.standard_normal((23, 40)), "sub-2.npy": RNG.standard_normal((40, 23))},
+        {},
+        r"series file .*sub-2.npy: expected 23 ROIs",
+    ),
+    "fewer volumes than --num-timepoints": (
+        {"sub-1.npy": SERIES},
+        {"num_timepoints": 50},
+        r"series file .*sub-1.npy: expected at least num_timepoints=50 volumes, got 30",
+    ),
+    "bad subject regex": (
+        {"sub-1.npy": SERIES},
+        {"subject_regex": "(sub-[0-9]+"},
+        r"subject_regex: expected a Python regular expression",
+    ),
 }
 
 
@@ -106,16 +216,56 @@ HEADER = "subject_id,age,sex\n"
 ROWS = "sub-1,50,0\nsub-2,61,1\nsub-3,70,0\n"
 
 LABELS = {
-    "a subject missing": (HEADER + "sub-1,50,0\nsub-2,61,1\n", {}, r"labels: expected a row for every subject with a file, got 1 missing \(\['sub-3'\]\)"),
-    "a subject twice": (HEADER + ROWS + "sub-1,52,0\n", {}, r"labels: expected one row per subject, got repeated subjects \['sub-1'\]"),
-    "no subject column": ("id,age\nsub-1,50\n", {}, r"subject_column: expected a column 'subject_id' in the labels table, got columns \['id', 'age'\]"),
-    "unknown label column": (HEADER + ROWS, {"label_columns": ["height"]}, r"label_columns: expected columns of the labels table .*got unknown \['height'\]"),
-    "label column named fmri": ("subject_id,fmri\nsub-1,1\nsub-2,2\nsub-3,3\n", {}, r"label_columns: \['fmri'\] collide with the dataset's own columns"),
-    "empty label": (HEADER + "sub-1,,0\nsub-2,61,1\nsub-3,70,0\n", {}, r"labels: expected a value in column 'age' for every subject, got 1 empty/NaN/Inf \(subjects \['sub-1'\]\)"),
-    "NaN label written out": (HEADER + "sub-1,nan,0\nsub-2,61,1\nsub-3,70,0\n", {}, r"labels: expected a value in column 'age' .*got 1 empty/NaN/Inf"),
-    "-inf label": (HEADER + "sub-1,50,0\nsub-2,-inf,1\nsub-3,70,0\n", {}, r"labels: expected a value in column 'age' .*\['sub-2'\]"),
-    "text among class ids": (HEADER + "sub-1,50,0\nsub-2,61,male\nsub-3,70,0\n", {}, r"labels: expected numbers or text in column 'sex', got both: text 'male' for subject 'sub-2'"),
-    "TSV table read as CSV columns": ("subject_id\tage\nsub-1\t50\n", {"_suffix": ".csv"}, r"subject_column: expected a column 'subject_id' in the labels table"),
+    "a subject missing": (
+        HEADER + "sub-1,50,0\nsub-2,61,1\n",
+        {},
+        r"labels: expected a row for every subject with a file, got 1 missing \(\['sub-3'\]\)",
+    ),
+    "a subject twice": (
+        HEADER + ROWS + "sub-1,52,0\n",
+        {},
+        r"labels: expected one row per subject, got repeated subjects \['sub-1'\]",
+    ),
+    "no subject column": (
+        "id,age\nsub-1,50\n",
+        {},
+        r"subject_column: expected a column 'subject_id' in the labels table, got columns \['id', 'age'\]",
+    ),
+    "unknown label column": (
+        HEADER + ROWS,
+        {"label_columns": ["height"]},
+        r"label_columns: expected columns of the labels table .*got unknown \['height'\]",
+    ),
+    "label column named fmri": (
+        "subject_id,fmri\nsub-1,1\nsub-2,2\nsub-3,3\n",
+        {},
+        r"label_columns: \['fmri'\] collide with the dataset's own columns",
+    ),
+    "empty label": (
+        HEADER + "sub-1,,0\nsub-2,61,1\nsub-3,70,0\n",
+        {},
+        r"labels: expected a value in column 'age' for every subject, got 1 empty/NaN/Inf \(subjects \['sub-1'\]\)",
+    ),
+    "NaN label written out": (
+        HEADER + "sub-1,nan,0\nsub-2,61,1\nsub-3,70,0\n",
+        {},
+        r"labels: expected a value in column 'age' .*got 1 empty/NaN/Inf",
+    ),
+    "-inf label": (
+        HEADER + "sub-1,50,0\nsub-2,-inf,1\nsub-3,70,0\n",
+        {},
+        r"labels: expected a value in column 'age' .*\['sub-2'\]",
+    ),
+    "text among class ids": (
+        HEADER + "sub-1,50,0\nsub-2,61,male\nsub-3,70,0\n",
+        {},
+        r"labels: expected numbers or text in column 'sex', got both: text 'male' for subject 'sub-2'",
+    ),
+    "TSV table read as CSV columns": (
+        "subject_id\tage\nsub-1\t50\n",
+        {"_suffix": ".csv"},
+        r"subject_column: expected a column 'subject_id' in the labels table",
+    ),
 }
 
 
@@ -134,11 +284,31 @@ def test_bad_labels_table_is_refused(tmp_path, case):
 # ------------------------------------------------------------------------------ gradient CSVs given to build-dataset
 
 GRADIENTS = {
-    "another ROI count": (lambda p: np.savetxt(p, RNG.standard_normal((22, 30)), delimiter=","), {}, r"gradient: expected 23 rows x 30 columns \(ROIs x gradient_components, the model's gradient_dim\), got 22 x 30"),
-    "another column count": (lambda p: np.savetxt(p, RNG.standard_normal((23, 29)), delimiter=","), {}, r"gradient: expected 23 rows x 30 columns .*got 23 x 29; pass gradient_components=29"),
-    "a header row": (lambda p: p.write_text("g1,g2\n" + _text(RNG.standard_normal((23, 2)))), {"gradient_components": 2}, r"gradient file .*g.csv: expected comma-separated numbers without a header"),
-    "NaN": (lambda p: p.write_text(_text(RNG.standard_normal((23, 2))).replace("\n", ",nan\n", 1).replace(",nan", "", 0)), {"gradient_components": 2}, r"gradient file .*g.csv: expected"),
-    "empty file": (lambda p: p.write_text(""), {}, r"gradient file .*g.csv: expected comma-separated numbers \(one row per ROI\), got an empty file"),
+    "another ROI count": (
+        lambda p: np.savetxt(p, RNG.standard_normal((22, 30)), delimiter=","),
+        {},
+        r"gradient: expected 23 rows x 30 columns \(ROIs x gradient_components, the model's gradient_dim\), got 22 x 30",
+    ),
+    "another column count": (
+        lambda p: np.savetxt(p, RNG.standard_normal((23, 29)), delimiter=","),
+        {},
+        r"gradient: expected 23 rows x 30 columns .*got 23 x 29; pass gradient_components=29",
+    ),
+    "a header row": (
+        lambda p: p.write_text("g1,g2\n" + _text(RNG.standard_normal((23, 2)))),
+        {"gradient_components": 2},
+        r"gradient file .*g.csv: expected comma-separated numbers without a header",
+    ),
+    "NaN": (
+        lambda p: p.write_text(_text(RNG.standard_normal((23, 2))).replace("\n", ",nan\n", 1).replace(",nan", "", 0)),
+        {"gradient_components": 2},
+        r"gradient file .*g.csv: expected",
+    ),
+    "empty file": (
+        lambda p: p.write_text(""),
+        {},
+        r"gradient file .*g.csv: expected comma-separated numbers \(one row per ROI\), got an empty file",
+    ),
 }
 
 
@@ -169,15 +339,39 @@ ATLAS_ROWS = "0,a,Vis\n1,b,SomMot\n2,c,Vis\n"
 ATLASES = {
     "empty table": ("", {}, r"atlas: expected a header row and one row per ROI, got an empty table"),
     "missing network column": ("index,name\n0,a\n", {}, r"atlas: expected columns \['index', 'name', 'network'\]"),
-    "repeated column": ("index,name,network,name\n0,a,Vis,a\n", {}, r"atlas: expected each column once, got \['name'\] more than once"),
-    "only x and y": (ATLAS_HEADER.strip() + ",x,y\n0,a,Vis,1,2\n", {}, r"atlas: expected all of x, y, z or none, got only \['x', 'y'\]"),
-    "other ROI count than the model": (ATLAS_HEADER + ATLAS_ROWS, {"num_rois": 4}, r"atlas: expected 4 rows \(the model's num_rois\), got 3"),
+    "repeated column": (
+        "index,name,network,name\n0,a,Vis,a\n",
+        {},
+        r"atlas: expected each column once, got \['name'\] more than once",
+    ),
+    "only x and y": (
+        ATLAS_HEADER.strip() + ",x,y\n0,a,Vis,1,2\n",
+        {},
+        r"atlas: expected all of x, y, z or none, got only \['x', 'y'\]",
+    ),
+    "other ROI count than the model": (
+        ATLAS_HEADER + ATLAS_ROWS,
+        {"num_rois": 4},
+        r"atlas: expected 4 rows \(the model's num_rois\), got 3",
+    ),
     "header only": (ATLAS_HEADER, {}, r"atlas: expected one row per ROI, got none"),
     "row of another length": (ATLAS_HEADER + "0,a,Vis\n1,b\n", {}, r"atlas: line 3 of .* has 2 fields, expected 3"),
-    "index not an integer": (ATLAS_HEADER + "zero,a,Vis\n", {}, r"atlas: expected an integer index, got 'zero' on line 2"),
+    "index not an integer": (
+        ATLAS_HEADER + "zero,a,Vis\n",
+        {},
+        r"atlas: expected an integer index, got 'zero' on line 2",
+    ),
     "empty name": (ATLAS_HEADER + "0,,Vis\n", {}, r"atlas: expected a non-empty name, got an empty one on line 2"),
-    "coordinate not a number": (ATLAS_HEADER.strip() + ",x,y,z\n0,a,Vis,1,2,inf\n", {}, r"atlas: expected a finite z, got 'inf' on line 2"),
-    "repeated index": (ATLAS_HEADER + "0,a,Vis\n0,b,Vis\n", {}, r"atlas: expected each index once, got \[0\] more than once"),
+    "coordinate not a number": (
+        ATLAS_HEADER.strip() + ",x,y,z\n0,a,Vis,1,2,inf\n",
+        {},
+        r"atlas: expected a finite z, got 'inf' on line 2",
+    ),
+    "repeated index": (
+        ATLAS_HEADER + "0,a,Vis\n0,b,Vis\n",
+        {},
+        r"atlas: expected each index once, got \[0\] more than once",
+    ),
     "absent file": (None, {}, r"atlas: .*none.csv does not exist or is not a file"),
 }
 
@@ -213,13 +407,34 @@ def _parcellate(tmp_path, scan=None, atlas=None, **kwargs):
 
 
 NIFTIS = {
-    "3-D scan": ({"scan": np.zeros((4, 4, 4), np.float32)}, r"img: expected a 4-D image with at least 2 volumes, got shape \(4, 4, 4\)"),
-    "scan of one volume": ({"scan": np.zeros((4, 4, 4, 1), np.float32)}, r"img: expected a 4-D image with at least 2 volumes, got shape \(4, 4, 4, 1\)"),
-    "scan NaN": ({"scan": np.full((4, 4, 4, 10), np.nan, np.float32)}, r"img: expected finite voxel values, got NaN or Inf"),
-    "4-D atlas": ({"atlas": np.ones((4, 4, 4, 2), np.int16)}, r"atlas: expected a 3-D label image, got shape \(4, 4, 4, 2\)"),
-    "atlas of fractional labels": ({"atlas": np.full((4, 4, 4), 0.5, np.float32)}, r"atlas: expected integer labels, got non-integer values"),
-    "empty atlas": ({"atlas": np.zeros((4, 4, 4), np.int16)}, r"atlases\[0\]: expected at least one non-zero label, got an empty atlas"),
-    "confounds for another number of scans": ({"confounds": ["a.csv", "b.csv"]}, r"confounds: expected one entry per image \(1\), got 2"),
+    "3-D scan": (
+        {"scan": np.zeros((4, 4, 4), np.float32)},
+        r"img: expected a 4-D image with at least 2 volumes, got shape \(4, 4, 4\)",
+    ),
+    "scan of one volume": (
+        {"scan": np.zeros((4, 4, 4, 1), np.float32)},
+        r"img: expected a 4-D image with at least 2 volumes, got shape \(4, 4, 4, 1\)",
+    ),
+    "scan NaN": (
+        {"scan": np.full((4, 4, 4, 10), np.nan, np.float32)},
+        r"img: expected finite voxel values, got NaN or Inf",
+    ),
+    "4-D atlas": (
+        {"atlas": np.ones((4, 4, 4, 2), np.int16)},
+        r"atlas: expected a 3-D label image, got shape \(4, 4, 4, 2\)",
+    ),
+    "atlas of fractional labels": (
+        {"atlas": np.full((4, 4, 4), 0.5, np.float32)},
+        r"atlas: expected integer labels, got non-integer values",
+    ),
+    "empty atlas": (
+        {"atlas": np.zeros((4, 4, 4), np.int16)},
+        r"atlases\[0\]: expected at least one non-zero label, got an empty atlas",
+    ),
+    "confounds for another number of scans": (
+        {"confounds": ["a.csv", "b.csv"]},
+        r"confounds: expected one entry per image \(1\), got 2",
+    ),
 }
 
 
@@ -237,8 +452,16 @@ def _confounds(tmp_path, text, **kwargs):
 
 
 CONFOUNDS = {
-    "rows unlike the volumes": ("csf,wm\n" + "1,2\n" * 9, {}, r"confounds: expected 10 rows \(one per volume\), got shape \(9, 2\)"),
-    "unknown column": ("csf,wm\n" + "1,2\n" * 10, {"confound_columns": ["gs"]}, r"confound_columns: expected columns of conf.csv \['csf', 'wm'\], got unknown \['gs'\]"),
+    "rows unlike the volumes": (
+        "csf,wm\n" + "1,2\n" * 9,
+        {},
+        r"confounds: expected 10 rows \(one per volume\), got shape \(9, 2\)",
+    ),
+    "unknown column": (
+        "csf,wm\n" + "1,2\n" * 10,
+        {"confound_columns": ["gs"]},
+        r"confound_columns: expected columns of conf.csv \['csf', 'wm'\], got unknown \['gs'\]",
+    ),
     "text in a column": ("csf,wm\n" + "1,x\n" * 10, {}, r"confounds: expected numeric columns in .*conf.csv"),
     "Inf": ("csf,wm\n" + "1,inf\n" * 10, {}, r"confounds: expected finite values, got Inf"),
 }
@@ -297,5 +520,7 @@ def test_model_folder_with_a_probe_only_names_it(tmp_path):
 
     (tmp_path / "probe").mkdir()
     (tmp_path / "probe" / "probe_config.json").write_text(json.dumps({}))
-    with pytest.raises(ValueError, match=r"expected a saved model folder with config.json, .*\(it holds a linear probe"):
+    with pytest.raises(
+        ValueError, match=r"expected a saved model folder with config.json, .*\(it holds a linear probe"
+    ):
         BrainJepaModel.from_pretrained(tmp_path / "probe")

@@ -12,6 +12,7 @@ import pytest
 import torch
 import yaml
 
+from brain_jepa_cli import main
 from brain_jepa_hf import BrainJepaConfig, BrainJepaModel
 from brain_jepa_hf.brainmarks_data import (
     from_brainmarks,
@@ -21,7 +22,8 @@ from brain_jepa_hf.brainmarks_data import (
     save_brainmarks_dataset,
     to_brainmarks,
 )
-from brain_jepa_cli import main
+from brain_jepa_hf.downstream_arguments import DataArguments
+from brain_jepa_hf.downstream_data import load_splits
 from brain_jepa_hf.embedding import embed
 from brain_jepa_hf.eval_results import read_eval_results, read_eval_results_file
 from brain_jepa_hf.example_data import (
@@ -29,10 +31,9 @@ from brain_jepa_hf.example_data import (
     example_gradient,
     load_example_dataset,
 )
-from brain_jepa_hf.downstream_arguments import DataArguments
-from brain_jepa_hf.downstream_data import load_splits
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 from brain_jepa_hf.probing import run_sklearn_probe
+
 
 SUBJECTS, TIMEPOINTS = 20, 100
 
@@ -43,8 +44,9 @@ def model_folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("model") / "tiny-450"
     torch.manual_seed(0)
     BrainJepaModel(BrainJepaConfig.from_preset("tiny", num_frames=16, patch_size=16)).save_pretrained(folder)
-    BrainJepaFeatureExtractor(num_rois=450, num_frames=16, sampling_rate=3, scaling="zscore",
-                              gradient=example_gradient()).save_pretrained(folder)
+    BrainJepaFeatureExtractor(
+        num_rois=450, num_frames=16, sampling_rate=3, scaling="zscore", gradient=example_gradient()
+    ).save_pretrained(folder)
     return folder
 
 
@@ -81,7 +83,10 @@ def test_layout_round_trip_and_embed_reads_a_brainmarks_folder(tmp_path, model_f
     folder = tmp_path / "cohort.schaefer400_tians3.arrow"
     save_brainmarks_dataset({"train": converted}, folder)
     assert sorted(p.name for p in (folder / "train").glob("*.arrow"))  # Brainmarks' shards
-    assert main(["embed", "--model", str(model_folder), "--dataset", str(folder), "--output", str(tmp_path / "bm.npy")]) == 0
+    assert (
+        main(["embed", "--model", str(model_folder), "--dataset", str(folder), "--output", str(tmp_path / "bm.npy")])
+        == 0
+    )
     direct = embed(model_folder, cohort.select(range(6)), tmp_path / "ours.npy", progress=False)
     assert np.allclose(np.load(tmp_path / "bm.npy"), np.load(direct), atol=1e-3)
     splits = load_splits(DataArguments(dataset=str(folder), label_column="sex"))
@@ -96,8 +101,14 @@ def test_ragged_brainmarks_series_load_as_lists(tmp_path):
     for length in (30, 41):
         bold, mean, std = normalise_per_roi(rng.normal(5.0, 2.0, (length, 7)))
         rows["bold"].append(bold), rows["mean"].append(mean), rows["std"].append(std)
-    features = Features({"bold": Array2D((None, 7), "float32"), "mean": Array2D((1, 7), "float32"),
-                         "std": Array2D((1, 7), "float32"), "tr": Value("float32")})
+    features = Features(
+        {
+            "bold": Array2D((None, 7), "float32"),
+            "mean": Array2D((1, 7), "float32"),
+            "std": Array2D((1, 7), "float32"),
+            "tr": Value("float32"),
+        }
+    )
     save_brainmarks_dataset({"train": Dataset.from_dict(rows, features=features)}, tmp_path / "ragged.arrow")
     loaded = load_dataset_folder(tmp_path / "ragged.arrow")["train"].with_format("numpy")
     assert [np.shape(loaded[i]["fmri"]) for i in range(2)] == [(7, 30), (7, 41)]
@@ -127,8 +138,13 @@ def test_transform_is_our_feature_extractor_on_the_unnormalised_series(model_fol
     rng = np.random.default_rng(1)
     raw = (rng.normal(0.0, 1.0, (200, 450)) * rng.uniform(1, 50, 450) + rng.uniform(100, 1000, 450)).astype(np.float32)
     bold, mean, std = normalise_per_roi(raw)  # what Brainmarks stores
-    sample = {"bold": torch.from_numpy(bold), "mean": torch.from_numpy(mean), "std": torch.from_numpy(std),
-              "tr": 1.0, "target": 1}
+    sample = {
+        "bold": torch.from_numpy(bold),
+        "mean": torch.from_numpy(mean),
+        "std": torch.from_numpy(std),
+        "tr": 1.0,
+        "target": 1,
+    }
     transform, _ = registry.create_model("brain_jepa_hf", model=str(model_folder), target_tr=target_tr)
     out = transform(dict(sample))
     assert set(out) == {"fmri_values", "tr", "target"}
@@ -149,11 +165,32 @@ def test_logistic_probe_in_brainmarks_protocol_on_a_local_shard(tmp_path, model_
     splits = {role: to_brainmarks(split, tr=EXAMPLE_TR) for role, split in stratified_splits(labelled, "sex").items()}
     root = tmp_path / "hcpya"
     save_brainmarks_dataset(splits, root / "hcpya-rest1lr.schaefer400_tians3.arrow")
-    env = {**os.environ, "HCPYA_ROOT": str(root), "HF_DATASETS_CACHE": str(tmp_path / "hf-cache"),
-           "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}
-    command = [sys.executable, "-m", "brainmarks.main_logistic", "brain_jepa_hf", "patch", "hcpya_rest1lr_gender",
-               "--overrides", "device=cpu", "num_workers=1", "batch_size=4", "amp=false", "n_trials=1", "cv_folds=2",
-               "Cs=3", f"output_root={tmp_path / 'out'}", f"model_kwargs.model={model_folder}"]
+    env = {
+        **os.environ,
+        "HCPYA_ROOT": str(root),
+        "HF_DATASETS_CACHE": str(tmp_path / "hf-cache"),
+        "HF_HUB_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "brainmarks.main_logistic",
+        "brain_jepa_hf",
+        "patch",
+        "hcpya_rest1lr_gender",
+        "--overrides",
+        "device=cpu",
+        "num_workers=1",
+        "batch_size=4",
+        "amp=false",
+        "n_trials=1",
+        "cv_folds=2",
+        "Cs=3",
+        f"output_root={tmp_path / 'out'}",
+        f"model_kwargs.model={model_folder}",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     (table_path,) = (tmp_path / "out").rglob("eval_table.csv")
@@ -166,10 +203,17 @@ def test_logistic_probe_in_brainmarks_protocol_on_a_local_shard(tmp_path, model_
 
 def test_probe_writes_eval_results_that_parse_with_huggingface_hub(tmp_path, model_folder, cohort):
     folder = tmp_path / "cohort.arrow"
-    save_brainmarks_dataset({role: to_brainmarks(split, tr=EXAMPLE_TR)
-                             for role, split in stratified_splits(cohort, "sex").items()}, folder)
-    results = run_sklearn_probe(model_folder, DataArguments(dataset=str(folder), label_column="sex"),
-                                output_dir=str(tmp_path / "probe"), seeds=2, cv=2, progress=False)
+    save_brainmarks_dataset(
+        {role: to_brainmarks(split, tr=EXAMPLE_TR) for role, split in stratified_splits(cohort, "sex").items()}, folder
+    )
+    results = run_sklearn_probe(
+        model_folder,
+        DataArguments(dataset=str(folder), label_column="sex"),
+        output_dir=str(tmp_path / "probe"),
+        seeds=2,
+        cv=2,
+        progress=False,
+    )
     (path,) = (tmp_path / "probe" / ".eval_results").glob("*.yaml")
     assert path.name == "cohort.arrow-sex-linear_probe.yaml"
     entries = {entry.task_id: entry for entry in read_eval_results(tmp_path / "probe")}
@@ -178,5 +222,7 @@ def test_probe_writes_eval_results_that_parse_with_huggingface_hub(tmp_path, mod
     assert "mean of 2 seed(s)" in entries["sex-f1"].notes
     assert yaml.safe_load(path.read_text())[0]["dataset"] == {"id": "cohort.arrow", "task_id": "sex-accuracy"}
     path.write_text(yaml.safe_dump([{"value": 0.5}]))
-    with pytest.raises(ValueError, match=r"\.eval_results/cohort.arrow-sex-linear_probe.yaml: expected the Hub's eval results format"):
+    with pytest.raises(
+        ValueError, match=r"\.eval_results/cohort.arrow-sex-linear_probe.yaml: expected the Hub's eval results format"
+    ):
         read_eval_results_file(path)

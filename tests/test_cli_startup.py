@@ -32,8 +32,9 @@ def test_help_imports_no_heavy_module():
         f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})))\n"
     )
     for argv in HELP_CALLS:
-        result = subprocess.run([sys.executable, "-c", script, json.dumps(argv)], capture_output=True, text=True,
-                                timeout=300)
+        result = subprocess.run(
+            [sys.executable, "-c", script, json.dumps(argv)], capture_output=True, text=True, timeout=300
+        )
         assert result.returncode == 0, (argv, result.stderr[-2000:])
         assert "usage: brain-jepa" in result.stdout, argv
         heavy = json.loads(result.stdout.strip().splitlines()[-1])
@@ -44,7 +45,9 @@ def test_help_imports_no_heavy_module():
 def test_stored_help_is_what_the_parser_prints(command):
     """brain_jepa_cli/help/<command>.txt equals the HfArgumentParser help; regenerate: python -m brain_jepa_cli.saved_help"""
     header, _, stored = (HELP_DIR / f"{command}.txt").read_text().partition("\n")
-    assert header == environment(), f"stored help rendered elsewhere ({header}); run python -m brain_jepa_cli.saved_help"
+    assert header == environment(), (
+        f"stored help rendered elsewhere ({header}); run python -m brain_jepa_cli.saved_help"
+    )
     assert stored == render(command), f"the {command} arguments changed; run python -m brain_jepa_cli.saved_help"
 
 
@@ -100,6 +103,10 @@ def test_every_flag_kebab_case_first_with_snake_case_alias():
 
 def test_both_spellings_parse_alike():
     parser = build_parser()
-    kebab = parser.parse_args(["embed", "--model", "m", "--output", "o.npy", "--batch-size", "3", "--short-series", "pad"])
-    snake = parser.parse_args(["embed", "--model", "m", "--output", "o.npy", "--batch_size", "3", "--short_series", "pad"])
+    kebab = parser.parse_args(
+        ["embed", "--model", "m", "--output", "o.npy", "--batch-size", "3", "--short-series", "pad"]
+    )
+    snake = parser.parse_args(
+        ["embed", "--model", "m", "--output", "o.npy", "--batch_size", "3", "--short_series", "pad"]
+    )
     assert vars(kebab) == vars(snake) and kebab.batch_size == 3 and kebab.short_series == "pad"

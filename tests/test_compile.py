@@ -7,13 +7,14 @@ without generating kernels, so the test takes seconds on CPU; a graph break fail
 
 import pytest
 import torch
-from helpers import disjoint_indices, make_config, make_inputs
 
 from brain_jepa_hf import (
     BrainJepaForPreTraining,
     BrainJepaForSequenceClassification,
     BrainJepaModel,
 )
+
+from helpers import disjoint_indices, make_config, make_inputs
 
 
 @pytest.fixture(autouse=True)

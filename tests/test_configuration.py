@@ -49,7 +49,6 @@ def test_round_trip_through_auto_config(tmp_path):
     assert strip(loaded.to_dict()) == strip(config.to_dict())
 
 
-
 def test_config_json_with_the_dropped_pooling_field_still_loads(tmp_path):
     """config.json files written before the unused `pooling` field was dropped carry `"pooling": "mean"`
     (the only value it took): they load as before, the key kept as a plain attribute."""
@@ -63,16 +62,26 @@ def test_config_json_with_the_dropped_pooling_field_still_loads(tmp_path):
     strip = lambda d: {k: v for k, v in d.items() if k not in ("_name_or_path", "pooling")}  # noqa: E731
     assert strip(loaded.to_dict()) == strip(config.to_dict())
 
+
 @pytest.mark.parametrize(
     "overrides, message",
     [
         ({"num_frames": 150}, r"num_frames: expected a multiple of patch_size=16, got 150; use num_frames=144"),
         ({"hidden_size": 770, "num_attention_heads": 11}, r"hidden_size: expected a multiple of 4 .* got 770"),
-        ({"hidden_size": 96, "num_attention_heads": 5}, r"hidden_size: expected a multiple of num_attention_heads=5, got 96"),
+        (
+            {"hidden_size": 96, "num_attention_heads": 5},
+            r"hidden_size: expected a multiple of num_attention_heads=5, got 96",
+        ),
         ({"predictor_hidden_size": 90}, r"predictor_hidden_size: expected a multiple of 4 .* got 90"),
-        ({"predictor_num_attention_heads": 7}, r"predictor_hidden_size: expected a multiple of predictor_num_attention_heads=7, got 384"),
+        (
+            {"predictor_num_attention_heads": 7},
+            r"predictor_hidden_size: expected a multiple of predictor_num_attention_heads=7, got 384",
+        ),
         ({"num_rois": 0}, r"num_rois: expected a positive integer, got 0"),
-        ({"position_embedding_type": "learned"}, r"position_embedding_type: expected 'gradient' or 'sincos', got 'learned'"),
+        (
+            {"position_embedding_type": "learned"},
+            r"position_embedding_type: expected 'gradient' or 'sincos', got 'learned'",
+        ),
         ({"drop_path_rate": 1.5}, r"drop_path_rate: expected a probability in \[0, 1\), got 1.5"),
     ],
 )

@@ -23,8 +23,14 @@ def bars(stderr: str) -> list[str]:
 
 def run_cli(*arguments, cwd):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
-    result = subprocess.run([sys.executable, "-m", "brain_jepa_hf", *arguments], capture_output=True, text=True,
-                            env=env, timeout=600, cwd=cwd)
+    result = subprocess.run(
+        [sys.executable, "-m", "brain_jepa_hf", *arguments],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        cwd=cwd,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -37,8 +43,16 @@ def pretrained(tmp_path_factory):
 
 
 def test_format_metrics_prints_numbers():
-    line = format_metrics({"loss": 0.75764, "grad_norm": 4.9113, "learning_rate": 1.9642e-06, "epoch": 0.5714,
-                           "step": 2, "total_flos": 123.0})
+    line = format_metrics(
+        {
+            "loss": 0.75764,
+            "grad_norm": 4.9113,
+            "learning_rate": 1.9642e-06,
+            "epoch": 0.5714,
+            "step": 2,
+            "total_flos": 123.0,
+        }
+    )
     assert line == "loss 0.7576, grad_norm 4.911, learning_rate 1.964e-06, epoch 0.5714, step 2"
 
 
@@ -52,10 +66,23 @@ def test_pretrain_shows_one_bar_and_no_accelerate_info(pretrained):
 
 def test_finetune_one_bar_per_seed_and_numeric_metrics(pretrained, tmp_path):
     folder, _ = pretrained
-    result = run_cli("finetune", "--model-name-or-path", str(folder), "--example_subjects", "40", "--seeds", "2",
-                     "--output-dir", str(tmp_path / "ft"), *FINETUNE_FAST, cwd=tmp_path)
+    result = run_cli(
+        "finetune",
+        "--model-name-or-path",
+        str(folder),
+        "--example_subjects",
+        "40",
+        "--seeds",
+        "2",
+        "--output-dir",
+        str(tmp_path / "ft"),
+        *FINETUNE_FAST,
+        cwd=tmp_path,
+    )
     frames = bars(result.stderr)
-    assert {frame.split(":")[0] for frame in frames} == {"seed 42", "seed 43"}, frames  # no seeds / eval / loading bars
+    assert {frame.split(":")[0] for frame in frames} == {"seed 42", "seed 43"}, (
+        frames
+    )  # no seeds / eval / loading bars
     assert "'eval_loss'" not in result.stdout + result.stderr  # transformers 5 prints {'eval_loss': '0.8566', ...}
     evaluation = re.search(r"^seed 42, step 2: eval_loss (\S+), eval_mse (\S+),", result.stderr, re.MULTILINE)
     assert evaluation, result.stderr[-3000:]

@@ -12,12 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
+from brain_jepa_cli import main as cli_main
+from brain_jepa_hf import BrainJepaForPreTraining, BrainJepaModel
+from brain_jepa_hf.conversion import convert_original_checkpoint
+
 from helpers import disjoint_indices
 from original_layout import original_checkpoint
 
-from brain_jepa_hf import BrainJepaForPreTraining, BrainJepaModel
-from brain_jepa_cli import main as cli_main
-from brain_jepa_hf.conversion import convert_original_checkpoint
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,8 +37,9 @@ def entries(folder: Path) -> set[str]:
 def test_round_trip_with_predictor_reproduces_encoders_and_predictor(pretrained, original_files, tmp_path):
     model, fmri, _ = pretrained
     checkpoint, gradient_csv = original_files
-    out = convert_original_checkpoint(checkpoint, gradient_csv, tmp_path / "brain-jepa", with_predictor=True,
-                                      num_attention_heads=4)
+    out = convert_original_checkpoint(
+        checkpoint, gradient_csv, tmp_path / "brain-jepa", with_predictor=True, num_attention_heads=4
+    )
     converted = BrainJepaForPreTraining.from_pretrained(out).eval()
     context, targets = disjoint_indices(fmri.shape[0], model.config.num_patches, 60, 25)
     with torch.no_grad():
@@ -48,16 +51,18 @@ def test_round_trip_with_predictor_reproduces_encoders_and_predictor(pretrained,
     # The base model of a pretraining folder is the target encoder, what fine-tuning starts from.
     encoder = BrainJepaModel.from_pretrained(out).eval()
     with torch.no_grad():
-        torch.testing.assert_close(encoder(fmri).last_hidden_state, model.brain_jepa(fmri).last_hidden_state,
-                                   atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            encoder(fmri).last_hidden_state, model.brain_jepa(fmri).last_hidden_state, atol=1e-5, rtol=0
+        )
 
 
 @pytest.mark.parametrize("source", ["target_encoder", "encoder"])
 def test_round_trip_encoder_only_from_each_source(pretrained, original_files, tmp_path, source):
     model, fmri, gradient = pretrained
     checkpoint, gradient_csv = original_files
-    out = convert_original_checkpoint(checkpoint, gradient_csv, tmp_path / "brain-jepa", source=source,
-                                      num_attention_heads=4)
+    out = convert_original_checkpoint(
+        checkpoint, gradient_csv, tmp_path / "brain-jepa", source=source, num_attention_heads=4
+    )
     converted = BrainJepaModel.from_pretrained(out).eval()
     reference = model.brain_jepa if source == "target_encoder" else model.context_encoder
     other = model.context_encoder if source == "target_encoder" else model.brain_jepa
@@ -67,13 +72,39 @@ def test_round_trip_encoder_only_from_each_source(pretrained, original_files, tm
         assert (actual - other(fmri).last_hidden_state).abs().max() > 1e-3  # the source really matters
     torch.testing.assert_close(converted.embeddings.gradient, gradient.float())
     config = json.loads((out / "config.json").read_text())
-    inferred = {k: config[k] for k in ("num_rois", "num_frames", "patch_size", "gradient_dim", "hidden_size",
-                                       "num_hidden_layers", "num_attention_heads", "predictor_hidden_size")}
-    assert inferred == {"num_rois": 23, "num_frames": 40, "patch_size": 8, "gradient_dim": 6, "hidden_size": 64,
-                        "num_hidden_layers": 2, "num_attention_heads": 4, "predictor_hidden_size": 32}
+    inferred = {
+        k: config[k]
+        for k in (
+            "num_rois",
+            "num_frames",
+            "patch_size",
+            "gradient_dim",
+            "hidden_size",
+            "num_hidden_layers",
+            "num_attention_heads",
+            "predictor_hidden_size",
+        )
+    }
+    assert inferred == {
+        "num_rois": 23,
+        "num_frames": 40,
+        "patch_size": 8,
+        "gradient_dim": 6,
+        "hidden_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "predictor_hidden_size": 32,
+    }
     assert config["auto_map"]["AutoModel"] == "modeling_brain_jepa.BrainJepaModel"
-    for name in ("model.safetensors", "configuration_brain_jepa.py", "modeling_brain_jepa.py",
-                 "feature_extraction_brain_jepa.py", "pipeline_brain_jepa.py", "preprocessor_config.json", "README.md"):
+    for name in (
+        "model.safetensors",
+        "configuration_brain_jepa.py",
+        "modeling_brain_jepa.py",
+        "feature_extraction_brain_jepa.py",
+        "pipeline_brain_jepa.py",
+        "preprocessor_config.json",
+        "README.md",
+    ):
         assert (out / name).is_file(), name
     processor = json.loads((out / "preprocessor_config.json").read_text())
     assert (processor["num_rois"], processor["num_frames"]) == (23, 40)
@@ -85,15 +116,45 @@ def test_round_trip_encoder_only_from_each_source(pretrained, original_files, tm
 def test_cli_convert_and_script_help(original_files, tmp_path, capsys):
     checkpoint, gradient_csv = original_files
     out = tmp_path / "cli-out"
-    code = cli_main(["convert", str(checkpoint), "--gradient-csv", str(gradient_csv), "--output-dir", str(out),
-                     "--source", "encoder", "--with-predictor", "--num-attention-heads", "4"])
+    code = cli_main(
+        [
+            "convert",
+            str(checkpoint),
+            "--gradient-csv",
+            str(gradient_csv),
+            "--output-dir",
+            str(out),
+            "--source",
+            "encoder",
+            "--with-predictor",
+            "--num-attention-heads",
+            "4",
+        ]
+    )
     assert code == 0
     assert json.loads((out / "config.json").read_text())["architectures"] == ["BrainJepaForPreTraining"]
-    assert cli_main(["convert", str(checkpoint), "--gradient-csv", str(gradient_csv), "--output-dir", str(out),
-                     "--num-attention-heads", "4"]) == 1
+    assert (
+        cli_main(
+            [
+                "convert",
+                str(checkpoint),
+                "--gradient-csv",
+                str(gradient_csv),
+                "--output-dir",
+                str(out),
+                "--num-attention-heads",
+                "4",
+            ]
+        )
+        == 1
+    )
     assert "already exists" in capsys.readouterr().err
-    result = subprocess.run([sys.executable, str(REPO_ROOT / "conversion" / "convert_original_checkpoint.py"), "--help"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "conversion" / "convert_original_checkpoint.py"), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     assert "--gradient-csv" in result.stdout and "Examples:" in result.stdout
 
@@ -131,8 +192,14 @@ def test_predictor_keys_are_checked_too(pretrained, original_files, tmp_path):
     del checkpoint["predictor"]["module.mask_token"]
     checkpoint["predictor"]["module.predictor_extra.weight"] = torch.zeros(2)
     path = write_checkpoint(tmp_path, checkpoint)
-    _bad_conversion(tmp_path, path, gradient_csv, r"missing keys \(1\): \['predictor.mask_token'\][\s\S]*"
-                    r"unexpected keys \(1\): \['predictor:predictor_extra.weight'\]", with_predictor=True)
+    _bad_conversion(
+        tmp_path,
+        path,
+        gradient_csv,
+        r"missing keys \(1\): \['predictor.mask_token'\][\s\S]*"
+        r"unexpected keys \(1\): \['predictor:predictor_extra.weight'\]",
+        with_predictor=True,
+    )
 
 
 def test_wrong_time_table_is_rejected(pretrained, original_files, tmp_path):
@@ -151,10 +218,19 @@ def test_gradient_csv_of_the_wrong_shape(original_files, tmp_path):
     gradient = np.loadtxt(gradient_csv, delimiter=",")
     np.savetxt(tmp_path / "rows.csv", gradient[:-1], delimiter=",")
     np.savetxt(tmp_path / "cols.csv", gradient[:, :5], delimiter=",")
-    _bad_conversion(tmp_path, checkpoint, tmp_path / "rows.csv", r"gradient_csv: expected 23 rows x 6 columns .* got 22 x 6")
-    _bad_conversion(tmp_path, checkpoint, tmp_path / "cols.csv", r"gradient_csv: expected 23 rows x 6 columns .* got 23 x 5")
-    _bad_conversion(tmp_path, checkpoint, tmp_path / "absent.csv", r"gradient_csv: .*absent.csv does not exist",
-                    error=FileNotFoundError)
+    _bad_conversion(
+        tmp_path, checkpoint, tmp_path / "rows.csv", r"gradient_csv: expected 23 rows x 6 columns .* got 22 x 6"
+    )
+    _bad_conversion(
+        tmp_path, checkpoint, tmp_path / "cols.csv", r"gradient_csv: expected 23 rows x 6 columns .* got 23 x 5"
+    )
+    _bad_conversion(
+        tmp_path,
+        checkpoint,
+        tmp_path / "absent.csv",
+        r"gradient_csv: .*absent.csv does not exist",
+        error=FileNotFoundError,
+    )
 
 
 class _Exploit:
@@ -182,10 +258,20 @@ def test_non_checkpoint_files_are_rejected_without_running_code(original_files, 
     _bad_conversion(tmp_path, listing, gradient_csv, r"checkpoint: expected a dict .* got list")
     other = tmp_path / "other.pth"
     torch.save({"model": {"w": torch.zeros(1)}}, other)
-    _bad_conversion(tmp_path, other, gradient_csv, r"checkpoint: expected keys 'encoder', 'target_encoder', "
-                    r"'predictor' .* got \['model'\]")
-    _bad_conversion(tmp_path, tmp_path / "missing.pth", gradient_csv, r"checkpoint: .*missing.pth does not exist",
-                    error=FileNotFoundError)
+    _bad_conversion(
+        tmp_path,
+        other,
+        gradient_csv,
+        r"checkpoint: expected keys 'encoder', 'target_encoder', "
+        r"'predictor' .* got \['model'\]",
+    )
+    _bad_conversion(
+        tmp_path,
+        tmp_path / "missing.pth",
+        gradient_csv,
+        r"checkpoint: .*missing.pth does not exist",
+        error=FileNotFoundError,
+    )
 
 
 def test_existing_output_folder_needs_overwrite(original_files, tmp_path):

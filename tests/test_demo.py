@@ -21,18 +21,18 @@ import pytest
 import torch
 import yaml
 
+
 gradio_client = pytest.importorskip("gradio_client", reason="the demo tests need the dev extra (gradio_client)")
 pytest.importorskip("gradio", reason="the demo tests need the demo extra (gradio)")
 
-from helpers import make_config  # noqa: E402
-from hub_server import LoopbackHub  # noqa: E402
 from huggingface_hub import SpaceCard  # noqa: E402
 from packaging.requirements import Requirement  # noqa: E402
 from transformers import pipeline  # noqa: E402
 
-from brain_jepa_hf import BrainJepaModel  # noqa: E402
 from brain_jepa_cli import main as cli_main  # noqa: E402
+from brain_jepa_hf import BrainJepaModel  # noqa: E402
 from brain_jepa_hf.demo import TIME_AXES, DemoModel  # noqa: E402
+from brain_jepa_hf.downstream_arguments import parse_arguments  # noqa: E402
 from brain_jepa_hf.example_data import (  # noqa: E402
     EXAMPLE_TR,
     example_gradient,
@@ -40,21 +40,32 @@ from brain_jepa_hf.example_data import (  # noqa: E402
     load_example_dataset,
 )
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor  # noqa: E402
-from brain_jepa_hf.downstream_arguments import parse_arguments  # noqa: E402
 from brain_jepa_hf.finetuning import run_finetuning  # noqa: E402
 from brain_jepa_hf.gradients import save_gradient_csv  # noqa: E402
 from brain_jepa_hf.hub import prepare_hub_folder  # noqa: E402
 from brain_jepa_hf.pipelines import CLASSIFICATION_TASK, FEATURE_EXTRACTION_TASK  # noqa: E402
 from brain_jepa_hf.space import app_imports, check_space_folder, create_space, space_url  # noqa: E402
 
+from helpers import make_config  # noqa: E402
+from hub_server import LoopbackHub  # noqa: E402
+
+
 ROIS_BY_ROW = next(k for k, v in TIME_AXES.items() if v == -1)
 TIME_BY_ROW = next(k for k, v in TIME_AXES.items() if v == 0)
 SERVER_START_TIMEOUT_S = 120
 REQUEST_TIMEOUT_S = 120
 ARTIFACTS = Path(__file__).parent / "artifacts"  # ignored by git: screenshots of the browser test
-CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--no-first-run", "--window-size=1400,1700")
+CHROMIUM_FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--window-size=1400,1700",
+)
 
 
 # ------------------------------------------------------------------------------ models and files
@@ -71,8 +82,9 @@ def encoder_folder(work):
     torch.manual_seed(0)
     encoder = BrainJepaModel(config).eval()
     encoder.set_gradient(gradient)
-    extractor = BrainJepaFeatureExtractor(num_rois=450, num_frames=32, sampling_rate=3, scaling="zscore",
-                                          gradient=gradient.numpy())
+    extractor = BrainJepaFeatureExtractor(
+        num_rois=450, num_frames=32, sampling_rate=3, scaling="zscore", gradient=gradient.numpy()
+    )
     return prepare_hub_folder(encoder, work / "encoder", feature_extractor=extractor, converted_from=None)
 
 
@@ -83,12 +95,45 @@ def finetuned_folder(work):
     load_example_dataset(num_subjects=20, num_timepoints=120).save_to_disk(str(cohort))
     gradient = save_gradient_csv(work / "gradient.csv", example_gradient())
     output = work / "finetuned-age"
-    arguments = parse_arguments([
-        "--preset", "tiny", "--num_frames", "32", "--patch_size", "16", "--sampling_rate", "3", "--dataset",
-        str(cohort), "--gradient", str(gradient), "--label_column", "age", "--atlas", "example", "--seeds", "1", "--output_dir",
-        str(output), "--max_steps", "2", "--eval_strategy", "steps", "--save_strategy", "steps", "--eval_steps", "2",
-        "--save_steps", "2", "--logging_steps", "2", "--per_device_train_batch_size", "4", "--use_cpu",
-    ])
+    arguments = parse_arguments(
+        [
+            "--preset",
+            "tiny",
+            "--num_frames",
+            "32",
+            "--patch_size",
+            "16",
+            "--sampling_rate",
+            "3",
+            "--dataset",
+            str(cohort),
+            "--gradient",
+            str(gradient),
+            "--label_column",
+            "age",
+            "--atlas",
+            "example",
+            "--seeds",
+            "1",
+            "--output_dir",
+            str(output),
+            "--max_steps",
+            "2",
+            "--eval_strategy",
+            "steps",
+            "--save_strategy",
+            "steps",
+            "--eval_steps",
+            "2",
+            "--save_steps",
+            "2",
+            "--logging_steps",
+            "2",
+            "--per_device_train_batch_size",
+            "4",
+            "--use_cpu",
+        ]
+    )
     run_finetuning(*arguments[:3])
     return output
 
@@ -116,11 +161,31 @@ def server(finetuned_folder, work):
     """`brain-jepa demo --model <fine-tuned folder>` on 127.0.0.1, as a user starts it; stopped after the module."""
     port = _free_port()
     log = open(work / "server.log", "w+")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False", "PYTHONUNBUFFERED": "1",
-           "MPLBACKEND": "Agg"}
-    process = subprocess.Popen([sys.executable, "-m", "brain_jepa_hf", "demo", "--model", str(finetuned_folder),
-                                "--port", str(port), "--dtype", "float32"], stdout=log, stderr=subprocess.STDOUT, env=env,
-                               start_new_session=True)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "GRADIO_ANALYTICS_ENABLED": "False",
+        "PYTHONUNBUFFERED": "1",
+        "MPLBACKEND": "Agg",
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "brain_jepa_hf",
+            "demo",
+            "--model",
+            str(finetuned_folder),
+            "--port",
+            str(port),
+            "--dtype",
+            "float32",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     url = None
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     try:
@@ -148,15 +213,26 @@ def server(finetuned_folder, work):
 
 @pytest.fixture(scope="module")
 def client(server, work):
-    return gradio_client.Client(server, verbose=False, download_files=str(work / "downloads"),
-                                analytics_enabled=False, httpx_kwargs={"timeout": REQUEST_TIMEOUT_S})
+    return gradio_client.Client(
+        server,
+        verbose=False,
+        download_files=str(work / "downloads"),
+        analytics_enabled=False,
+        httpx_kwargs={"timeout": REQUEST_TIMEOUT_S},
+    )
 
 
 def analyse(client, path, layout=ROIS_BY_ROW, tr=None):
     job = client.submit(gradio_client.handle_file(str(path)), layout, tr, api_name="/analyse")
     status, carpet, text, embedding_file, prediction, attention = job.result(timeout=REQUEST_TIMEOUT_S)
-    return {"status": status, "carpet": carpet, "text": text, "embedding_file": embedding_file,
-            "prediction": prediction, "attention": attention}
+    return {
+        "status": status,
+        "carpet": carpet,
+        "text": text,
+        "embedding_file": embedding_file,
+        "prediction": prediction,
+        "attention": attention,
+    }
 
 
 # ------------------------------------------------------------------------------ API (gradio_client)
@@ -194,9 +270,14 @@ def test_api_bad_files_give_one_readable_line_and_the_server_keeps_working(clien
     cases = {
         "wrong-rois.npy": (series[:400], r"ROIs: the model expects 450 ROIs, the file has 400 ROIs x 490"),
         "short.npy": (series[:, :50], r"time points: the model needs at least 96 volumes, the file has 50"),
-        "nan.npy": (np.where(np.arange(490) == 9, np.nan, series).astype(np.float32),
-                    r"expected finite values, got NaN or Inf at row 0, column 9"),
-        "words.csv": ("subject,age\nsub-1,abc\nsub-2,def\n", r"words.csv: expected one header row then ','-separated numbers"),
+        "nan.npy": (
+            np.where(np.arange(490) == 9, np.nan, series).astype(np.float32),
+            r"expected finite values, got NaN or Inf at row 0, column 9",
+        ),
+        "words.csv": (
+            "subject,age\nsub-1,abc\nsub-2,def\n",
+            r"words.csv: expected one header row then ','-separated numbers",
+        ),
         "broken.npy": (b"\x93NUMPY garbage", r"broken.npy"),
     }
     for name, (content, message) in cases.items():
@@ -221,7 +302,8 @@ def test_encoder_without_head_gives_the_pipeline_embedding_and_no_prediction(enc
     assert demo_model.head is None and demo_model.num_rois == 450
     result = demo_model.analyse(demo_model.read_upload(subject_files["csv"], time_axis=0))
     expected = pipeline(FEATURE_EXTRACTION_TASK, model=str(encoder_folder), trust_remote_code=True, dtype="float32")(
-        str(subject_files["npy"]))
+        str(subject_files["npy"])
+    )
     np.testing.assert_allclose(result.embedding, expected, atol=1e-5, rtol=0)
     assert result.prediction is None
 
@@ -253,18 +335,23 @@ def test_classifier_prediction_is_the_pipelines_under_the_class_names(work, subj
     demo_model = DemoModel(str(folder), dtype="float32")
     assert "**Fine-tuned head:** classification of `control`, `mci`, `dementia`" in demo_model.describe()
     result = demo_model.analyse(demo_model.read_upload(subject_files["npy"]))
-    expected = pipeline(CLASSIFICATION_TASK, model=str(folder), trust_remote_code=True, dtype="float32")(str(subject_files["npy"]))
+    expected = pipeline(CLASSIFICATION_TASK, model=str(folder), trust_remote_code=True, dtype="float32")(
+        str(subject_files["npy"])
+    )
     assert [item["label"] for item in result.prediction] == [item["label"] for item in expected]
     np.testing.assert_allclose([i["score"] for i in result.prediction], [i["score"] for i in expected], atol=1e-5)
     assert format_prediction(result.prediction, regression=False) == (
-        f"**{expected[0]['label']}** ({100 * result.prediction[0]['score']:.1f}%)")
+        f"**{expected[0]['label']}** ({100 * result.prediction[0]['score']:.1f}%)"
+    )
 
 
 def test_model_comes_from_the_argument_or_the_environment(encoder_folder, monkeypatch):
     from brain_jepa_hf.demo import MODEL_ENV, build_demo
 
     monkeypatch.delenv(MODEL_ENV, raising=False)
-    with pytest.raises(ValueError, match=rf"model: expected a model folder or Hub id \(argument or \${MODEL_ENV}\), got none"):
+    with pytest.raises(
+        ValueError, match=rf"model: expected a model folder or Hub id \(argument or \${MODEL_ENV}\), got none"
+    ):
         build_demo()
     monkeypatch.setenv(MODEL_ENV, str(encoder_folder))
     app = build_demo()
@@ -350,7 +437,8 @@ def test_browser_upload_shows_embedding_and_plot_then_an_error_then_works_again(
     ARTIFACTS.mkdir(exist_ok=True)
     height = browser.execute_script(  # gradio scrolls inside its container: measure the tallest element
         "return Math.max(...[document.documentElement, document.body, ...document.querySelectorAll('.gradio-container,"
-        " .main, .wrap')].map(e => e.scrollHeight))")
+        " .main, .wrap')].map(e => e.scrollHeight))"
+    )
     browser.set_window_size(1400, min(max(int(height) + 40, 900), 3000))
     browser.save_screenshot(str(ARTIFACTS / "demo.png"))
     browser.set_window_size(1400, 1700)
@@ -381,12 +469,17 @@ def test_space_folder_for_a_local_model_is_complete_and_its_app_runs(finetuned_f
     card = SpaceCard.load(folder / "README.md")
     assert (card.data.sdk, card.data.app_file, card.data.sdk_version) == ("gradio", "app.py", version("gradio"))
     requirements = [Requirement(line) for line in (folder / "requirements.txt").read_text().split()]
-    assert [(r.name, r.extras, str(r.specifier)) for r in requirements] == \
-        [("brain-jepa-hf", {"demo"}, f"=={version('brain-jepa-hf')}")]
+    assert [(r.name, r.extras, str(r.specifier)) for r in requirements] == [
+        ("brain-jepa-hf", {"demo"}, f"=={version('brain-jepa-hf')}")
+    ]
     for requirement in requirements:  # a name pip can resolve: it is installed here, at that version
         assert requirement.specifier.contains(version(requirement.name))
     assert app_imports(folder / "app.py") == {"brain_jepa_hf"}
-    assert {p.name for p in (folder / "model").iterdir()} >= {"config.json", "model.safetensors", "preprocessor_config.json"}
+    assert {p.name for p in (folder / "model").iterdir()} >= {
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+    }
     assert not (folder / "model" / "seed-42").exists()
 
     import runpy
@@ -412,8 +505,17 @@ def hub():
 
 def _hub_env(hub, home: Path) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
-    env.update({"HF_ENDPOINT": hub.endpoint, "HF_HUB_OFFLINE": "0", "HF_HOME": str(home), "HF_TOKEN": "hf_loopback",
-                "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1", "HF_HUB_DISABLE_XET": "1"})
+    env.update(
+        {
+            "HF_ENDPOINT": hub.endpoint,
+            "HF_HUB_OFFLINE": "0",
+            "HF_HOME": str(home),
+            "HF_TOKEN": "hf_loopback",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+            "HF_HUB_DISABLE_XET": "1",
+        }
+    )
     return env
 
 
@@ -434,8 +536,13 @@ print(json.dumps(codes))
 @pytest.mark.timeout(400)
 def test_space_create_pushes_to_the_hub_and_the_model_card_links_it(hub, encoder_folder, work, capsys):
     # one process for the whole Hub session: the Hub endpoint is read from the environment at import
-    session = subprocess.run([sys.executable, "-c", HUB_SESSION, str(encoder_folder), str(work)],
-                             env=_hub_env(hub, work / "hf-home"), capture_output=True, text=True, timeout=300)
+    session = subprocess.run(
+        [sys.executable, "-c", HUB_SESSION, str(encoder_folder), str(work)],
+        env=_hub_env(hub, work / "hf-home"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert session.returncode == 0, session.stderr[-3000:]
     lines = session.stdout.splitlines()
     assert json.loads(lines[-1]) == [0, 0], session.stderr[-3000:]
@@ -458,7 +565,8 @@ def test_space_create_pushes_to_the_hub_and_the_model_card_links_it(hub, encoder
     assert cli_main(["space", "create", "--model", str(work / "absent"), "--output_dir", str(work / "space-3")]) == 1
     assert capsys.readouterr().err.strip() == (
         f"brain-jepa space create: error: model: no such folder {str(work / 'absent')!r} (and it is not a Hub id "
-        "'user/name')")
+        "'user/name')"
+    )
 
 
 def test_rendered_model_card_links_the_space():

@@ -4,12 +4,13 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import torch
-from helpers import make_config, save_pretrained_folder, small_dataset
 
-from brain_jepa_hf import BrainJepaModel
 from brain_jepa_cli import main
+from brain_jepa_hf import BrainJepaModel
 from brain_jepa_hf.embedding import embed, read_embeddings
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
+
+from helpers import make_config, save_pretrained_folder, small_dataset
 
 
 @pytest.fixture
@@ -100,7 +101,9 @@ def test_kill_after_the_final_write_or_mid_write_then_rerun_finishes_cleanly(tmp
 
 
 def test_embed_errors_name_the_problem(tmp_path, folder):
-    with pytest.raises(ValueError, match=r"output: expected a file name ending in \['.npy', '.parquet'\], got .*emb.csv"):
+    with pytest.raises(
+        ValueError, match=r"output: expected a file name ending in \['.npy', '.parquet'\], got .*emb.csv"
+    ):
         embed(folder, small_dataset(), tmp_path / "emb.csv")
     with pytest.raises(ValueError, match="fmri: the dataset has 30 ROIs per series but the model expects num_rois=23"):
         embed(folder, small_dataset(num_rois=30), tmp_path / "emb.npy")
@@ -109,6 +112,20 @@ def test_embed_errors_name_the_problem(tmp_path, folder):
 
 def test_cli_embed(tmp_path, folder, capsys):
     small_dataset(num_subjects=6).save_to_disk(str(tmp_path / "data"))
-    assert main(["embed", "--model", str(folder), "--dataset", str(tmp_path / "data"), "--output",
-                 str(tmp_path / "cli.npy"), "--batch_size", "4"]) == 0
+    assert (
+        main(
+            [
+                "embed",
+                "--model",
+                str(folder),
+                "--dataset",
+                str(tmp_path / "data"),
+                "--output",
+                str(tmp_path / "cli.npy"),
+                "--batch_size",
+                "4",
+            ]
+        )
+        == 0
+    )
     assert np.load(tmp_path / "cli.npy").shape == (6, 64)

@@ -21,6 +21,7 @@ from brain_jepa_hf.example_data import example_gradient, load_example_dataset
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 from brain_jepa_hf.runtime import has_accelerator
 
+
 pytestmark = pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate CLI not on PATH")
 
 SUBJECTS = 12
@@ -39,23 +40,49 @@ def inputs(tmp_path_factory):
     root = tmp_path_factory.mktemp("embed-distributed")
     torch.manual_seed(0)
     BrainJepaModel(BrainJepaConfig.from_preset("tiny")).save_pretrained(root / "model")
-    BrainJepaFeatureExtractor(num_rois=450, num_frames=160, sampling_rate=1, scaling="zscore",
-                              gradient=example_gradient()).save_pretrained(root / "model")
+    BrainJepaFeatureExtractor(
+        num_rois=450, num_frames=160, sampling_rate=1, scaling="zscore", gradient=example_gradient()
+    ).save_pretrained(root / "model")
     load_example_dataset(num_subjects=SUBJECTS, num_timepoints=170).save_to_disk(str(root / "cohort"))
     return root
 
 
 def embed_command(root, output, processes: int) -> list[str]:
-    arguments = ["--model", str(root / "model"), "--dataset", str(root / "cohort"), "--output", str(output),
-                 "--batch_size", "1", "--chunk_size", "1", "--dtype", "float32"]
+    arguments = [
+        "--model",
+        str(root / "model"),
+        "--dataset",
+        str(root / "cohort"),
+        "--output",
+        str(output),
+        "--batch_size",
+        "1",
+        "--chunk_size",
+        "1",
+        "--dtype",
+        "float32",
+    ]
     return launch_command("embed", arguments, processes)
 
 
 def launch_command(name: str, arguments: list[str], processes: int) -> list[str]:
     if processes == 1:
         return [sys.executable, "-m", f"brain_jepa_cli.{name}", *arguments]
-    command = ["accelerate", "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port())]
+    command = [
+        "accelerate",
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(free_port()),
+    ]
     if has_accelerator():  # one GPU cannot host two NCCL ranks; the CPU group is what this test checks
         command.append("--cpu")
     return [*command, "-m", f"brain_jepa_cli.{name}", *arguments]
@@ -92,8 +119,13 @@ def test_two_processes_write_the_bytes_one_process_writes(inputs, one_process, t
 def test_sigkill_mid_way_then_rerun_completes_with_identical_bytes(inputs, one_process, tmp_path):
     output = tmp_path / "killed.npy"
     partial = tmp_path / "killed.npy.partial"
-    process = subprocess.Popen(embed_command(inputs, output, 2), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                               env=environment(), text=True)
+    process = subprocess.Popen(
+        embed_command(inputs, output, 2),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=environment(),
+        text=True,
+    )
     deadline = time.time() + 300
     while len(list(partial.glob("chunk-*.npy"))) < 2:
         assert process.poll() is None, f"run ended before it could be killed: {process.stderr.read()[-2000:]}"
@@ -115,8 +147,20 @@ def test_sigkill_mid_way_then_rerun_completes_with_identical_bytes(inputs, one_p
 def test_two_process_sklearn_probe_shares_the_embedding_and_matches_one_process(inputs, tmp_path):
     def probe(processes: int):
         output = tmp_path / f"probe-{processes}"
-        arguments = ["--model_name_or_path", str(inputs / "model"), "--dataset", str(inputs / "cohort"),
-                     "--label_column", "age", "--seeds", "2", "--cv_folds", "2", "--output_dir", str(output)]
+        arguments = [
+            "--model_name_or_path",
+            str(inputs / "model"),
+            "--dataset",
+            str(inputs / "cohort"),
+            "--label_column",
+            "age",
+            "--seeds",
+            "2",
+            "--cv_folds",
+            "2",
+            "--output_dir",
+            str(output),
+        ]
         result = run(launch_command("probe", arguments, processes))
         return json.loads((output / "results.json").read_text()), result.stdout
 

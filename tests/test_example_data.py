@@ -80,7 +80,9 @@ def test_planted_labels_are_predictable_from_connectivity(cohort):
     assert age_r > 0.6 and sex_accuracy > 0.75  # chance: r ~ 0, accuracy ~ 0.5
     # the same pipeline cannot predict shuffled labels: the score comes from the planted effect
     shuffled = np.random.default_rng(0).permutation(age)
-    shuffled_r = np.corrcoef(cross_val_predict(RidgeCV(alphas=np.logspace(1, 5, 5)), features, shuffled, cv=5), shuffled)[0, 1]
+    shuffled_r = np.corrcoef(
+        cross_val_predict(RidgeCV(alphas=np.logspace(1, 5, 5)), features, shuffled, cv=5), shuffled
+    )[0, 1]
     assert shuffled_r < 0.3
 
 

@@ -17,6 +17,7 @@ from brain_jepa_hf.feature_extraction_brain_jepa import (
     register_feature_extractor,
 )
 
+
 R, F, RATE = 12, 16, 3  # small shapes: clip = 48 volumes
 CLIP = F * RATE
 
@@ -97,8 +98,10 @@ def test_batch_list_single_torch_and_time_axis_inputs_agree(fitted):
     for other in (as_list, singles, from_torch, time_major, time_major_batch, as_float64):
         torch.testing.assert_close(other, batch)
     # training draws the same clips for the same seed whether the batch is an array or a list
-    torch.testing.assert_close(extractor(series, training=True, seed=5)["fmri_values"],
-                               extractor(list(series), training=True, seed=5)["fmri_values"])
+    torch.testing.assert_close(
+        extractor(series, training=True, seed=5)["fmri_values"],
+        extractor(list(series), training=True, seed=5)["fmri_values"],
+    )
 
 
 def test_time_axis_is_never_guessed_when_rois_equal_time_points():
@@ -157,7 +160,9 @@ def test_short_series_strategies():
 
 def test_gradient_is_returned_and_checked():
     gradient = np.random.default_rng(0).standard_normal((R, 5))
-    extractor = BrainJepaFeatureExtractor(num_rois=R, num_frames=F, sampling_rate=RATE, scaling="none", gradient=gradient)
+    extractor = BrainJepaFeatureExtractor(
+        num_rois=R, num_frames=F, sampling_rate=RATE, scaling="none", gradient=gradient
+    )
     out = extractor(make_series(2))
     assert out["gradient"].dtype == torch.float32 and tuple(out["gradient"].shape) == (R, 5)
     np.testing.assert_allclose(out["gradient"].numpy(), gradient, rtol=1e-6)
@@ -177,7 +182,10 @@ def test_save_load_and_auto_class_round_trip(tmp_path, fitted):
     assert (tmp_path / "feature_extraction_brain_jepa.py").is_file()
     series = make_series(2, seed=9)
     expected = extractor(series)
-    for loaded in (BrainJepaFeatureExtractor.from_pretrained(tmp_path), AutoFeatureExtractor.from_pretrained(tmp_path)):
+    for loaded in (
+        BrainJepaFeatureExtractor.from_pretrained(tmp_path),
+        AutoFeatureExtractor.from_pretrained(tmp_path),
+    ):
         assert type(loaded) is BrainJepaFeatureExtractor
         out = loaded(series)
         torch.testing.assert_close(out["fmri_values"], expected["fmri_values"])
@@ -213,7 +221,9 @@ def test_bad_input_raises_clear_errors(fitted):
     series = make_series(2, seed=11)
     nan = series.copy()
     nan[1, 3, 7] = np.nan
-    with pytest.raises(ValueError, match=r"series\[1\]: expected finite values, got NaN or Inf at \(roi, time\) = \(3, 7\)"):
+    with pytest.raises(
+        ValueError, match=r"series\[1\]: expected finite values, got NaN or Inf at \(roi, time\) = \(3, 7\)"
+    ):
         extractor(nan)
     inf = series.copy()
     inf[0, 2, 50] = np.inf  # outside the centre clip: still rejected
@@ -224,19 +234,29 @@ def test_bad_input_raises_clear_errors(fitted):
         s[4] = 3.0
     with pytest.raises(ValueError, match=r"robust_iqr: expected a positive IQR for every ROI, got 1 ROI\(s\).*\[4\]"):
         BrainJepaFeatureExtractor(num_rois=R, num_frames=F, sampling_rate=RATE).fit(constant)
-    with pytest.raises(ValueError, match=r"series: expected 12 ROIs along the rows \(time_axis=-1\), got 11 ROIs x 60"):
+    with pytest.raises(
+        ValueError, match=r"series: expected 12 ROIs along the rows \(time_axis=-1\), got 11 ROIs x 60"
+    ):
         extractor(series[:, :11])
-    with pytest.raises(ValueError, match=r"got 60 ROIs x 12 time points; the other axis has 12 entries: pass time_axis=-2"):
+    with pytest.raises(
+        ValueError, match=r"got 60 ROIs x 12 time points; the other axis has 12 entries: pass time_axis=-2"
+    ):
         extractor(series[0].T)
-    with pytest.raises(ValueError, match=r"robust_median: expected one value per ROI, shape \(10,\), got shape \(12,\)"):
+    with pytest.raises(
+        ValueError, match=r"robust_median: expected one value per ROI, shape \(10,\), got shape \(12,\)"
+    ):
         BrainJepaFeatureExtractor(num_rois=10, robust_median=extractor.robust_median, robust_iqr=extractor.robust_iqr)
     refit = BrainJepaFeatureExtractor.from_dict({**extractor.to_dict(), "robust_median": None, "robust_iqr": None})
     refit.robust_median, refit.robust_iqr = extractor.robust_median[:11], extractor.robust_iqr[:11]  # edited by hand
-    with pytest.raises(ValueError, match=r"robust_median, robust_iqr: expected one value per ROI \(12\), got shapes \(11,\)"):
+    with pytest.raises(
+        ValueError, match=r"robust_median, robust_iqr: expected one value per ROI \(12\), got shapes \(11,\)"
+    ):
         refit(series)
     refit.robust_median, refit.robust_iqr, refit.scaling = None, None, "none"
     refit.gradient = np.zeros((11, 3))
-    with pytest.raises(ValueError, match=r"gradient: expected shape \(12, gradient_dim\) matching num_rois=12, got shape \(11, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"gradient: expected shape \(12, gradient_dim\) matching num_rois=12, got shape \(11, 3\)"
+    ):
         refit(series)
     with pytest.raises(ValueError, match=r"series\[1\]: expected 12 ROIs .* got 11 ROIs"):
         extractor([series[0], series[1][:11]])

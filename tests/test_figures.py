@@ -106,8 +106,9 @@ def test_plot_network_bars(tmp_path):
     assert has_colors(pixels, CLASS_COLORS[:2])  # one colour per class
     assert has_colors(pixels, network_colors(NETWORKS).values())  # network squares under the axis
     # a single group: bars in the network colours, same as in the carpet
-    single = save_and_check(draw(brain_figures.plot_network_bars, {"MCI - NC": rng.standard_normal(5)}, NETWORKS),
-                            tmp_path / "single.png")
+    single = save_and_check(
+        draw(brain_figures.plot_network_bars, {"MCI - NC": rng.standard_normal(5)}, NETWORKS), tmp_path / "single.png"
+    )
     assert has_colors(single, network_colors(NETWORKS).values())
 
 
@@ -118,7 +119,9 @@ def test_plot_network_bars_errors():
         brain_figures.plot_network_bars({"NC": np.ones(5)}, NETWORKS[:4])
     with pytest.raises(ValueError, match=r"values\['NC'\]: expected finite values, got 1 NaN/inf of 5"):
         brain_figures.plot_network_bars({"NC": [1, 2, np.nan, 4, 5]}, NETWORKS)
-    with pytest.raises(ValueError, match=r"errors: expected a mapping with the same groups as values \['NC'\], got \['MCI'\]"):
+    with pytest.raises(
+        ValueError, match=r"errors: expected a mapping with the same groups as values \['NC'\], got \['MCI'\]"
+    ):
         brain_figures.plot_network_bars({"NC": np.ones(5)}, NETWORKS, errors={"MCI": np.ones(5)})
     with pytest.raises(ValueError, match=r"errors\['NC'\]: expected lengths >= 0, got a minimum of -1"):
         brain_figures.plot_network_bars({"NC": np.ones(5)}, NETWORKS, errors={"NC": -np.ones(5)})
@@ -130,7 +133,9 @@ def test_plot_network_bars_errors():
 def test_plot_network_matrix(tmp_path, signed):
     rng = np.random.default_rng(2)
     matrix = rng.standard_normal((5, 5)) if signed else rng.random((5, 5))
-    figure = draw(brain_figures.plot_network_matrix, matrix, NETWORKS, row_label="query network", column_label="key network")
+    figure = draw(
+        brain_figures.plot_network_matrix, matrix, NETWORKS, row_label="query network", column_label="key network"
+    )
     image = figure.axes[0].images[0]
     if signed:  # diverging map centred on 0
         assert image.norm.vmin == -image.norm.vmax and image.get_cmap().name.startswith("RdBu")
@@ -170,12 +175,16 @@ def test_plot_glass_brain_shows_rois_without_coordinates(tmp_path):
 
 def test_plot_glass_brain_errors():
     coords = np.zeros((3, 3))
-    with pytest.raises(ValueError, match=r"coords: expected shape \(3, 3\) \(x, y, z in MNI mm per ROI\), got \(4, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"coords: expected shape \(3, 3\) \(x, y, z in MNI mm per ROI\), got \(4, 3\)"
+    ):
         brain_figures.plot_glass_brain(np.ones(3), np.zeros((4, 3)))
     with pytest.raises(ValueError, match="values: expected finite values, got 1 NaN/inf of 3"):
         brain_figures.plot_glass_brain([1, np.nan, 2], coords)
     coords[1, 0] = np.nan
-    with pytest.raises(ValueError, match="coords: expected all three or none of x, y, z per ROI, got partly NaN rows 1"):
+    with pytest.raises(
+        ValueError, match="coords: expected all three or none of x, y, z per ROI, got partly NaN rows 1"
+    ):
         brain_figures.plot_glass_brain(np.ones(3), coords)
     with pytest.raises(ValueError, match="coords: expected MNI coordinates for at least one ROI, got NaN for all"):
         brain_figures.plot_glass_brain(np.ones(3), np.full((3, 3), np.nan))
@@ -188,7 +197,9 @@ def test_plot_gradient_space(tmp_path):
     assert legend == [f"{n} ({roi_networks().count(n)})" for n in NETWORKS]
     pixels = save_and_check(figure, tmp_path / "gradient.png")
     assert has_colors(pixels, network_colors(NETWORKS).values())
-    with pytest.raises(ValueError, match=r"gradient: expected at least 2 gradient columns \(R, G >= 2\), got shape \(23, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"gradient: expected at least 2 gradient columns \(R, G >= 2\), got shape \(23, 1\)"
+    ):
         brain_figures.plot_gradient_space(np.ones((23, 1)), roi_networks())
     with pytest.raises(ValueError, match=r"networks: expected 23 labels \(one per ROI \(row of gradient\)\), got 22"):
         brain_figures.plot_gradient_space(np.ones((23, 2)), roi_networks()[:22])
@@ -217,7 +228,9 @@ def test_plot_embedding_scatter_errors():
         brain_figures.plot_embedding_scatter(embeddings, [1, 2, 3])
     with pytest.raises(ValueError, match=r"embeddings: expected a 2-D array, got shape \(4,\)"):
         brain_figures.plot_embedding_scatter(np.zeros(4), [1, 2, 3, 4])
-    with pytest.raises(ValueError, match=r"embeddings: expected at least 3 samples x 2 features for a 2-D PCA, got shape \(4, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"embeddings: expected at least 3 samples x 2 features for a 2-D PCA, got shape \(4, 1\)"
+    ):
         brain_figures.plot_embedding_scatter(np.zeros((4, 1)), [1, 2, 3, 4])
     with pytest.raises(ValueError, match=r"labels: expected no NaN/inf, got 1 \(those points would be dropped\)"):
         brain_figures.plot_embedding_scatter(embeddings, [1.5, np.nan, 2.5, 3.5])
@@ -233,10 +246,26 @@ def pretraining_run(tmp_path_factory):
     from brain_jepa_hf.pretraining import pretrain
 
     output_dir = tmp_path_factory.mktemp("run") / "tiny-run"
-    pretrain(parse_arguments([
-        "--preset", "example-tiny", "--example_subjects", "4", "--per_device_batch_size", "4", "--num_frames", "80",
-        "--logging_steps", "1", "--max_steps", "3", "--output_dir", str(output_dir),
-    ]))
+    pretrain(
+        parse_arguments(
+            [
+                "--preset",
+                "example-tiny",
+                "--example_subjects",
+                "4",
+                "--per_device_batch_size",
+                "4",
+                "--num_frames",
+                "80",
+                "--logging_steps",
+                "1",
+                "--max_steps",
+                "3",
+                "--output_dir",
+                str(output_dir),
+            ]
+        )
+    )
     return output_dir
 
 
@@ -250,8 +279,19 @@ def test_plot_training_cli_on_a_real_run(pretraining_run, capsys):
     assert out.startswith(f"wrote {pretraining_run / 'pretraining_curves.png'} (3 logged steps; step 3: loss ")
     pixels = matplotlib.image.imread(pretraining_run / "pretraining_curves.png")
     assert pixels.shape[:2] == (round(6.2 * 120), round(9.0 * 120))
-    assert main(["plot-training", str(pretraining_run / "pretraining_log.jsonl"), "--output", str(pretraining_run / "x.png"),
-                 "--dpi", "60"]) == 0
+    assert (
+        main(
+            [
+                "plot-training",
+                str(pretraining_run / "pretraining_log.jsonl"),
+                "--output",
+                str(pretraining_run / "x.png"),
+                "--dpi",
+                "60",
+            ]
+        )
+        == 0
+    )
     assert matplotlib.image.imread(pretraining_run / "x.png").shape[:2] == (round(6.2 * 60), round(9.0 * 60))
 
 
@@ -279,14 +319,22 @@ def test_training_log_errors(tmp_path, capsys):
         main(["plot-training", "--help"])
     assert exited.value.code == 0 and "brain-jepa plot-training runs/example" in capsys.readouterr().out
 
-    with pytest.raises(FileNotFoundError, match=r"run_dir_or_log: no pretraining_log.jsonl in .* \(is it a `brain-jepa pretrain` output folder\?\)"):
+    with pytest.raises(
+        FileNotFoundError,
+        match=r"run_dir_or_log: no pretraining_log.jsonl in .* \(is it a `brain-jepa pretrain` output folder\?\)",
+    ):
         training_figures.plot_training_curves(tmp_path)
     log = tmp_path / "pretraining_log.jsonl"
     log.write_text("")
-    with pytest.raises(ValueError, match="no records \\(empty log\\); pretraining writes one every logging_steps steps"):
+    with pytest.raises(
+        ValueError, match="no records \\(empty log\\); pretraining writes one every logging_steps steps"
+    ):
         training_figures.plot_training_curves(tmp_path)
     log.write_text('{"step": 1}\n')
-    with pytest.raises(ValueError, match=r"line 1: expected fields \['step', 'loss', 'lr', 'target_std', 'target_effective_rank'\], missing \['loss', 'lr'"):
+    with pytest.raises(
+        ValueError,
+        match=r"line 1: expected fields \['step', 'loss', 'lr', 'target_std', 'target_effective_rank'\], missing \['loss', 'lr'",
+    ):
         training_figures.read_training_log(log)
     log.write_text('not json\n{"step": 1}\n')
     with pytest.raises(ValueError, match=r"line 1 is not JSON"):

@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import FINETUNE_FAST, make_config, save_pretrained_folder, small_dataset
 from huggingface_hub import ModelCard
 from scipy.stats import pearsonr
 from transformers import AutoModelForSequenceClassification, pipeline
@@ -19,6 +18,9 @@ from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtracto
 from brain_jepa_hf.finetuning import BrainJepaTrainer, layer_decay_parameter_groups, run_finetuning
 from brain_jepa_hf.gradients import save_gradient_csv
 from brain_jepa_hf.pipelines import CLASSIFICATION_TASK
+
+from helpers import FINETUNE_FAST, make_config, save_pretrained_folder, small_dataset
+
 
 # ------------------------------------------------------------------------------ layer decay
 
@@ -45,15 +47,28 @@ def test_layer_decay_groups_have_the_expected_per_layer_scales():
         assert by_name[name]["lr"] == pytest.approx(1e-3 * scale), name
     assert by_name["classifier.weight"]["weight_decay"] == 0.05
     assert by_name["brain_jepa.layers.0.attention.qkv.weight"]["weight_decay"] == 0.05
-    for name in ("classifier.bias", "fc_norm.weight", "brain_jepa.layers.0.norm1.weight", "brain_jepa.layers.0.mlp.fc1.bias"):
+    for name in (
+        "classifier.bias",
+        "fc_norm.weight",
+        "brain_jepa.layers.0.norm1.weight",
+        "brain_jepa.layers.0.mlp.fc1.bias",
+    ):
         assert by_name[name]["weight_decay"] == 0.0, name
 
 
 def test_trainer_optimizer_and_schedule_keep_the_layer_ratios(tmp_path):
     config = make_config(num_hidden_layers=2)
     model = BrainJepaForSequenceClassification(config)
-    args = FinetuningArguments(output_dir=str(tmp_path), learning_rate=4e-3, warmup_steps=2, max_steps=10, use_cpu=True,
-                               eval_strategy="no", save_strategy="no", load_best_model_at_end=False)
+    args = FinetuningArguments(
+        output_dir=str(tmp_path),
+        learning_rate=4e-3,
+        warmup_steps=2,
+        max_steps=10,
+        use_cpu=True,
+        eval_strategy="no",
+        save_strategy="no",
+        load_best_model_at_end=False,
+    )
     trainer = BrainJepaTrainer(model=model, args=args, layer_decay=0.5)
     trainer.create_optimizer_and_scheduler(num_training_steps=10)
     groups = trainer.optimizer.param_groups
@@ -76,7 +91,9 @@ def test_classifier_starts_from_the_target_encoder_of_a_pretraining_folder(tmp_p
     target = pretrained.brain_jepa.state_dict()
     for name, tensor in model.brain_jepa.state_dict().items():
         assert torch.equal(tensor, target[name]), name
-    assert not torch.equal(model.brain_jepa.layers[0].mlp.fc1.weight, pretrained.context_encoder.layers[0].mlp.fc1.weight)
+    assert not torch.equal(
+        model.brain_jepa.layers[0].mlp.fc1.weight, pretrained.context_encoder.layers[0].mlp.fc1.weight
+    )
 
 
 # ------------------------------------------------------------------------------ end to end
@@ -93,8 +110,25 @@ def test_tiny_finetune_on_example_runs_train_eval_test_and_writes_results(exampl
     out = tmp_path / "ft-age"
     gradient = save_gradient_csv(tmp_path / "gradient.csv", example_gradient())
     model_args, data_args, training_args, _ = parse_arguments(
-        ["--preset", "tiny", "--num_frames", "16", "--sampling_rate", "4", "--dataset", str(example_folder),
-         "--gradient", str(gradient), "--label_column", "age", "--seeds", "2", "--output_dir", str(out)] + FINETUNE_FAST
+        [
+            "--preset",
+            "tiny",
+            "--num_frames",
+            "16",
+            "--sampling_rate",
+            "4",
+            "--dataset",
+            str(example_folder),
+            "--gradient",
+            str(gradient),
+            "--label_column",
+            "age",
+            "--seeds",
+            "2",
+            "--output_dir",
+            str(out),
+        ]
+        + FINETUNE_FAST
     )
     results = run_finetuning(model_args, data_args, training_args)
 
@@ -168,8 +202,18 @@ def pretrained_folder(tmp_path):
 def _run(tmp_path, dataset_folder, model_folder, *extra):
     out = tmp_path / "out"
     model_args, data_args, training_args, _ = parse_arguments(
-        ["--model_name_or_path", str(model_folder), "--dataset", str(dataset_folder), "--output_dir", str(out),
-         "--seeds", "1", *extra] + FINETUNE_FAST
+        [
+            "--model_name_or_path",
+            str(model_folder),
+            "--dataset",
+            str(dataset_folder),
+            "--output_dir",
+            str(out),
+            "--seeds",
+            "1",
+            *extra,
+        ]
+        + FINETUNE_FAST
     )
     try:
         return run_finetuning(model_args, data_args, training_args)
@@ -179,16 +223,29 @@ def _run(tmp_path, dataset_folder, model_folder, *extra):
 
 def test_missing_label_column_fails_before_training(tmp_path, pretrained_folder):
     small_dataset().save_to_disk(str(tmp_path / "data"))
-    with pytest.raises(ValueError, match=r"label_column: expected a column 'height' in the train split, got columns \['subject_id', 'fmri', 'age', 'sex'\]"):
+    with pytest.raises(
+        ValueError,
+        match=r"label_column: expected a column 'height' in the train split, got columns \['subject_id', 'fmri', 'age', 'sex'\]",
+    ):
         _run(tmp_path, tmp_path / "data", pretrained_folder, "--label_column", "height")
     assert not (tmp_path / "out").exists()
 
 
 def test_wrong_label_type_for_problem_type_fails_before_training(tmp_path, pretrained_folder):
     small_dataset().save_to_disk(str(tmp_path / "data"))
-    with pytest.raises(ValueError, match=r"labels: expected integer class ids in column 'age' for problem_type='single_label_classification', got non-integer values"):
-        _run(tmp_path, tmp_path / "data", pretrained_folder, "--label_column", "age",
-             "--problem_type", "single_label_classification")
+    with pytest.raises(
+        ValueError,
+        match=r"labels: expected integer class ids in column 'age' for problem_type='single_label_classification', got non-integer values",
+    ):
+        _run(
+            tmp_path,
+            tmp_path / "data",
+            pretrained_folder,
+            "--label_column",
+            "age",
+            "--problem_type",
+            "single_label_classification",
+        )
     strings = small_dataset().remove_columns("sex").add_column("sex", ["F", "M"] * 10)
     strings.save_to_disk(str(tmp_path / "data2"))
     with pytest.raises(ValueError, match=r"labels: expected numeric values in column 'sex', got dtype <U1"):
@@ -198,22 +255,32 @@ def test_wrong_label_type_for_problem_type_fails_before_training(tmp_path, pretr
 
 def test_checkpoint_roi_or_frame_mismatch_fails_before_training(tmp_path, pretrained_folder):
     small_dataset(num_rois=30).save_to_disk(str(tmp_path / "data"))
-    with pytest.raises(ValueError, match=r"fmri: the train split has 30 ROIs per series but the checkpoint .* expects num_rois=23"):
+    with pytest.raises(
+        ValueError, match=r"fmri: the train split has 30 ROIs per series but the checkpoint .* expects num_rois=23"
+    ):
         _run(tmp_path, tmp_path / "data", pretrained_folder)
     small_dataset().save_to_disk(str(tmp_path / "data23"))
     other = tmp_path / "fe"
     BrainJepaFeatureExtractor(num_rois=23, num_frames=48, sampling_rate=1, scaling="zscore").save_pretrained(other)
-    with pytest.raises(ValueError, match=r"num_frames: the feature extractor produces 48 frames per sample but the checkpoint .* was built for num_frames=40"):
+    with pytest.raises(
+        ValueError,
+        match=r"num_frames: the feature extractor produces 48 frames per sample but the checkpoint .* was built for num_frames=40",
+    ):
         _run(tmp_path, tmp_path / "data23", pretrained_folder, "--feature_extractor", str(other))
-    with pytest.raises(ValueError, match=r"fmri: \d+ of \d+ series of the train split have fewer than the 120 volumes the "
-                                         r"feature extractor needs \(sampling_rate=3 x num_frames=40.*--short_series stretch"):
+    with pytest.raises(
+        ValueError,
+        match=r"fmri: \d+ of \d+ series of the train split have fewer than the 120 volumes the "
+        r"feature extractor needs \(sampling_rate=3 x num_frames=40.*--short_series stretch",
+    ):
         _run(tmp_path, tmp_path / "data23", pretrained_folder, "--sampling_rate", "3")
     assert not (tmp_path / "out").exists()
 
 
 def test_empty_split_fails_before_training(tmp_path, pretrained_folder):
     small_dataset(num_subjects=4).save_to_disk(str(tmp_path / "data"))  # 10% of 4 subjects rounds to none
-    with pytest.raises(ValueError, match=r"validation split: expected at least one sample, got 0; .*train=3, validation=0, test=1"):
+    with pytest.raises(
+        ValueError, match=r"validation split: expected at least one sample, got 0; .*train=3, validation=0, test=1"
+    ):
         _run(tmp_path, tmp_path / "data", pretrained_folder, "--validation_fraction", "0.1")
     assert not (tmp_path / "out").exists()
 
@@ -229,16 +296,32 @@ def test_model_finetuned_from_a_hub_folder_serves_its_pipelines(tmp_path):
 
     config = make_config()
     pretrained = BrainJepaForPreTraining(config)
-    pretrained.set_gradient(torch.randn(config.num_rois, config.gradient_dim, generator=torch.Generator().manual_seed(0)))
-    extractor = BrainJepaFeatureExtractor(num_rois=config.num_rois, num_frames=config.num_frames, sampling_rate=1,
-                                          scaling="zscore")
+    pretrained.set_gradient(
+        torch.randn(config.num_rois, config.gradient_dim, generator=torch.Generator().manual_seed(0))
+    )
+    extractor = BrainJepaFeatureExtractor(
+        num_rois=config.num_rois, num_frames=config.num_frames, sampling_rate=1, scaling="zscore"
+    )
     prepare_hub_folder(pretrained, tmp_path / "pre", feature_extractor=extractor, converted_from=None)
-    assert set(json.loads((tmp_path / "pre" / "config.json").read_text())["custom_pipelines"]) == {FEATURE_EXTRACTION_TASK}
+    assert set(json.loads((tmp_path / "pre" / "config.json").read_text())["custom_pipelines"]) == {
+        FEATURE_EXTRACTION_TASK
+    }
     small_dataset().save_to_disk(str(tmp_path / "data"))
     out = tmp_path / "ft"
     model_args, data_args, training_args, _ = parse_arguments(
-        ["--model_name_or_path", str(tmp_path / "pre"), "--dataset", str(tmp_path / "data"), "--label_column", "sex",
-         "--seeds", "1", "--output_dir", str(out)] + FINETUNE_FAST
+        [
+            "--model_name_or_path",
+            str(tmp_path / "pre"),
+            "--dataset",
+            str(tmp_path / "data"),
+            "--label_column",
+            "sex",
+            "--seeds",
+            "1",
+            "--output_dir",
+            str(out),
+        ]
+        + FINETUNE_FAST
     )
     run_finetuning(model_args, data_args, training_args)
 

@@ -12,8 +12,6 @@ import subprocess
 import numpy as np
 import pytest
 import torch
-from helpers import hub_env
-from hub_server import LoopbackHub
 from transformers import AutoModelForSequenceClassification
 
 from brain_jepa_hf.downstream_arguments import DataArguments
@@ -23,6 +21,10 @@ from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtracto
 from brain_jepa_hf.gradients import save_gradient_csv
 from brain_jepa_hf.metrics import task_metrics
 from brain_jepa_hf.runtime import has_accelerator
+
+from helpers import hub_env
+from hub_server import LoopbackHub
+
 
 pytestmark = pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate CLI not on PATH")
 
@@ -40,14 +42,52 @@ def free_port() -> int:
 
 def launch_finetune(tmp_path, output_dir, *extra, env=None):
     command = [
-        "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-        "-m", "brain_jepa_cli.finetune",
-        "--preset", "tiny", "--num_frames", "16", "--sampling_rate", "4", "--dataset", str(tmp_path / "cohort"),
-        "--gradient", str(tmp_path / "gradient.csv"), "--label_column", "age", "--output_dir", str(output_dir),
-        "--max_steps", "4", "--eval_strategy", "steps", "--save_strategy", "steps", "--eval_steps", "2",
-        "--save_steps", "2", "--logging_steps", "2", "--per_device_train_batch_size", str(PER_DEVICE_BATCH),
-        "--per_device_eval_batch_size", "2", *extra,
+        "accelerate",
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(free_port()),
+        "-m",
+        "brain_jepa_cli.finetune",
+        "--preset",
+        "tiny",
+        "--num_frames",
+        "16",
+        "--sampling_rate",
+        "4",
+        "--dataset",
+        str(tmp_path / "cohort"),
+        "--gradient",
+        str(tmp_path / "gradient.csv"),
+        "--label_column",
+        "age",
+        "--output_dir",
+        str(output_dir),
+        "--max_steps",
+        "4",
+        "--eval_strategy",
+        "steps",
+        "--save_strategy",
+        "steps",
+        "--eval_steps",
+        "2",
+        "--save_steps",
+        "2",
+        "--logging_steps",
+        "2",
+        "--per_device_train_batch_size",
+        str(PER_DEVICE_BATCH),
+        "--per_device_eval_batch_size",
+        "2",
+        *extra,
     ]
     if has_accelerator():  # one GPU cannot host two NCCL ranks; the CPU group is what this test checks
         command.append("--use_cpu")
@@ -73,8 +113,16 @@ def test_two_process_finetune_evaluates_each_test_sample_once_and_writes_once(tm
     out = tmp_path / "runs" / "ft-age"
 
     with LoopbackHub(user="tester") as hub:
-        result = launch_finetune(tmp_path, out, "--seeds", "2", "--push_to_hub", "--hub_model_id", "tester/bj-age",
-                                 env=hub_env(hub, tmp_path / "hf-home"))
+        result = launch_finetune(
+            tmp_path,
+            out,
+            "--seeds",
+            "2",
+            "--push_to_hub",
+            "--hub_model_id",
+            "tester/bj-age",
+            env=hub_env(hub, tmp_path / "hf-home"),
+        )
         assert result.returncode == 0, result.stderr[-4000:]
         commits = [commit.summary for commit in hub.state.repos["tester/bj-age"].commits]
         pushed = hub.files("tester/bj-age")
@@ -89,7 +137,9 @@ def test_two_process_finetune_evaluates_each_test_sample_once_and_writes_once(tm
 
     # One output folder, written by the main process only: no staging folders left, summary printed once.
     assert sorted(p.name for p in out.parent.iterdir()) == ["ft-age"]
-    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("results.json")] == [out.relative_to(tmp_path) / "results.json"]
+    assert [p.relative_to(tmp_path) for p in tmp_path.rglob("results.json")] == [
+        out.relative_to(tmp_path) / "results.json"
+    ]
     assert result.stdout.count("| Model / task |") == 1
     saved = json.loads((out / "results.json").read_text())
     assert saved["task"]["num_samples"] == {"train": TRAIN_SIZE, "validation": 2, "test": TEST_SIZE}

@@ -98,15 +98,24 @@ def test_one_resolver_and_one_check_for_the_atlas_gradient(tmp_path):
     assert resolve_gradient(tmp_path / "given.csv", **sources)[0, 0] == 1.0  # first: the given one
     assert resolve_gradient(given, **sources)[0, 0] == 1.0
     assert resolve_gradient(**sources)[0, 0] == 2.0  # then the dataset folder's gradient.csv
-    assert resolve_gradient(dataset_folder=tmp_path / "none", feature_extractor=Extractor(), example=lambda: example)[0, 0] == 3.0
+    assert (
+        resolve_gradient(dataset_folder=tmp_path / "none", feature_extractor=Extractor(), example=lambda: example)[
+            0, 0
+        ]
+        == 3.0
+    )
     assert resolve_gradient(example=lambda: example)[0, 0] == 4.0
     assert resolve_gradient() is None
     checked = check_gradient(given, 5, 3)
     assert checked.dtype == np.float32 and checked.shape == (5, 3)
     assert check_gradient(given, 5, dtype=np.float64).dtype == np.float64  # any number of columns
-    with pytest.raises(ValueError, match=r"^gradient: expected 5 rows x 4 columns \(ROIs x gradient_dim\), got 5 x 3$"):
+    with pytest.raises(
+        ValueError, match=r"^gradient: expected 5 rows x 4 columns \(ROIs x gradient_dim\), got 5 x 3$"
+    ):
         check_gradient(given, 5, 4)
-    with pytest.raises(ValueError, match=r"^atlas: expected 6 rows x gradient_dim columns \(ROIs x components\), got 5 x 3; a hint$"):
+    with pytest.raises(
+        ValueError, match=r"^atlas: expected 6 rows x gradient_dim columns \(ROIs x components\), got 5 x 3; a hint$"
+    ):
         check_gradient(given, 6, name="atlas", columns="components", hint="; a hint")
     with pytest.raises(ValueError, match=r"gradient: expected 5 rows x 3 columns .*, got shape \(15,\)"):
         check_gradient(given.ravel(), 5, 3)
@@ -144,13 +153,18 @@ def test_bad_input_raises_clear_errors():
         compute_gradients(np.triu(np.ones((6, 6))))
     with pytest.raises(ValueError, match=r"n_components: expected an integer in \[1, 5\] for 6 ROIs, got 6"):
         compute_gradients(np.eye(6), n_components=6)
-    with pytest.raises(ValueError, match=r"sparsity: 0.9 keeps int\(6 \* \(1 - 0.9\)\) = 0 entries .* expected sparsity <= 0.833"):
+    with pytest.raises(
+        ValueError, match=r"sparsity: 0.9 keeps int\(6 \* \(1 - 0.9\)\) = 0 entries .* expected sparsity <= 0.833"
+    ):
         compute_gradients(np.eye(6) * 0.5 + 0.5, n_components=2)
     with pytest.raises(ValueError, match=r"reference: expected the shape of gradients \(10, 3\), got shape \(10, 2\)"):
         align_gradients(np.zeros((10, 3)), np.zeros((10, 2)))
     constant = np.random.default_rng(0).standard_normal((5, 50))
     constant[2] = 1.0
-    with pytest.raises(ValueError, match=r"series\[0\]: expected every ROI to vary over time, got 1 constant ROI\(s\) \(indices \[2\]\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"series\[0\]: expected every ROI to vary over time, got 1 constant ROI\(s\) \(indices \[2\]\)",
+    ):
         functional_connectivity([constant])
     with pytest.raises(ValueError, match=r"series\[1\]: expected 5 ROIs like series\[0\], got 4"):
         functional_connectivity([np.random.default_rng(0).standard_normal((n, 9)) for n in (5, 4)])

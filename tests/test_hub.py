@@ -11,19 +11,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import hub_env, make_config, make_inputs
-from hub_server import LoopbackHub
 from huggingface_hub import ModelCard
-from package_blocker import BLOCK_PACKAGE
 
 from brain_jepa_hf import BrainJepaModel
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 from brain_jepa_hf.hub import check_hub_folder, prepare_hub_folder
 from brain_jepa_hf.model_card import quick_start_code
 
+from helpers import hub_env, make_config, make_inputs
+from hub_server import LoopbackHub
+from package_blocker import BLOCK_PACKAGE
+
+
 REPO_ID = "tester/brain-jepa-base"
 SUBPROCESS_TIMEOUT_S = 240
-
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +48,13 @@ def local_model(tmp_path_factory):
     model = BrainJepaModel(config).eval()
     fmri, gradient = make_inputs(config, batch=2)
     model.set_gradient(gradient)
-    feature_extractor = BrainJepaFeatureExtractor(num_rois=config.num_rois, num_frames=config.num_frames,
-                                                  sampling_rate=3, scaling="zscore", gradient=gradient.numpy())
+    feature_extractor = BrainJepaFeatureExtractor(
+        num_rois=config.num_rois,
+        num_frames=config.num_frames,
+        sampling_rate=3,
+        scaling="zscore",
+        gradient=gradient.numpy(),
+    )
     series = np.random.default_rng(3).standard_normal((130, config.num_rois)).astype(np.float32)  # (time, ROI)
     with torch.no_grad():
         expected_tokens = model(fmri).last_hidden_state.numpy()
@@ -76,8 +82,16 @@ print("COMMIT", commit.oid)
     assert "/api/repos/create" in posts
     assert f"/api/models/{REPO_ID}/preupload/main" in posts and f"/api/models/{REPO_ID}/commit/main" in posts
     stored = hub.files(REPO_ID)
-    for name in ("config.json", "model.safetensors", "modeling_brain_jepa.py", "configuration_brain_jepa.py",
-                 "feature_extraction_brain_jepa.py", "pipeline_brain_jepa.py", "preprocessor_config.json", "README.md"):
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "modeling_brain_jepa.py",
+        "configuration_brain_jepa.py",
+        "feature_extraction_brain_jepa.py",
+        "pipeline_brain_jepa.py",
+        "preprocessor_config.json",
+        "README.md",
+    ):
         assert name in stored, name
     assert stored["model.safetensors"] == (folder / "model.safetensors").read_bytes()
     card = ModelCard(stored["README.md"].decode())
@@ -147,7 +161,12 @@ except ValueError as err:
 def test_prepared_folder_config_lists_every_auto_class(local_model):
     folder, *_ = local_model
     auto_map = json.loads((folder / "config.json").read_text())["auto_map"]
-    assert set(auto_map) == {"AutoConfig", "AutoModel", "AutoModelForPreTraining", "AutoModelForSequenceClassification"}
+    assert set(auto_map) == {
+        "AutoConfig",
+        "AutoModel",
+        "AutoModelForPreTraining",
+        "AutoModelForSequenceClassification",
+    }
     assert not list(folder.parent.glob(".brain-jepa-base.tmp-*")), "staging folder left behind"
     from brain_jepa_hf.atomic_io import usual_mode
 
@@ -158,21 +177,34 @@ def test_prepared_folder_config_lists_every_auto_class(local_model):
 def test_pushing_a_pretraining_output_uploads_only_the_model_files(hub, tmp_path):
     """A pretraining folder holds checkpoints (optimizer, RNG states), run bookkeeping and, after a kill,
     hidden staging folders: none of it reaches the Hub, whatever the depth."""
-    from helpers import run_pretrain
-
     from brain_jepa_hf.hub import hub_upload_files
+
+    from helpers import run_pretrain
 
     out = tmp_path / "run"
     run_pretrain(out, "--max_steps", "2", "--save_steps", "1")
     checkpoint = out / "checkpoints" / "step-00000002"
     assert (checkpoint / "optimizer.bin").is_file() and list(checkpoint.glob("random_states_*.pkl"))
-    for debris in (out / ".final.tmp" / "model.safetensors", out / "..final.tmp.tmp-x1" / "config.json",
-                   out / "checkpoints" / ".step-00000003.tmp" / "optimizer.bin", out / "nested" / ".staging" / "a.py",
-                   out / "nested" / "checkpoints" / "model.safetensors", out / "step-00000001" / "random_states_0.pkl"):
+    for debris in (
+        out / ".final.tmp" / "model.safetensors",
+        out / "..final.tmp.tmp-x1" / "config.json",
+        out / "checkpoints" / ".step-00000003.tmp" / "optimizer.bin",
+        out / "nested" / ".staging" / "a.py",
+        out / "nested" / "checkpoints" / "model.safetensors",
+        out / "step-00000001" / "random_states_0.pkl",
+    ):
         debris.parent.mkdir(parents=True, exist_ok=True)
         debris.write_bytes(b"not a model file")
-    expected = {"config.json", "model.safetensors", "preprocessor_config.json", "README.md", "configuration_brain_jepa.py",
-                "modeling_brain_jepa.py", "feature_extraction_brain_jepa.py", "pipeline_brain_jepa.py"}
+    expected = {
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "README.md",
+        "configuration_brain_jepa.py",
+        "modeling_brain_jepa.py",
+        "feature_extraction_brain_jepa.py",
+        "pipeline_brain_jepa.py",
+    }
     assert {p.relative_to(out).as_posix() for p in hub_upload_files(out)} == expected
     push = f"""
 from brain_jepa_hf.hub import push_folder_to_hub

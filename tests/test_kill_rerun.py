@@ -55,7 +55,11 @@ def assert_killed(result):
 
 def contents(path: Path):
     """The bytes of a file output, or {relative path: bytes} of every file of a folder output."""
-    return path.read_bytes() if path.is_file() else {n: (path / n).read_bytes() for n in listing(path) if (path / n).is_file()}
+    return (
+        path.read_bytes()
+        if path.is_file()
+        else {n: (path / n).read_bytes() for n in listing(path) if (path / n).is_file()}
+    )
 
 
 def comparable(name: str, data: bytes) -> bytes:
@@ -73,7 +77,9 @@ def same_output(path: Path, reference: Path) -> None:
         return
     assert listing(path) == listing(reference)
     for name, data in contents(reference).items():
-        assert comparable(name, (path / name).read_bytes()) == comparable(name, data), f"{name} differs from an uninterrupted run"
+        assert comparable(name, (path / name).read_bytes()) == comparable(name, data), (
+            f"{name} differs from an uninterrupted run"
+        )
 
 
 @pytest.fixture(scope="module")
@@ -93,8 +99,10 @@ def inputs(tmp_path_factory):
     nib.save(nib.Nifti1Image(atlas, np.eye(4)), root / "atlas.nii.gz")
     (root / "scans").mkdir()
     for i in range(2):
-        nib.save(nib.Nifti1Image(rng.standard_normal((6, 6, 4, 30)).astype(np.float32), np.eye(4)),
-                 root / "scans" / f"sub-{i}_bold.nii.gz")
+        nib.save(
+            nib.Nifti1Image(rng.standard_normal((6, 6, 4, 30)).astype(np.float32), np.eye(4)),
+            root / "scans" / f"sub-{i}_bold.nii.gz",
+        )
     torch.manual_seed(0)
     model = BrainJepaForPreTraining(config)
     model.set_gradient(torch.randn(23, 6, generator=torch.Generator().manual_seed(1)))
@@ -109,25 +117,107 @@ def inputs(tmp_path_factory):
 def commands(root: Path) -> dict:
     """Each command's arguments given its output path, the name of its output and its overwrite flag."""
     return {
-        "finetune": (lambda out: ["finetune", "--model_name_or_path", root / "model", "--dataset", root / "data",
-                                  "--label_column", "age", "--seeds", "1", *FINETUNE_FAST, "--output_dir", out],
-                     "out", "--overwrite_output_dir"),
-        "probe": (lambda out: ["probe", "--model_name_or_path", root / "model", "--dataset", root / "data",
-                               "--label_column", "age", "--seeds", "1", "--cv_folds", "2", "--use_cpu", "--output_dir", out],
-                  "out", "--overwrite_output_dir"),
-        "embed": (lambda out: ["embed", "--model", root / "model", "--dataset", root / "data", "--chunk_size", "8",
-                               "--dtype", "float32", "--output", out], "emb.npy", "--overwrite"),
+        "finetune": (
+            lambda out: [
+                "finetune",
+                "--model_name_or_path",
+                root / "model",
+                "--dataset",
+                root / "data",
+                "--label_column",
+                "age",
+                "--seeds",
+                "1",
+                *FINETUNE_FAST,
+                "--output_dir",
+                out,
+            ],
+            "out",
+            "--overwrite_output_dir",
+        ),
+        "probe": (
+            lambda out: [
+                "probe",
+                "--model_name_or_path",
+                root / "model",
+                "--dataset",
+                root / "data",
+                "--label_column",
+                "age",
+                "--seeds",
+                "1",
+                "--cv_folds",
+                "2",
+                "--use_cpu",
+                "--output_dir",
+                out,
+            ],
+            "out",
+            "--overwrite_output_dir",
+        ),
+        "embed": (
+            lambda out: [
+                "embed",
+                "--model",
+                root / "model",
+                "--dataset",
+                root / "data",
+                "--chunk_size",
+                "8",
+                "--dtype",
+                "float32",
+                "--output",
+                out,
+            ],
+            "emb.npy",
+            "--overwrite",
+        ),
         "build-dataset": (lambda out: ["build-dataset", root / "series", "--output-dir", out], "out", "--overwrite"),
-        "gradients": (lambda out: ["gradients", "--dataset", root / "data", "--n-components", "3", "--output", out],
-                      "gradient.csv", None),
-        "parcellate": (lambda out: ["parcellate", root / "scans", "--atlas", root / "atlas.nii.gz", "--output-dir", out],
-                       "out", "--overwrite"),
-        "convert": (lambda out: ["convert", root / "jepa-ep300.pth.tar", "--gradient-csv", root / "gradient.csv",
-                                 "--num-attention-heads", "4", "--repo-id", "me/model", "--output-dir", out],
-                    "out", "--overwrite"),
-        "analyze": (lambda out: ["analyze", "--model", root / "model450", "--dataset", root / "data450", "--atlas",
-                                 "example", "--layers", "-1", "--permutations", "0", "--output_dir", out],
-                    "out", "--overwrite"),
+        "gradients": (
+            lambda out: ["gradients", "--dataset", root / "data", "--n-components", "3", "--output", out],
+            "gradient.csv",
+            None,
+        ),
+        "parcellate": (
+            lambda out: ["parcellate", root / "scans", "--atlas", root / "atlas.nii.gz", "--output-dir", out],
+            "out",
+            "--overwrite",
+        ),
+        "convert": (
+            lambda out: [
+                "convert",
+                root / "jepa-ep300.pth.tar",
+                "--gradient-csv",
+                root / "gradient.csv",
+                "--num-attention-heads",
+                "4",
+                "--repo-id",
+                "me/model",
+                "--output-dir",
+                out,
+            ],
+            "out",
+            "--overwrite",
+        ),
+        "analyze": (
+            lambda out: [
+                "analyze",
+                "--model",
+                root / "model450",
+                "--dataset",
+                root / "data450",
+                "--atlas",
+                "example",
+                "--layers",
+                "-1",
+                "--permutations",
+                "0",
+                "--output_dir",
+                out,
+            ],
+            "out",
+            "--overwrite",
+        ),
     }
 
 
@@ -158,9 +248,11 @@ def rerun_matches_reference(inputs, reference, command: str, out: Path, *extra) 
 # kill -9, then the same command again
 # ---------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("command", ["probe", "build-dataset", "gradients", "parcellate", "convert", "analyze"])
 def test_killed_before_the_output_moves_into_place_the_rerun_writes_what_an_uninterrupted_run_writes(
-        inputs, reference, tmp_path, command):
+    inputs, reference, tmp_path, command
+):
     arguments, name, _ = commands(inputs)[command]
     out = tmp_path / "work" / name
     assert_killed(brain_jepa_cli(*arguments(out), kill_at=staging_rename(name)))
@@ -168,7 +260,9 @@ def test_killed_before_the_output_moves_into_place_the_rerun_writes_what_an_unin
     rerun_matches_reference(inputs, reference, command, out)
 
 
-def test_killed_after_a_swap_over_the_previous_output_the_rerun_removes_the_previous_output(inputs, reference, tmp_path):
+def test_killed_after_a_swap_over_the_previous_output_the_rerun_removes_the_previous_output(
+    inputs, reference, tmp_path
+):
     """`--overwrite` swaps the new folder in; a kill before the swapped-out previous output is removed
     leaves it beside the output; the next run removes it."""
     arguments, name, overwrite = commands(inputs)["convert"]
@@ -185,7 +279,10 @@ def test_embed_killed_between_chunks_and_after_the_final_write_reruns_to_the_sam
     out = tmp_path / "work" / name
     assert_killed(brain_jepa_cli(*arguments(out), kill_at=("os.rename", r"/\.chunk-\d+\.npy\.tmp-[^/ ]+ ", 2)))
     partial = out.with_name(name + ".partial")
-    assert sorted(p.name for p in partial.iterdir() if not p.name.startswith(".")) == ["chunk-0000000000.npy", "meta.json"]
+    assert sorted(p.name for p in partial.iterdir() if not p.name.startswith(".")) == [
+        "chunk-0000000000.npy",
+        "meta.json",
+    ]
     assert [p.name.split(".tmp-")[0] for p in partial.glob(".*")] == [".chunk-0000000008.npy"]  # half-written
     rerun_matches_reference(inputs, reference, "embed", out)
 
@@ -215,12 +312,15 @@ def test_finetune_killed_mid_training_reruns_from_scratch_to_the_same_model_and_
     assert alone(out) and listing(out) == listing(expected)
     assert (out / "model.safetensors").read_bytes() == (expected / "model.safetensors").read_bytes()
     timings = ("runtime", "per_second", "flos")
+
     def without_timings(value):  # noqa: E306
         if isinstance(value, dict):
             return {k: without_timings(v) for k, v in value.items() if not any(t in k for t in timings)}
         return [without_timings(v) for v in value] if isinstance(value, list) else value
+
     assert without_timings(json.loads((out / "results.json").read_text())) == without_timings(
-        json.loads((expected / "results.json").read_text()))
+        json.loads((expected / "results.json").read_text())
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -228,8 +328,14 @@ def test_finetune_killed_mid_training_reruns_from_scratch_to_the_same_model_and_
 # ---------------------------------------------------------------------------------------------------
 
 FILE_SIZE_LIMITS = {  # bytes: below the size of the command's largest output file, above what it writes first
-    "finetune": 50_000, "probe": 300, "embed": 1_000, "build-dataset": 2_000, "gradients": 300, "parcellate": 300,
-    "convert": 50_000, "analyze": 4_000,
+    "finetune": 50_000,
+    "probe": 300,
+    "embed": 1_000,
+    "build-dataset": 2_000,
+    "gradients": 300,
+    "parcellate": 300,
+    "convert": 50_000,
+    "analyze": 4_000,
 }
 
 
@@ -241,7 +347,9 @@ def test_a_full_disk_fails_in_one_line_and_keeps_the_previous_output(inputs, ref
     out.parent.mkdir()
     (shutil.copytree if previous.is_dir() else shutil.copy2)(previous, out)
     before = contents(out)
-    result = brain_jepa_cli(*arguments(out), *([overwrite] if overwrite else []), file_size_limit=FILE_SIZE_LIMITS[command])
+    result = brain_jepa_cli(
+        *arguments(out), *([overwrite] if overwrite else []), file_size_limit=FILE_SIZE_LIMITS[command]
+    )
     assert result.returncode == 1, result.stderr[-3000:]
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith(f"brain-jepa {command}: error: ")]
@@ -253,8 +361,19 @@ def test_a_full_disk_fails_in_one_line_and_keeps_the_previous_output(inputs, ref
 
 def test_pretrain_on_a_full_disk_says_so_and_leaves_no_half_written_checkpoint(tmp_path):
     out = tmp_path / "run"
-    result = brain_jepa_cli("pretrain", *PRETRAIN_FAST, "--example_subjects", "8", "--max_steps", "1", "--save_steps", "1",
-                            "--output_dir", out, file_size_limit=100_000)
+    result = brain_jepa_cli(
+        "pretrain",
+        *PRETRAIN_FAST,
+        "--example_subjects",
+        "8",
+        "--max_steps",
+        "1",
+        "--save_steps",
+        "1",
+        "--output_dir",
+        out,
+        file_size_limit=100_000,
+    )
     assert result.returncode == 1, result.stderr[-3000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith("brain-jepa pretrain: error: ")]
     assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
@@ -267,7 +386,10 @@ def test_pretrain_on_a_full_disk_says_so_and_leaves_no_half_written_checkpoint(t
 # A reused output: refused unless asked to replace it (pretraining's own runs: tests/test_faults.py)
 # ---------------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("command", ["finetune", "probe", "embed", "build-dataset", "parcellate", "convert", "analyze"])
+
+@pytest.mark.parametrize(
+    "command", ["finetune", "probe", "embed", "build-dataset", "parcellate", "convert", "analyze"]
+)
 def test_an_existing_output_is_refused_without_the_overwrite_flag_and_left_as_it_was(inputs, tmp_path, command):
     arguments, name, overwrite = commands(inputs)[command]
     out = tmp_path / "work" / name

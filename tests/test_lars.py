@@ -7,13 +7,14 @@ import re
 
 import pytest
 import torch
-from helpers import make_config
 
 from brain_jepa_hf import BrainJepaForSequenceClassification, BrainJepaModel
 from brain_jepa_hf.downstream_arguments import FinetuningArguments, parse_arguments
 from brain_jepa_hf.finetuning import BrainJepaTrainer, FmriCollator
 from brain_jepa_hf.lars import Lars
 from brain_jepa_hf.probing import BrainJepaLinearProbe
+
+from helpers import make_config
 
 
 def lars_direction(weight, grad, weight_decay, trust_coefficient):
@@ -29,13 +30,19 @@ def test_one_and_two_steps_equal_the_lars_formula():
     generator = torch.Generator().manual_seed(0)
     weight0 = torch.randn(3, 4, generator=generator, dtype=torch.float64)
     bias0 = torch.randn(3, generator=generator, dtype=torch.float64)
-    grads = [(torch.randn(3, 4, generator=generator, dtype=torch.float64),
-              torch.randn(3, generator=generator, dtype=torch.float64)) for _ in range(2)]
+    grads = [
+        (
+            torch.randn(3, 4, generator=generator, dtype=torch.float64),
+            torch.randn(3, generator=generator, dtype=torch.float64),
+        )
+        for _ in range(2)
+    ]
     lrs, momentum, weight_decay, eta = (0.5, 0.2), 0.9, 0.1, 0.02
     weight, bias = weight0.clone().requires_grad_(), bias0.clone().requires_grad_()
     untouched = torch.ones(2, 2, dtype=torch.float64, requires_grad=True)  # no gradient: no update
-    optimizer = Lars([weight, bias, untouched], lr=lrs[0], momentum=momentum, weight_decay=weight_decay,
-                     trust_coefficient=eta)
+    optimizer = Lars(
+        [weight, bias, untouched], lr=lrs[0], momentum=momentum, weight_decay=weight_decay, trust_coefficient=eta
+    )
 
     # step 1: buffer = g' (weight) or g (bias, no decay, no trust ratio)
     weight.grad, bias.grad = grads[0][0].clone(), grads[0][1].clone()
@@ -126,14 +133,28 @@ def tiny_probe(seed: int = 0) -> BrainJepaLinearProbe:
 
 def tiny_samples(config, count: int = 16) -> list[dict]:
     generator = torch.Generator().manual_seed(1)
-    return [{"fmri_values": torch.randn(1, config.num_rois, config.num_frames, generator=generator),
-             "labels": torch.tensor(index % 2)} for index in range(count)]
+    return [
+        {
+            "fmri_values": torch.randn(1, config.num_rois, config.num_frames, generator=generator),
+            "labels": torch.tensor(index % 2),
+        }
+        for index in range(count)
+    ]
 
 
 def probe_args(tmp_path, **overrides) -> FinetuningArguments:
-    values = {"output_dir": str(tmp_path), "learning_rate": 1.0, "max_steps": 4, "warmup_steps": 0,
-              "per_device_train_batch_size": 8, "use_cpu": True, "eval_strategy": "no", "save_strategy": "no",
-              "logging_strategy": "no", "load_best_model_at_end": False}
+    values = {
+        "output_dir": str(tmp_path),
+        "learning_rate": 1.0,
+        "max_steps": 4,
+        "warmup_steps": 0,
+        "per_device_train_batch_size": 8,
+        "use_cpu": True,
+        "eval_strategy": "no",
+        "save_strategy": "no",
+        "logging_strategy": "no",
+        "load_best_model_at_end": False,
+    }
     return FinetuningArguments(**(values | overrides))
 
 
@@ -142,8 +163,9 @@ def test_trainer_trains_the_probe_head_with_lars_and_leaves_the_encoder_alone(tm
     encoder_before = copy.deepcopy(probe.base_model.state_dict())
     head_before = copy.deepcopy(probe.classifier.state_dict())
     args = probe_args(tmp_path, probe_optimizer="lars")
-    trainer = BrainJepaTrainer(model=probe, args=args, train_dataset=tiny_samples(probe.config),
-                               data_collator=FmriCollator(), layer_decay=1.0)
+    trainer = BrainJepaTrainer(
+        model=probe, args=args, train_dataset=tiny_samples(probe.config), data_collator=FmriCollator(), layer_decay=1.0
+    )
     trainer.train()
 
     optimizer = trainer.optimizer.optimizer  # accelerate's wrapper around ours
@@ -161,8 +183,21 @@ def test_trainer_trains_the_probe_head_with_lars_and_leaves_the_encoder_alone(tm
 
 
 def test_probe_optimizer_adamw_and_unknown_values(tmp_path):
-    _, _, args, _ = parse_arguments(["--output_dir", str(tmp_path), "--probe_optimizer", "adamw", "--use_cpu",
-                                     "--eval_strategy", "no", "--save_strategy", "no", "--load_best_model_at_end", "false"])
+    _, _, args, _ = parse_arguments(
+        [
+            "--output_dir",
+            str(tmp_path),
+            "--probe_optimizer",
+            "adamw",
+            "--use_cpu",
+            "--eval_strategy",
+            "no",
+            "--save_strategy",
+            "no",
+            "--load_best_model_at_end",
+            "false",
+        ]
+    )
     trainer = BrainJepaTrainer(model=tiny_probe(), args=args, layer_decay=1.0)
     assert isinstance(trainer.create_optimizer(), torch.optim.AdamW)
 

@@ -75,10 +75,13 @@ def expected_sizes_450x10() -> dict[str, float]:
 
     context_rois = mean_of(h_o) * (R - mean_of(h_a)) / R
     context_columns = sum(
-        float(p) * np.mean([
-            sum(1 - removal_probability * (c in outer_columns) for c in range(start, start + w))
-            for start in range(TP - w)
-        ])
+        float(p)
+        * np.mean(
+            [
+                sum(1 - removal_probability * (c in outer_columns) for c in range(start, start + w))
+                for start in range(TP - w)
+            ]
+        )
         for w, p in w_o.items()
     )
     fraction_floor = np.array([mean_of(count_distribution(n, 0.15, 0.3)) if n else 0.0 for n in range(R + 1)])
@@ -333,13 +336,19 @@ def test_from_config_and_factory():
 @pytest.mark.parametrize(
     "kwargs, message",
     [
-        ({"enc_scale": (0.9, 0.8)}, r"enc_scale: expected a pair \(low, high\) with 0 < low <= high <= 1, got \(0.9, 0.8\)"),
+        (
+            {"enc_scale": (0.9, 0.8)},
+            r"enc_scale: expected a pair \(low, high\) with 0 < low <= high <= 1, got \(0.9, 0.8\)",
+        ),
         ({"alpha_roi_scale": (0.0, 0.5)}, r"alpha_roi_scale: expected .* 0 < low <= high <= 1, got \(0.0, 0.5\)"),
         ({"alpha_time_scale": 0.3}, r"alpha_time_scale: expected a pair \(low, high\).*got 0.3"),
         ({"side_roi_scale": (0.1, 1.5)}, r"side_roi_scale: expected .* 0 <= low <= high <= 1, got \(0.1, 1.5\)"),
         ({"outer_time_fraction": 0.7}, r"outer_time_fraction: expected a number in \(0, 0.5\], got 0.7"),
         ({"seed": -1}, r"seed: expected an integer >= 0, got -1"),
-        ({"enc_scale": (0.5, 1.0)}, r"num_rois: the observation may keep no ROI: .* 225 ROIs but alpha removes up to .* 270"),
+        (
+            {"enc_scale": (0.5, 1.0)},
+            r"num_rois: the observation may keep no ROI: .* 225 ROIs but alpha removes up to .* 270",
+        ),
     ],
 )
 def test_bad_arguments_are_refused_with_the_argument_named(kwargs, message):
@@ -348,11 +357,20 @@ def test_bad_arguments_are_refused_with_the_argument_named(kwargs, message):
 
 
 def test_grids_too_small_for_the_procedure_are_refused():
-    with pytest.raises(ValueError, match=r"num_rois: alpha_roi_scale=\(0.45, 0.6\) gives int\(2 \* 0.45\) = 0 target ROIs; expected num_rois >= 3"):
+    with pytest.raises(
+        ValueError,
+        match=r"num_rois: alpha_roi_scale=\(0.45, 0.6\) gives int\(2 \* 0.45\) = 0 target ROIs; expected num_rois >= 3",
+    ):
         BrainJepaMaskCollator(2, 10)
-    with pytest.raises(ValueError, match=r"num_time_patches: alpha_time_scale=\(0.2, 0.6\) gives an alpha window of int\(4 \* 0.2\) = 0"):
+    with pytest.raises(
+        ValueError,
+        match=r"num_time_patches: alpha_time_scale=\(0.2, 0.6\) gives an alpha window of int\(4 \* 0.2\) = 0",
+    ):
         BrainJepaMaskCollator(450, 4)
-    with pytest.raises(ValueError, match=r"num_time_patches: with 10 time patches the side targets \(up to 5 of the 5 outer columns per side.*can remove every observed column"):
+    with pytest.raises(
+        ValueError,
+        match=r"num_time_patches: with 10 time patches the side targets \(up to 5 of the 5 outer columns per side.*can remove every observed column",
+    ):
         BrainJepaMaskCollator(450, 10, outer_time_fraction=0.5, side_time_scale=(0.0, 1.0))
     with pytest.raises(ValueError, match=r"num_rois: expected an integer >= 1, got 0"):
         BrainJepaMaskCollator(0, 10)
@@ -365,9 +383,14 @@ def test_grids_too_small_for_the_procedure_are_refused():
 
 def test_bad_batches_are_refused():
     collator = BrainJepaMaskCollator(R, TP)
-    with pytest.raises(ValueError, match=r"fmri_values: expected each example of shape \(channels, 450, T\) .* got batch shape \(2, 1, 400, 160\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"fmri_values: expected each example of shape \(channels, 450, T\) .* got batch shape \(2, 1, 400, 160\)",
+    ):
         collator(make_examples(2, num_rois=400))
-    with pytest.raises(ValueError, match=r"fmri_values: .*multiple of num_time_patches=10, got batch shape \(2, 1, 450, 155\)"):
+    with pytest.raises(
+        ValueError, match=r"fmri_values: .*multiple of num_time_patches=10, got batch shape \(2, 1, 450, 155\)"
+    ):
         collator(make_examples(2, frames=155))
     with pytest.raises(ValueError, match=r"examples: expected a non-empty list of dicts"):
         collator([])

@@ -108,9 +108,13 @@ def test_one_metric_table_names_the_columns_the_card_and_the_hub_entries():
     from brain_jepa_hf.model_card import finetune_eval_results
     from brain_jepa_hf.run_results import results_table
 
-    regression = {"mse": {"mean": 2.0, "std": 0.5}, "pearson_r": {"mean": 0.7, "std": 0.1},
-                  "normalized_mse": {"mean": 0.4, "std": 0.1}, "r2": {"mean": float("nan"), "std": 0.0},
-                  "loss": {"mean": 0.3, "std": 0.0}}
+    regression = {
+        "mse": {"mean": 2.0, "std": 0.5},
+        "pearson_r": {"mean": 0.7, "std": 0.1},
+        "normalized_mse": {"mean": 0.4, "std": 0.1},
+        "r2": {"mean": float("nan"), "std": 0.0},
+        "loss": {"mean": 0.3, "std": 0.0},
+    }
     classification = {"accuracy": {"mean": 0.8125, "std": 0.0125}, "f1": {"mean": 0.5, "std": 0.0}}
     table = results_table([("age", "regression", regression), ("sex", "single_label_classification", classification)])
     assert "| Model / task | MSE | rho | MSE (std. units) | MAE | R^2 |" in table
@@ -118,12 +122,19 @@ def test_one_metric_table_names_the_columns_the_card_and_the_hub_entries():
     assert "| Model / task | ACC (%) | F1 (%) | BACC (%) | AUROC (%) |" in table
     assert "| sex | 81.25 (1.25) | 50.00 (0.00) | n/a | n/a |" in table
 
-    results = {"task": {"dataset": "example", "label_column": "age", "problem_type": "regression"},
-               "model": {"mode": "finetune"}, "per_seed": [{}, {}], "test": regression}
+    results = {
+        "task": {"dataset": "example", "label_column": "age", "problem_type": "regression"},
+        "model": {"mode": "finetune"},
+        "per_seed": [{}, {}],
+        "test": regression,
+    }
     # Hub entries: the headline metrics in table order, without the standardised MSE or NaN values.
     assert [e.task_id for e in eval_result_entries(results)] == ["age-mse", "age-pearson_r"]
     # Card model-index: every named metric with a value, the loss left out.
     card = {(r.metric_type, r.metric_name) for r in finetune_eval_results(results)}
-    assert card == {("mse", "MSE (mean of 2 seeds)"), ("pearsonr", "Pearson r (mean of 2 seeds)"),
-                    ("mse", "MSE (standardised units) (mean of 2 seeds)")}
+    assert card == {
+        ("mse", "MSE (mean of 2 seeds)"),
+        ("pearsonr", "Pearson r (mean of 2 seeds)"),
+        ("mse", "MSE (standardised units) (mean of 2 seeds)"),
+    }
     assert not greater_is_better("eval_mse") and greater_is_better("auroc") and not greater_is_better("eval_loss")

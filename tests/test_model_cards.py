@@ -6,7 +6,6 @@ import subprocess
 import sys
 
 import pytest
-from helpers import make_config
 from huggingface_hub import ModelCard
 
 from brain_jepa_hf import BrainJepaConfig, BrainJepaModel
@@ -19,17 +18,29 @@ from brain_jepa_hf.model_card import (
     validate_model_card,
 )
 
+from helpers import make_config
+
+
 # REFERENCE.md "Published results": (dataset, task, metric) -> value, mean over 5 seeds.
 PAPER = {
-    ("UK Biobank (held-out 20%)", "age", "mse"): 0.501, ("UK Biobank (held-out 20%)", "age", "pearsonr"): 0.718,
-    ("UK Biobank (held-out 20%)", "sex", "accuracy"): 88.17, ("UK Biobank (held-out 20%)", "sex", "f1"): 88.58,
-    ("HCP-Aging", "age", "mse"): 0.298, ("HCP-Aging", "age", "pearsonr"): 0.844,
-    ("HCP-Aging", "sex", "accuracy"): 81.52, ("HCP-Aging", "sex", "f1"): 84.26,
-    ("HCP-Aging", "neuroticism", "mse"): 0.897, ("HCP-Aging", "neuroticism", "pearsonr"): 0.307,
-    ("HCP-Aging", "flanker", "mse"): 0.972, ("HCP-Aging", "flanker", "pearsonr"): 0.406,
-    ("ADNI", "nc-vs-mci", "accuracy"): 76.84, ("ADNI", "nc-vs-mci", "f1"): 86.32,
-    ("ADNI", "amyloid-positive-vs-negative", "accuracy"): 71.00, ("ADNI", "amyloid-positive-vs-negative", "f1"): 75.97,
-    ("MACC (Asian cohort)", "nc-vs-mci", "accuracy"): 65.98, ("MACC (Asian cohort)", "nc-vs-mci", "f1"): 64.67,
+    ("UK Biobank (held-out 20%)", "age", "mse"): 0.501,
+    ("UK Biobank (held-out 20%)", "age", "pearsonr"): 0.718,
+    ("UK Biobank (held-out 20%)", "sex", "accuracy"): 88.17,
+    ("UK Biobank (held-out 20%)", "sex", "f1"): 88.58,
+    ("HCP-Aging", "age", "mse"): 0.298,
+    ("HCP-Aging", "age", "pearsonr"): 0.844,
+    ("HCP-Aging", "sex", "accuracy"): 81.52,
+    ("HCP-Aging", "sex", "f1"): 84.26,
+    ("HCP-Aging", "neuroticism", "mse"): 0.897,
+    ("HCP-Aging", "neuroticism", "pearsonr"): 0.307,
+    ("HCP-Aging", "flanker", "mse"): 0.972,
+    ("HCP-Aging", "flanker", "pearsonr"): 0.406,
+    ("ADNI", "nc-vs-mci", "accuracy"): 76.84,
+    ("ADNI", "nc-vs-mci", "f1"): 86.32,
+    ("ADNI", "amyloid-positive-vs-negative", "accuracy"): 71.00,
+    ("ADNI", "amyloid-positive-vs-negative", "f1"): 75.97,
+    ("MACC (Asian cohort)", "nc-vs-mci", "accuracy"): 65.98,
+    ("MACC (Asian cohort)", "nc-vs-mci", "f1"): 64.67,
 }
 
 
@@ -61,8 +72,11 @@ def test_small_and_large_cards_state_their_shapes_and_claim_no_results(preset, h
 
 
 def test_parameter_count_on_the_card_matches_the_model():
-    for config in (make_config(), BrainJepaConfig.from_preset("tiny", qkv_bias=False, mlp_ratio=2.0),
-                   BrainJepaConfig.from_preset("tiny", position_embedding_type="sincos")):
+    for config in (
+        make_config(),
+        BrainJepaConfig.from_preset("tiny", qkv_bias=False, mlp_ratio=2.0),
+        BrainJepaConfig.from_preset("tiny", position_embedding_type="sincos"),
+    ):
         assert count_encoder_parameters(config) == BrainJepaModel(config).num_parameters()
     # ViT-B: 12 blocks x 7,087,872 + patch 13,056 + gradient Linear 11,904 + final LayerNorm 1,536 = 85,080,960
     assert "about 85.1 M parameters" in render_model_card("vit-base").content
@@ -90,7 +104,12 @@ def test_quick_start_runs_against_a_prepared_folder(tmp_path):
     folder = prepare_hub_folder(model, tmp_path / "card-model", feature_extractor=fe, converted_from=None)
     code = quick_start_code((folder / "README.md").read_text())
     assert f'repo = "{folder.resolve()}"' in code
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
-                            env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     assert "torch.Size([1, 64])" in result.stdout

@@ -62,7 +62,10 @@ def test_time_half_is_sincos_of_time_patch_and_space_half_is_rescaled_gradient_p
 
     time_ref = reference_sincos(np.arange(tp), d // 2)
     proj = model.embeddings.position_embeddings.gradient_proj
-    space = gradient.numpy().astype(np.float64) @ proj.weight.detach().numpy().T.astype(np.float64) + proj.bias.detach().numpy()
+    space = (
+        gradient.numpy().astype(np.float64) @ proj.weight.detach().numpy().T.astype(np.float64)
+        + proj.bias.detach().numpy()
+    )
     space_ref = 2 * (space - space.min()) / (space.max() - space.min()) - 1
     for roi in range(r):
         for t in range(tp):
@@ -87,7 +90,9 @@ def test_positions_are_added_before_context_tokens_are_dropped(tiny_config):
 def test_per_sample_gradients_are_rescaled_per_sample(tiny_config):
     model = model_with(tiny_config)
     fmri, _ = make_inputs(tiny_config, batch=3)
-    gradients = torch.randn(3, tiny_config.num_rois, tiny_config.gradient_dim, generator=torch.Generator().manual_seed(7))
+    gradients = torch.randn(
+        3, tiny_config.num_rois, tiny_config.gradient_dim, generator=torch.Generator().manual_seed(7)
+    )
     batched = model(fmri, gradient=gradients).last_hidden_state
     for i in range(3):
         single = model(fmri[i : i + 1], gradient=gradients[i]).last_hidden_state
@@ -122,7 +127,9 @@ def test_sincos_ablation_mode_uses_roi_index_positions(tiny_config):
     r, tp, d = config.num_rois, config.num_time_patches, config.hidden_size
     table = model.embeddings.position_embeddings(None, r, tp)[0].numpy()
     space_ref = reference_sincos(np.arange(r), d // 2)
-    np.testing.assert_allclose(table.reshape(r, tp, d)[:, :, d // 2 :], np.repeat(space_ref[:, None], tp, 1), atol=ATOL)
+    np.testing.assert_allclose(
+        table.reshape(r, tp, d)[:, :, d // 2 :], np.repeat(space_ref[:, None], tp, 1), atol=ATOL
+    )
     fmri, _ = make_inputs(config)
     assert model(fmri).last_hidden_state.shape == (3, r * tp, d)  # no gradient needed
 
@@ -207,7 +214,9 @@ def test_sdpa_returns_no_attention_weights_and_warns_as_transformers_does(tiny_c
     fmri, gradient = make_inputs(tiny_config)
     eager = model_with(tiny_config, "eager")(fmri, gradient=gradient, output_hidden_states=True)
     with caplog.at_level("WARNING"):
-        out = model_with(tiny_config, "sdpa")(fmri, gradient=gradient, output_attentions=True, output_hidden_states=True)
+        out = model_with(tiny_config, "sdpa")(
+            fmri, gradient=gradient, output_attentions=True, output_hidden_states=True
+        )
     assert out.attentions == ()
     assert "attn_implementation='eager'" in caplog.text
     torch.testing.assert_close(out.last_hidden_state, eager.last_hidden_state, atol=1e-5, rtol=1e-4)
@@ -245,7 +254,9 @@ def test_drop_path_is_stochastic_in_training_only():
     model = model_with(config)
     assert [layer.drop_path.drop_prob for layer in model.layers] == pytest.approx([0.0, 0.5])
     fmri, gradient = make_inputs(config, batch=8)
-    torch.testing.assert_close(model(fmri, gradient=gradient).last_hidden_state, model(fmri, gradient=gradient).last_hidden_state)
+    torch.testing.assert_close(
+        model(fmri, gradient=gradient).last_hidden_state, model(fmri, gradient=gradient).last_hidden_state
+    )
     model.train()
     a, b = model(fmri, gradient=gradient).last_hidden_state, model(fmri, gradient=gradient).last_hidden_state
     assert not torch.allclose(a, b)
@@ -265,7 +276,9 @@ def test_init_is_the_effective_init_of_the_original():
         elif name.endswith("bias"):
             assert torch.all(param == 0), name
         else:
-            assert param.std().item() == pytest.approx(0.02 * 0.88, rel=0.15), name  # truncated at +-2 (std 0.88 sigma)
+            assert param.std().item() == pytest.approx(0.02 * 0.88, rel=0.15), (
+                name
+            )  # truncated at +-2 (std 0.88 sigma)
             assert param.abs().max() <= 2.0 + 1e-6, name
     # No depth rescaling: the last block's output projections have the same std as the first's.
     first, last = model.layers[0].mlp.fc2.weight.std(), model.layers[-1].mlp.fc2.weight.std()
@@ -293,7 +306,12 @@ def test_classification_head_from_an_encoder_checkpoint(tmp_path, tiny_config):
 @pytest.mark.parametrize(
     "problem_type, num_labels, labels, loss_fn",
     [
-        ("regression", 1, torch.tensor([0.5, -1.0, 2.0]), lambda lo, la: torch.nn.functional.mse_loss(lo.squeeze(-1), la)),
+        (
+            "regression",
+            1,
+            torch.tensor([0.5, -1.0, 2.0]),
+            lambda lo, la: torch.nn.functional.mse_loss(lo.squeeze(-1), la),
+        ),
         ("single_label_classification", 3, torch.tensor([0, 2, 1]), torch.nn.functional.cross_entropy),
         (
             "multi_label_classification",
@@ -320,13 +338,14 @@ def test_label_errors_name_the_problem():
     fmri, gradient = make_inputs(model.config)
     with pytest.raises(ValueError, match=r"labels: expected class ids in \[0, 2\], got values in \[0, 5\]"):
         model(fmri, gradient=gradient, labels=torch.tensor([0, 5, 1]))
-    with pytest.raises(ValueError, match=r"labels: expected integer class ids .* got dtype torch.float32 with fractional"):
+    with pytest.raises(
+        ValueError, match=r"labels: expected integer class ids .* got dtype torch.float32 with fractional"
+    ):
         model.config.problem_type = "single_label_classification"
         model(fmri, gradient=gradient, labels=torch.tensor([0.5, 1.0, 1.0]))
     regression = BrainJepaForSequenceClassification(make_config(num_labels=1)).eval()
     with pytest.raises(ValueError, match=r"labels: expected 3 regression targets .* got shape \(2,\)"):
         regression(fmri, gradient=gradient, labels=torch.tensor([1.0, 2.0]))
-
 
 
 def test_the_probe_scores_labels_with_the_heads_loss_and_checks(tiny_config):
@@ -352,18 +371,34 @@ def test_base_model_is_the_encoder_of_every_model_and_of_the_probe(tiny_config):
     assert encoder.base_model is encoder and classifier.base_model is classifier.brain_jepa
     assert pretraining.base_model is pretraining.target_encoder and probe.base_model is encoder
 
+
 # ------------------------------------------------------------------ bad input
 
 
 @pytest.mark.parametrize(
     "make_bad, message",
     [
-        (lambda c: torch.randn(c.num_rois, c.num_frames), r"fmri_values: expected shape \(batch, 1, rois, frames\), got rank 2 shape \(23, 40\)"),
+        (
+            lambda c: torch.randn(c.num_rois, c.num_frames),
+            r"fmri_values: expected shape \(batch, 1, rois, frames\), got rank 2 shape \(23, 40\)",
+        ),
         (lambda c: torch.randn(2, c.num_rois, c.num_frames), r"fmri_values: expected shape .* got rank 3"),
-        (lambda c: torch.randn(2, 3, c.num_rois, c.num_frames), r"fmri_values: expected 1 channel\(s\) in dim 1, got shape \(2, 3, 23, 40\)"),
-        (lambda c: torch.randn(2, 1, c.num_rois, 42), r"fmri_values: expected a number of frames that is a positive multiple of patch_size=8, got 42"),
-        (lambda c: torch.ones(2, 1, c.num_rois, 40, dtype=torch.long), r"fmri_values: expected a floating-point tensor, got dtype torch.int64"),
-        (lambda c: torch.randn(2, 1, c.num_rois, 40).index_fill_(3, torch.tensor([4]), float("nan")), r"fmri_values: expected finite values, got 46 NaN/Inf"),
+        (
+            lambda c: torch.randn(2, 3, c.num_rois, c.num_frames),
+            r"fmri_values: expected 1 channel\(s\) in dim 1, got shape \(2, 3, 23, 40\)",
+        ),
+        (
+            lambda c: torch.randn(2, 1, c.num_rois, 42),
+            r"fmri_values: expected a number of frames that is a positive multiple of patch_size=8, got 42",
+        ),
+        (
+            lambda c: torch.ones(2, 1, c.num_rois, 40, dtype=torch.long),
+            r"fmri_values: expected a floating-point tensor, got dtype torch.int64",
+        ),
+        (
+            lambda c: torch.randn(2, 1, c.num_rois, 40).index_fill_(3, torch.tensor([4]), float("nan")),
+            r"fmri_values: expected finite values, got 46 NaN/Inf",
+        ),
         (lambda c: torch.full((1, 1, c.num_rois, 40), float("inf")), r"fmri_values: expected finite values"),
         (lambda c: np.zeros((1, 1, c.num_rois, 40)), r"fmri_values: expected a torch.Tensor, got ndarray"),
     ],
@@ -398,16 +433,23 @@ def test_missing_gradient_is_explained(tiny_config):
     with pytest.raises(ValueError, match=r"gradient: the model holds no atlas gradient .* model.set_gradient"):
         model(fmri)
     model.set_gradient(gradient)
-    with pytest.raises(ValueError, match=r"gradient: fmri_values has 11 ROIs but the model's stored gradient has 23 rows"):
+    with pytest.raises(
+        ValueError, match=r"gradient: fmri_values has 11 ROIs but the model's stored gradient has 23 rows"
+    ):
         model(torch.randn(1, 1, 11, 40))
-    with pytest.raises(ValueError, match=r"gradient: expected shape \(23, 6\) \(config.num_rois, config.gradient_dim\), got \(23, 7\)"):
+    with pytest.raises(
+        ValueError, match=r"gradient: expected shape \(23, 6\) \(config.num_rois, config.gradient_dim\), got \(23, 7\)"
+    ):
         model.set_gradient(torch.randn(23, 7))
 
 
 @pytest.mark.parametrize(
     "indices, message",
     [
-        (torch.tensor([[0, 5, 184]] * 3), r"context_indices: expected indices in \[0, 114\], got values in \[0, 184\]"),
+        (
+            torch.tensor([[0, 5, 184]] * 3),
+            r"context_indices: expected indices in \[0, 114\], got values in \[0, 184\]",
+        ),
         (torch.tensor([[-1, 5]] * 3), r"context_indices: expected indices in \[0, 114\], got values in \[-1, 5\]"),
         (torch.tensor([[0, 5]] * 2), r"context_indices: expected shape \(3, num_kept\), got \(2, 2\)"),
         (torch.tensor([[0.0, 5.0]] * 3), r"context_indices: expected an integer tensor, got dtype torch.float32"),

@@ -6,6 +6,7 @@ import pytest
 
 from brain_jepa_hf.parcellation import atlas_labels, parcellate, parcellate_files
 
+
 T = 40
 SHAPE = (6, 6, 4)
 
@@ -94,11 +95,18 @@ def test_confound_file_columns_and_parcellate_files(tmp_path, signals):
     nib.save(scan(signals, confound=confound), tmp_path / "sub-01_bold.nii.gz")
     nib.save(scan(signals[::-1].copy()), tmp_path / "sub-02_bold.nii")
     table = tmp_path / "sub-01_confounds.tsv"
-    table.write_text("framewise_displacement\tglobal_signal\n" + "\n".join(
-        f"{'n/a' if i == 0 else 0.1}\t{float(confound[i])!r}" for i in range(T)) + "\n")
+    table.write_text(
+        "framewise_displacement\tglobal_signal\n"
+        + "\n".join(f"{'n/a' if i == 0 else 0.1}\t{float(confound[i])!r}" for i in range(T))
+        + "\n"
+    )
     written = parcellate_files(
-        [tmp_path / "sub-01_bold.nii.gz", tmp_path / "sub-02_bold.nii"], paths, tmp_path / "rois",
-        confounds=[table, None], confound_columns=["global_signal"], progress=False,
+        [tmp_path / "sub-01_bold.nii.gz", tmp_path / "sub-02_bold.nii"],
+        paths,
+        tmp_path / "rois",
+        confounds=[table, None],
+        confound_columns=["global_signal"],
+        progress=False,
     )
     assert [p.name for p in written] == ["sub-01_bold.npy", "sub-02_bold.npy"]
     np.testing.assert_allclose(np.load(written[1]), signals[::-1], atol=1e-4)
@@ -125,5 +133,7 @@ def test_bad_input_raises_and_leaves_no_output(tmp_path, signals):
     with pytest.raises(ValueError, match=r"img: .*broken.nii.gz is not a readable NIfTI image"):
         parcellate(tmp_path / "broken.nii.gz", paths)
     with pytest.raises(ValueError, match=r"img: .*broken.nii.gz is not a readable NIfTI image"):
-        parcellate_files([tmp_path / "good.nii.gz", tmp_path / "broken.nii.gz"], paths, tmp_path / "rois", progress=False)
+        parcellate_files(
+            [tmp_path / "good.nii.gz", tmp_path / "broken.nii.gz"], paths, tmp_path / "rois", progress=False
+        )
     assert not (tmp_path / "rois").exists() and not list(tmp_path.glob(".rois*"))

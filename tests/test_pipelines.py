@@ -6,7 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import make_config
 from transformers import pipeline
 
 from brain_jepa_hf import BrainJepaForSequenceClassification, BrainJepaModel
@@ -18,12 +17,20 @@ from brain_jepa_hf.pipelines import (
     register_pipelines,
 )
 
+from helpers import make_config
+
+
 LABELS = {0: "control", 1: "mci", 2: "dementia"}
 
 
 def _feature_extractor(config, gradient):
-    return BrainJepaFeatureExtractor(num_rois=config.num_rois, num_frames=config.num_frames, sampling_rate=3,
-                                     scaling="zscore", gradient=gradient.numpy())
+    return BrainJepaFeatureExtractor(
+        num_rois=config.num_rois,
+        num_frames=config.num_frames,
+        sampling_rate=3,
+        scaling="zscore",
+        gradient=gradient.numpy(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -40,9 +47,16 @@ def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipelines")
     fe = _feature_extractor(config, gradient)
     return {
-        "encoder": (prepare_hub_folder(encoder, root / "encoder", feature_extractor=fe, converted_from=None), encoder, fe),
-        "classifier": (prepare_hub_folder(classifier, root / "classifier", feature_extractor=fe, converted_from=None),
-                       classifier, fe),
+        "encoder": (
+            prepare_hub_folder(encoder, root / "encoder", feature_extractor=fe, converted_from=None),
+            encoder,
+            fe,
+        ),
+        "classifier": (
+            prepare_hub_folder(classifier, root / "classifier", feature_extractor=fe, converted_from=None),
+            classifier,
+            fe,
+        ),
         "bare": (prepare_hub_folder(encoder, root / "bare", converted_from=None), encoder, None),
     }
 
@@ -89,8 +103,9 @@ def test_classification_pipeline_returns_labelled_probabilities(folders, series)
     assert classify(series, time_axis=0, top_k=1) == ranked[:1]
     # The same folder also serves embeddings: AutoModel loads the encoder under the head.
     embedder = pipeline(FEATURE_EXTRACTION_TASK, model=str(folder), trust_remote_code=True, dtype="float32")
-    np.testing.assert_allclose(embedder(series, time_axis=0), expected_embedding(model.brain_jepa, fe, series),
-                               atol=1e-5, rtol=0)
+    np.testing.assert_allclose(
+        embedder(series, time_axis=0), expected_embedding(model.brain_jepa, fe, series), atol=1e-5, rtol=0
+    )
 
 
 def test_regression_head_predicts_in_original_units_under_the_label_name(folders, series, tmp_path):
@@ -114,8 +129,14 @@ def test_tr_reaches_the_feature_extractor_or_is_refused(folders, series, tmp_pat
     embedder = pipeline(FEATURE_EXTRACTION_TASK, model=str(folder), trust_remote_code=True)
     with pytest.raises(ValueError, match=r"tr: got 2.0 but target_tr is None"):
         embedder(series, time_axis=0, tr=2.0)
-    resampling = BrainJepaFeatureExtractor(num_rois=23, num_frames=40, sampling_rate=1, scaling="zscore",
-                                           gradient=model.embeddings.gradient.numpy(), target_tr=1.0)
+    resampling = BrainJepaFeatureExtractor(
+        num_rois=23,
+        num_frames=40,
+        sampling_rate=1,
+        scaling="zscore",
+        gradient=model.embeddings.gradient.numpy(),
+        target_tr=1.0,
+    )
     register_pipelines()
     embed_resampled = pipeline(FEATURE_EXTRACTION_TASK, model=model, feature_extractor=resampling)
     with torch.no_grad():
@@ -140,8 +161,11 @@ def test_folder_without_feature_extractor_takes_exact_shapes_only(folders, serie
     with torch.no_grad():
         expected = model(torch.from_numpy(exact)[None, None]).pooler_output[0].numpy()
     np.testing.assert_allclose(embedder(exact), expected, atol=1e-5, rtol=0)
-    with pytest.raises(ValueError, match=r"inputs: without a feature extractor the series must already be "
-                                         r"\(ROI, time\) = \(23, 40\), got \(23, 130\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"inputs: without a feature extractor the series must already be "
+        r"\(ROI, time\) = \(23, 40\), got \(23, 130\)",
+    ):
         embedder(series, time_axis=0)
 
 

@@ -12,18 +12,20 @@ from contextlib import contextmanager
 import numpy as np
 import pytest
 import torch
-from helpers import make_config, make_inputs, save_pretrained_folder, small_dataset
 from transformers import pipeline
 
-from brain_jepa_hf import BrainJepaModel, modeling_brain_jepa
 from brain_jepa_cli import main
 from brain_jepa_cli.options import DTYPE_CHOICES
+from brain_jepa_hf import BrainJepaModel, modeling_brain_jepa
 from brain_jepa_hf.modeling_brain_jepa import (
     INFERENCE_DTYPES,
     cpu_has_fast_bf16,
     resolve_dtype,
 )
 from brain_jepa_hf.pipelines import FEATURE_EXTRACTION_TASK
+
+from helpers import make_config, make_inputs, save_pretrained_folder, small_dataset
+
 
 # bfloat16 keeps 8 significant bits: a tiny encoder's pooled output stays within this of float32.
 POOLED_COSINE_MIN = 0.999
@@ -115,17 +117,36 @@ def test_cpu_probe_agrees_with_the_cpu_flags():
 # ------------------------------------------------------------------------------ commands
 
 
-@pytest.mark.parametrize("choice, fast, expected", [
-    ("float32", True, torch.float32),
-    ("bfloat16", False, torch.bfloat16),
-    ("auto", True, torch.bfloat16),
-    ("auto", False, torch.float32),
-])
+@pytest.mark.parametrize(
+    "choice, fast, expected",
+    [
+        ("float32", True, torch.float32),
+        ("bfloat16", False, torch.bfloat16),
+        ("auto", True, torch.bfloat16),
+        ("auto", False, torch.float32),
+    ],
+)
 def test_embed_dtype_reaches_the_encoder(tmp_path, folder, data_dir, monkeypatch, capsys, choice, fast, expected):
     monkeypatch.setattr(modeling_brain_jepa, "cpu_has_fast_bf16", lambda: fast)
     with encoder_dtypes() as seen:
-        assert main(["embed", "--model", str(folder), "--dataset", str(data_dir), "--output", str(tmp_path / "e.npy"),
-                     "--batch_size", "5", "--dtype", choice]) == 0
+        assert (
+            main(
+                [
+                    "embed",
+                    "--model",
+                    str(folder),
+                    "--dataset",
+                    str(data_dir),
+                    "--output",
+                    str(tmp_path / "e.npy"),
+                    "--batch_size",
+                    "5",
+                    "--dtype",
+                    choice,
+                ]
+            )
+            == 0
+        )
     assert seen and set(seen) == {(expected, expected)}
     assert np.load(tmp_path / "e.npy").dtype == np.float32
     summary = capsys.readouterr().out
@@ -157,18 +178,59 @@ def test_resumed_embed_refuses_another_precision(tmp_path, folder, data_dir):
 @pytest.mark.parametrize("choice, expected", [("bfloat16", torch.bfloat16), ("float32", torch.float32)])
 def test_probe_dtype_reaches_the_encoder(tmp_path, folder, data_dir, capsys, choice, expected):
     with encoder_dtypes() as seen:
-        assert main(["probe", "--model_name_or_path", str(folder), "--dataset", str(data_dir), "--label_column", "age",
-                     "--seeds", "1", "--cv_folds", "2", "--output_dir", str(tmp_path / "out"), "--dtype", choice]) == 0
+        assert (
+            main(
+                [
+                    "probe",
+                    "--model_name_or_path",
+                    str(folder),
+                    "--dataset",
+                    str(data_dir),
+                    "--label_column",
+                    "age",
+                    "--seeds",
+                    "1",
+                    "--cv_folds",
+                    "2",
+                    "--output_dir",
+                    str(tmp_path / "out"),
+                    "--dtype",
+                    choice,
+                ]
+            )
+            == 0
+        )
     assert seen and set(seen) == {(expected, expected)}
     assert json.loads((tmp_path / "out" / "results.json").read_text())["model"]["dtype"] == choice
     assert f"embeddings in {choice}" in capsys.readouterr().err
 
 
 def test_probe_torch_engine_rejects_dtype(tmp_path, folder, data_dir, capsys):
-    assert main(["probe", "--engine", "torch", "--model_name_or_path", str(folder), "--dataset", str(data_dir),
-                 "--label_column", "age", "--output_dir", str(tmp_path / "out"), "--dtype", "bfloat16"]) == 1
-    assert re.fullmatch(r"brain-jepa probe: error: dtype: the torch engine runs through the Trainer.*got --dtype "
-                        r"bfloat16.*", capsys.readouterr().err.strip().splitlines()[-1])
+    assert (
+        main(
+            [
+                "probe",
+                "--engine",
+                "torch",
+                "--model_name_or_path",
+                str(folder),
+                "--dataset",
+                str(data_dir),
+                "--label_column",
+                "age",
+                "--output_dir",
+                str(tmp_path / "out"),
+                "--dtype",
+                "bfloat16",
+            ]
+        )
+        == 1
+    )
+    assert re.fullmatch(
+        r"brain-jepa probe: error: dtype: the torch engine runs through the Trainer.*got --dtype "
+        r"bfloat16.*",
+        capsys.readouterr().err.strip().splitlines()[-1],
+    )
 
 
 # ------------------------------------------------------------------------------ pipelines
@@ -218,26 +280,44 @@ def test_finite_check_applies_to_the_values_the_model_sees():
     near_max[0, 0, 0, :2] = 3.4e38  # finite in float32, Inf once rounded to bfloat16
     with torch.no_grad():
         # float32 model: the input fits, but the activations overflow; said so, with no float32 advice
-        with pytest.raises(ValueError, match=r"fmri_values: finite inputs gave non-finite outputs: the model's "
-                                             r"torch.float32 activations overflowed \(input \|x\| up to 3.4e\+38\); "
-                                             r"rescale the input \(e.g. z-score it\)$"):
+        with pytest.raises(
+            ValueError,
+            match=r"fmri_values: finite inputs gave non-finite outputs: the model's "
+            r"torch.float32 activations overflowed \(input \|x\| up to 3.4e\+38\); "
+            r"rescale the input \(e.g. z-score it\)$",
+        ):
             model(near_max, gradient=gradient)
-        with pytest.raises(ValueError, match=r"fmri_values: expected values within the range of the model's dtype "
-                                             r"torch.float32 .*got \|x\| up to 1e\+300; rescale the input \(e.g. "
-                                             r"z-score it\)$"):
-            model(fmri.double().index_put_((torch.tensor(0), torch.tensor(0), torch.tensor(1), torch.tensor(0)),
-                                           torch.tensor(1e300, dtype=torch.float64)), gradient=gradient)
+        with pytest.raises(
+            ValueError,
+            match=r"fmri_values: expected values within the range of the model's dtype "
+            r"torch.float32 .*got \|x\| up to 1e\+300; rescale the input \(e.g. "
+            r"z-score it\)$",
+        ):
+            model(
+                fmri.double().index_put_(
+                    (torch.tensor(0), torch.tensor(0), torch.tensor(1), torch.tensor(0)),
+                    torch.tensor(1e300, dtype=torch.float64),
+                ),
+                gradient=gradient,
+            )
         model.to(torch.bfloat16)
-        with pytest.raises(ValueError, match=r"fmri_values: expected values within the range of the model's dtype "
-                                             r"torch.bfloat16 .*got \|x\| up to 3.4e\+38; .* or use a float32 model$"):
+        with pytest.raises(
+            ValueError,
+            match=r"fmri_values: expected values within the range of the model's dtype "
+            r"torch.bfloat16 .*got \|x\| up to 3.4e\+38; .* or use a float32 model$",
+        ):
             model(near_max, gradient=gradient)
         big_gradient = gradient.clone()
         big_gradient[3, 1] = 3.4e38
         with pytest.raises(ValueError, match="gradient: expected values within the range .* torch.bfloat16"):
             model(fmri, gradient=big_gradient)
         with pytest.raises(ValueError, match="fmri_values: expected finite values, got 1 NaN/Inf"):
-            model(fmri.index_put_((torch.tensor(0), torch.tensor(0), torch.tensor(0), torch.tensor(0)),
-                                  torch.tensor(float("nan"))), gradient=gradient)
+            model(
+                fmri.index_put_(
+                    (torch.tensor(0), torch.tensor(0), torch.tensor(0), torch.tensor(0)), torch.tensor(float("nan"))
+                ),
+                gradient=gradient,
+            )
 
 
 def test_inference_fast_paths_change_nothing():

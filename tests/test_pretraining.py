@@ -13,9 +13,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from brain_jepa_cli.pretrain import parse_arguments
 from brain_jepa_hf import BrainJepaForPreTraining, BrainJepaModel
 from brain_jepa_hf.atomic_io import usual_mode
-from brain_jepa_cli.pretrain import parse_arguments
 from brain_jepa_hf.pretraining_arguments import PretrainingArguments
 from brain_jepa_hf.pretraining_checkpoints import list_checkpoints
 from brain_jepa_hf.schedules import PretrainingSchedules
@@ -41,17 +41,23 @@ def test_schedules_follow_the_released_recipe():
 def test_cli_precedence_and_argument_errors(tmp_path):
     config = tmp_path / "run.yaml"
     config.write_text("per_device_batch_size: 8\nlearning_rate: 0.002\n")
-    args = parse_arguments(["--preset", "released-vit-base", "--config", str(config), "--learning_rate", "0.003", "--output_dir", "x"])
+    args = parse_arguments(
+        ["--preset", "released-vit-base", "--config", str(config), "--learning_rate", "0.003", "--output_dir", "x"]
+    )
     assert args.model_preset == "vit-base" and args.gradient_accumulation_steps == 8 and args.mixed_precision == "bf16"
     assert args.per_device_batch_size == 8 and args.learning_rate == 0.003
-    args = parse_arguments(["--preset", "example-tiny", "--model_overrides", '{"drop_path_rate": 0.1}', "--output_dir", "x"])
+    args = parse_arguments(
+        ["--preset", "example-tiny", "--model_overrides", '{"drop_path_rate": 0.1}', "--output_dir", "x"]
+    )
     assert args.parsed_model_overrides() == {"drop_path_rate": 0.1} and args.model_config(450).drop_path_rate == 0.1
     config.write_text("model_overrides:\n  drop_path_rate: 0.2\n")
     assert parse_arguments(["--config", str(config), "--output_dir", "x"]).model_config(450).drop_path_rate == 0.2
     config.write_text("learning_rte: 0.1\n")
     with pytest.raises(ValueError, match=r"config: unknown argument\(s\) \['learning_rte'\]"):
         parse_arguments(["--config", str(config)])
-    with pytest.raises(ValueError, match=r"preset: expected one of \['example-tiny', 'released-vit-base'\], got 'vit-huge'"):
+    with pytest.raises(
+        ValueError, match=r"preset: expected one of \['example-tiny', 'released-vit-base'\], got 'vit-huge'"
+    ):
         parse_arguments(["--preset", "vit-huge"])
     with pytest.raises(ValueError, match=r"output_dir: expected a folder path"):
         PretrainingArguments().validate()
@@ -60,14 +66,29 @@ def test_cli_precedence_and_argument_errors(tmp_path):
     args = parse_arguments(["--num_frames", "80", "--model_overrides", '{"num_frames": 40}', "--output_dir", "x"])
     with pytest.raises(ValueError, match=r"model_overrides: num_frames is also set by --num_frames=80; set it once"):
         args.model_config(450)
-    assert parse_arguments(["--model_overrides", '{"patch_size": 8}', "--output_dir", "x"]).model_config(450).patch_size == 8
+    assert (
+        parse_arguments(["--model_overrides", '{"patch_size": 8}', "--output_dir", "x"]).model_config(450).patch_size
+        == 8
+    )
     with pytest.raises(ValueError, match=r"hub_model_id: expected a repository id .* got None"):
         PretrainingArguments(output_dir="x", push_to_hub=True).validate()
 
 
 def test_loss_falls_and_the_output_folder_is_a_loadable_model(tmp_path):
     out = tmp_path / "run"
-    run_pretrain(out, "--max_steps", "16", "--example_subjects", "24", "--start_lr", "1e-4", "--learning_rate", "1e-3", "--final_lr", "1e-5")
+    run_pretrain(
+        out,
+        "--max_steps",
+        "16",
+        "--example_subjects",
+        "24",
+        "--start_lr",
+        "1e-4",
+        "--learning_rate",
+        "1e-3",
+        "--final_lr",
+        "1e-5",
+    )
     log = read_log(out)
     assert [r["step"] for r in log] == list(range(1, 17))
     first, last = sum(r["loss"] for r in log[:3]) / 3, sum(r["loss"] for r in log[-3:]) / 3
@@ -121,8 +142,11 @@ def test_sigkill_and_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     assert process.wait() == -signal.SIGKILL
     assert not (interrupted / "model.safetensors").exists()
     # What a kill in the middle of a save leaves behind is never taken for a checkpoint, and is removed.
-    debris = [interrupted / "checkpoints" / ".step-00000009.tmp" / "model.safetensors",
-              interrupted / ".final.tmp" / "model.safetensors", interrupted / "..final.tmp.tmp-k1" / "config.json"]
+    debris = [
+        interrupted / "checkpoints" / ".step-00000009.tmp" / "model.safetensors",
+        interrupted / ".final.tmp" / "model.safetensors",
+        interrupted / "..final.tmp.tmp-k1" / "config.json",
+    ]
     for path in debris:
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(b"partial")
@@ -135,9 +159,13 @@ def test_sigkill_and_resume_is_bit_identical_to_an_uninterrupted_run(tmp_path):
     for name in expected:
         assert torch.equal(expected[name], resumed[name]), f"{name} differs after resume"
     # The log holds each step once, with the uninterrupted run's losses.
-    assert [(r["step"], r["loss"]) for r in read_log(interrupted)] == [(r["step"], r["loss"]) for r in read_log(reference)]
+    assert [(r["step"], r["loss"]) for r in read_log(interrupted)] == [
+        (r["step"], r["loss"]) for r in read_log(reference)
+    ]
     assert [p.name for p in list_checkpoints(interrupted)] == [p.name for p in list_checkpoints(reference)]
-    assert sorted(p.relative_to(interrupted).as_posix() for p in interrupted.rglob("*") if p.name.startswith(".")) == []
+    assert (
+        sorted(p.relative_to(interrupted).as_posix() for p in interrupted.rglob("*") if p.name.startswith(".")) == []
+    )
     files = sorted(p.relative_to(reference).as_posix() for p in reference.rglob("*"))
     assert sorted(p.relative_to(interrupted).as_posix() for p in interrupted.rglob("*")) == files
 
@@ -157,9 +185,13 @@ def test_a_reused_output_folder_is_replaced_only_when_asked_and_other_runs_check
     # save_total_limit=1 removes B's older checkpoints only.
     shutil.rmtree(out / "checkpoints" / "step-00000004")
     shutil.copytree(foreign, out / "checkpoints" / "step-00000003")
-    run_pretrain(out, *steps, "--learning_rate", "0.002", "--resume_from_checkpoint", "latest", "--save_total_limit", "1")
+    run_pretrain(
+        out, *steps, "--learning_rate", "0.002", "--resume_from_checkpoint", "latest", "--save_total_limit", "1"
+    )
     assert [p.name for p in list_checkpoints(out)] == ["step-00000003", "step-00000004"]
-    assert (out / "checkpoints" / "step-00000003" / "optimizer.bin").read_bytes() == (foreign / "optimizer.bin").read_bytes()
+    assert (out / "checkpoints" / "step-00000003" / "optimizer.bin").read_bytes() == (
+        foreign / "optimizer.bin"
+    ).read_bytes()
     assert (out / "model.safetensors").read_bytes() == b_final
     assert [(r["step"], r["loss"]) for r in read_log(out)] == [(r["step"], r["loss"]) for r in b_log]
 
@@ -168,9 +200,24 @@ def test_a_reused_output_folder_is_replaced_only_when_asked_and_other_runs_check
 def test_two_process_accelerate_launch_keeps_replicas_identical(tmp_path):
     out = tmp_path / "ddp"
     command = [
-        "accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "brain_jepa_cli.pretrain",
-        *PRETRAIN_FAST, "--max_steps", "3", "--output_dir", str(out),
+        "accelerate",
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "-m",
+        "brain_jepa_cli.pretrain",
+        *PRETRAIN_FAST,
+        "--max_steps",
+        "3",
+        "--output_dir",
+        str(out),
     ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
@@ -190,12 +237,30 @@ def test_push_to_hub_uploads_the_final_model_over_http(tmp_path):
     with LoopbackHub(user="tester") as hub:
         env = hub_env(hub, tmp_path / "hf-home")
         env["OMP_NUM_THREADS"] = "1"
-        command = [sys.executable, "-m", "brain_jepa_hf", "pretrain", *PRETRAIN_FAST, "--max_steps", "2", "--output_dir", str(out),
-                   "--push_to_hub", "--hub_model_id", "tester/brain-jepa-example"]
+        command = [
+            sys.executable,
+            "-m",
+            "brain_jepa_hf",
+            "pretrain",
+            *PRETRAIN_FAST,
+            "--max_steps",
+            "2",
+            "--output_dir",
+            str(out),
+            "--push_to_hub",
+            "--hub_model_id",
+            "tester/brain-jepa-example",
+        ]
         result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
         assert result.returncode == 0, result.stderr[-3000:]
         files = hub.files("tester/brain-jepa-example")
-    assert {"config.json", "model.safetensors", "preprocessor_config.json", "modeling_brain_jepa.py", "README.md"} <= set(files)
+    assert {
+        "config.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+        "modeling_brain_jepa.py",
+        "README.md",
+    } <= set(files)
     assert not any(name.startswith("checkpoints/") or name.endswith(".jsonl") for name in files)
     assert files["model.safetensors"] == (out / "model.safetensors").read_bytes()
     assert json.loads(files["config.json"])["architectures"] == ["BrainJepaForPreTraining"]

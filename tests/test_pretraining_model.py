@@ -5,10 +5,11 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import disjoint_indices, make_config, make_inputs
 from transformers import AutoModel, AutoModelForPreTraining
 
 from brain_jepa_hf import BrainJepaForPreTraining, BrainJepaModel
+
+from helpers import disjoint_indices, make_config, make_inputs
 
 
 def pretraining_model(config, seed=0, attn="sdpa"):
@@ -20,7 +21,9 @@ def pretraining_model(config, seed=0, attn="sdpa"):
 
 def test_target_encoder_starts_as_a_copy_and_has_no_trainable_parameters(tiny_config):
     model = pretraining_model(tiny_config)
-    for (name, target), (_, context) in zip(model.brain_jepa.named_parameters(), model.context_encoder.named_parameters()):
+    for (name, target), (_, context) in zip(
+        model.brain_jepa.named_parameters(), model.context_encoder.named_parameters()
+    ):
         assert torch.equal(target, context), name
         assert not target.requires_grad
     assert model.target_encoder is model.brain_jepa
@@ -36,16 +39,22 @@ def test_loss_is_smooth_l1_against_layernormed_target_features(tiny_config):
     out = model(fmri, context, targets, gradient=gradient)
     assert out.predictions.shape == out.targets.shape == (3, 25, tiny_config.hidden_size)
     full = model.brain_jepa(fmri, gradient=gradient).last_hidden_state
-    expected_targets = torch.gather(F.layer_norm(full, (full.shape[-1],)), 1, targets[..., None].expand(-1, -1, full.shape[-1]))
+    expected_targets = torch.gather(
+        F.layer_norm(full, (full.shape[-1],)), 1, targets[..., None].expand(-1, -1, full.shape[-1])
+    )
     torch.testing.assert_close(out.targets, expected_targets)
     torch.testing.assert_close(out.loss, F.smooth_l1_loss(out.predictions, expected_targets, beta=1.0))
     torch.testing.assert_close(out.target_pooled_output, full.mean(1))
     # The predictor's output depends on the context tokens it is given.
     context_states = model.context_encoder(fmri, gradient=gradient, context_indices=context).last_hidden_state
     torch.testing.assert_close(out.context_hidden_states, context_states)
-    again = model.predictor(context_states, context, targets, gradient[None], tiny_config.num_rois, tiny_config.num_time_patches)
+    again = model.predictor(
+        context_states, context, targets, gradient[None], tiny_config.num_rois, tiny_config.num_time_patches
+    )
     torch.testing.assert_close(again, out.predictions)
-    shuffled = model.predictor(context_states.flip(1), context, targets, gradient[None], tiny_config.num_rois, tiny_config.num_time_patches)
+    shuffled = model.predictor(
+        context_states.flip(1), context, targets, gradient[None], tiny_config.num_rois, tiny_config.num_time_patches
+    )
     assert not torch.allclose(shuffled, out.predictions)
 
 
@@ -118,7 +127,9 @@ def test_saved_pretraining_folder_loads_target_encoder_as_the_base_model(tmp_pat
         assert torch.equal(a, b), n
     encoder = AutoModel.from_pretrained(tmp_path).eval()
     assert isinstance(encoder, BrainJepaModel)
-    torch.testing.assert_close(encoder(fmri).last_hidden_state, model.brain_jepa.eval()(fmri).last_hidden_state, atol=0, rtol=0)
+    torch.testing.assert_close(
+        encoder(fmri).last_hidden_state, model.brain_jepa.eval()(fmri).last_hidden_state, atol=0, rtol=0
+    )
 
 
 def test_sincos_mode_pretrains_without_a_gradient():
@@ -134,11 +145,16 @@ def test_index_errors_name_the_argument(tiny_config):
     fmri, gradient = make_inputs(tiny_config)
     context, targets = disjoint_indices(3, tiny_config.num_patches, 40, 20)
     overlapping = torch.cat([targets[:, :-1], context[:, :1]], dim=1)
-    with pytest.raises(ValueError, match=r"target_indices: expected no index shared with context_indices, got 3 shared \(first in sample 0\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"target_indices: expected no index shared with context_indices, got 3 shared \(first in sample 0\)",
+    ):
         model(fmri, context, overlapping, gradient=gradient)
     with pytest.raises(ValueError, match=r"target_indices: expected indices in \[0, 114\], got values in \[.*, 115\]"):
         model(fmri, context, targets.clamp(max=100).index_fill(1, torch.tensor([0]), 115), gradient=gradient)
     with pytest.raises(ValueError, match=r"context_indices: expected shape \(3, num_kept\), got \(40,\)"):
         model(fmri, context[0], targets, gradient=gradient)
-    with pytest.raises(ValueError, match=r"target_indices: expected at least one index per sample, got shape \(3, 0\)"):
+    with pytest.raises(
+        ValueError, match=r"target_indices: expected at least one index per sample, got shape \(3, 0\)"
+    ):
         model(fmri, context, targets[:, :0], gradient=gradient)

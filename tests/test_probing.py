@@ -7,7 +7,6 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import FINETUNE_FAST, make_config, save_pretrained_folder, small_dataset
 from sklearn.linear_model import LogisticRegressionCV, RidgeCV
 from sklearn.model_selection import KFold, StratifiedKFold
 from sklearn.pipeline import make_pipeline
@@ -22,9 +21,15 @@ from brain_jepa_hf.probing import (
     run_sklearn_probe,
 )
 
+from helpers import FINETUNE_FAST, make_config, save_pretrained_folder, small_dataset
+
+
 # A plain L2 model without scikit-learn >= 1.8's FutureWarnings (these options do not exist before).
-PLAIN_L2 = ({"l1_ratios": (0.0,), "use_legacy_attributes": False}
-            if "use_legacy_attributes" in inspect.signature(LogisticRegressionCV).parameters else {})
+PLAIN_L2 = (
+    {"l1_ratios": (0.0,), "use_legacy_attributes": False}
+    if "use_legacy_attributes" in inspect.signature(LogisticRegressionCV).parameters
+    else {}
+)
 
 
 def test_probe_head_is_batchnorm_without_affine_and_encoder_stays_frozen():
@@ -33,7 +38,6 @@ def test_probe_head_is_batchnorm_without_affine_and_encoder_stays_frozen():
     assert not probe.norm.affine and probe.norm.training
     assert not probe.base_model.training  # no drop path in the features
     assert [n for n, p in probe.named_parameters() if p.requires_grad] == ["classifier.weight", "classifier.bias"]
-
 
 
 def test_probe_weights_saved_under_the_old_encoder_name_still_load():
@@ -46,15 +50,34 @@ def test_probe_weights_saved_under_the_old_encoder_name_still_load():
     probe.load_state_dict(old_names)
     torch.testing.assert_close(probe.state_dict(), saved.state_dict())
 
+
 def test_torch_probe_trains_only_the_head(tmp_path):
     config = make_config(num_rois=23, num_frames=40, patch_size=8)
     pretrained = save_pretrained_folder(tmp_path / "pre", config)
     small_dataset().save_to_disk(str(tmp_path / "data"))
     out = tmp_path / "probe"
     model_args, data_args, training_args, _ = parse_arguments(
-        ["--model_name_or_path", str(tmp_path / "pre"), "--dataset", str(tmp_path / "data"), "--label_column", "sex",
-         "--mode", "linear_probe", "--probe_optimizer", "lars", "--seeds", "1", "--weight_decay", "0", "--learning_rate", "0.05",
-         "--output_dir", str(out)] + FINETUNE_FAST
+        [
+            "--model_name_or_path",
+            str(tmp_path / "pre"),
+            "--dataset",
+            str(tmp_path / "data"),
+            "--label_column",
+            "sex",
+            "--mode",
+            "linear_probe",
+            "--probe_optimizer",
+            "lars",
+            "--seeds",
+            "1",
+            "--weight_decay",
+            "0",
+            "--learning_rate",
+            "0.05",
+            "--output_dir",
+            str(out),
+        ]
+        + FINETUNE_FAST
     )
     results = run_finetuning(model_args, data_args, training_args)
     assert {"accuracy", "f1", "balanced_accuracy", "auroc"} <= set(results["test"])
@@ -75,16 +98,26 @@ def test_sklearn_probe_equals_a_direct_scikit_learn_fit():
     rng = np.random.default_rng(0)
     features = rng.normal(size=(80, 10))
     labels = (features[:, 0] + 0.3 * rng.normal(size=80) > 0).astype(np.int64)
-    logits, chosen = fit_sklearn_probe(features[:60], labels[:60], features[60:], "single_label_classification", cv=4, seed=3)
-    direct = make_pipeline(StandardScaler(), LogisticRegressionCV(
-        Cs=np.logspace(-4, 2, 13), cv=StratifiedKFold(4, shuffle=True, random_state=3), scoring="neg_log_loss", max_iter=5000,
-        **PLAIN_L2)
+    logits, chosen = fit_sklearn_probe(
+        features[:60], labels[:60], features[60:], "single_label_classification", cv=4, seed=3
+    )
+    direct = make_pipeline(
+        StandardScaler(),
+        LogisticRegressionCV(
+            Cs=np.logspace(-4, 2, 13),
+            cv=StratifiedKFold(4, shuffle=True, random_state=3),
+            scoring="neg_log_loss",
+            max_iter=5000,
+            **PLAIN_L2,
+        ),
     ).fit(features[:60], labels[:60])
     assert np.allclose(np.exp(logits), direct.predict_proba(features[60:]), atol=1e-9)
     assert np.mean(logits.argmax(1) == labels[60:]) >= 0.75  # well above chance (0.5)
     targets = features @ rng.normal(size=10)
     predictions, chosen = fit_sklearn_probe(features[:60], targets[:60], features[60:], "regression", cv=4, seed=3)
-    ridge = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-2, 5, 15), cv=KFold(4, shuffle=True, random_state=3)))
+    ridge = make_pipeline(
+        StandardScaler(), RidgeCV(alphas=np.logspace(-2, 5, 15), cv=KFold(4, shuffle=True, random_state=3))
+    )
     assert np.allclose(predictions, ridge.fit(features[:60], targets[:60]).predict(features[60:]))
     assert chosen["alpha"] == pytest.approx(ridge[-1].alpha_)
 
@@ -101,9 +134,12 @@ def test_sklearn_probe_end_to_end_recovers_a_planted_label(tmp_path):
     from brain_jepa_hf.arrow_data import dataset_from_arrays
 
     dataset_from_arrays(list(data["subject_id"]), fmri, {"age": rng.uniform(45, 80, 60), "sex": sex}).save_to_disk(
-        str(tmp_path / "data"))
+        str(tmp_path / "data")
+    )
     data_args = DataArguments(dataset=str(tmp_path / "data"), label_column="sex")
-    results = run_sklearn_probe(tmp_path / "pre", data_args, output_dir=str(tmp_path / "out"), seeds=3, cv=3, progress=False)
+    results = run_sklearn_probe(
+        tmp_path / "pre", data_args, output_dir=str(tmp_path / "out"), seeds=3, cv=3, progress=False
+    )
     assert len(results["per_seed"]) == 3
     assert results["test"]["accuracy"]["mean"] > 0.75
     assert "ACC (%)" in (tmp_path / "out" / "results.md").read_text()

@@ -9,8 +9,6 @@ import textwrap
 
 import numpy as np
 import torch
-from helpers import make_config, make_inputs
-from package_blocker import BLOCK_PACKAGE
 from transformers import AutoModel, AutoModelForSequenceClassification
 
 from brain_jepa_hf import (
@@ -18,6 +16,10 @@ from brain_jepa_hf import (
     BrainJepaForSequenceClassification,
     BrainJepaModel,
 )
+
+from helpers import make_config, make_inputs
+from package_blocker import BLOCK_PACKAGE
+
 
 LOAD_WITHOUT_PACKAGE = BLOCK_PACKAGE + textwrap.dedent(
     """
@@ -40,10 +42,26 @@ def run_without_package(tmp_path, folder, auto_class, fmri):
     np.save(tmp_path / "inputs.npy", fmri.numpy())
     script = tmp_path / "load.py"
     script.write_text(LOAD_WITHOUT_PACKAGE)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"), "HF_HOME": str(tmp_path / "hf")}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_MODULES_CACHE": str(tmp_path / "modules"),
+        "HF_HOME": str(tmp_path / "hf"),
+    }
     result = subprocess.run(
-        [sys.executable, str(script), str(folder), auto_class, str(tmp_path / "inputs.npy"), str(tmp_path / "out.npy")],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+        [
+            sys.executable,
+            str(script),
+            str(folder),
+            auto_class,
+            str(tmp_path / "inputs.npy"),
+            str(tmp_path / "out.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return result.stdout.strip().splitlines()[-1], torch.from_numpy(np.load(tmp_path / "out.npy"))

@@ -39,7 +39,9 @@ class BrainJepaModelTester:
     """Tiny configs and inputs: 5 ROIs x 2 time patches = 10 tokens, width 16. For pretraining, the
     encoder whose outputs the model returns (the context encoder) sees 6 of them."""
 
-    def __init__(self, parent, batch_size=3, num_rois=5, num_frames=16, patch_size=8, gradient_dim=3, pretraining=False):
+    def __init__(
+        self, parent, batch_size=3, num_rois=5, num_frames=16, patch_size=8, gradient_dim=3, pretraining=False
+    ):
         self.parent = parent
         self.batch_size = batch_size
         self.num_rois = num_rois
@@ -108,7 +110,8 @@ class BrainJepaCommonTests(ModelTesterMixin):
     def setUpClass(cls):
         super().setUpClass()
         cls._name_patches = [
-            mock.patch.dict(getattr(modeling_common, maps), {"brain_jepa": name}) for maps, name in IN_TREE_NAMES.items()
+            mock.patch.dict(getattr(modeling_common, maps), {"brain_jepa": name})
+            for maps, name in IN_TREE_NAMES.items()
         ]
         for patch in cls._name_patches:
             patch.start()

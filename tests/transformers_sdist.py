@@ -20,6 +20,7 @@ from pathlib import Path
 
 import transformers
 
+
 PACKAGE = "transformers_sdist_tests"
 
 # Stand-ins for the modules `tests/test_modeling_common.py` and `tests/test_configuration_common.py`
@@ -67,13 +68,27 @@ def sdist_tests_dir() -> Path:
         if not archive.is_file():
             archive.parent.mkdir(parents=True, exist_ok=True)
             subprocess.run(
-                [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-                 f"transformers=={version}", "--dest", str(archive.parent)],
-                check=True, timeout=600,
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--quiet",
+                    "--no-deps",
+                    "--no-binary",
+                    ":all:",
+                    f"transformers=={version}",
+                    "--dest",
+                    str(archive.parent),
+                ],
+                check=True,
+                timeout=600,
             )
         prefix = f"transformers-{version}/tests/"
         with tarfile.open(archive) as tar:
-            members = [m for m in tar.getmembers() if m.name.startswith(prefix) and m.name.count("/") == 2 and m.isfile()]
+            members = [
+                m for m in tar.getmembers() if m.name.startswith(prefix) and m.name.count("/") == 2 and m.isfile()
+            ]
             tar.extractall(cache_dir(), members=members, filter="data")
     for relative, source in SUPPLIED_MODULES.items():
         path = tests / relative

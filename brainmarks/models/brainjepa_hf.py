@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from brainmarks.models.base import Embeddings
 from brainmarks.models.registry import register_model
 
+
 MODEL_ENVIRONMENT_VARIABLE = "BRAIN_JEPA_HF_MODEL"
 
 
@@ -70,18 +71,27 @@ class BrainJepaHfWrapper(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.__space__ = space
-        self.register_buffer("gradient", None if gradient is None else torch.as_tensor(gradient, dtype=torch.float32),
-                             persistent=False)
+        self.register_buffer(
+            "gradient", None if gradient is None else torch.as_tensor(gradient, dtype=torch.float32), persistent=False
+        )
 
     def forward(self, batch: dict[str, Tensor]) -> Embeddings:
         fmri = batch["fmri_values"]
         output = self.encoder(fmri.to(next(self.encoder.parameters()).dtype), gradient=self.gradient)
-        return Embeddings(cls_embeds=output.pooler_output[:, None], reg_embeds=None, patch_embeds=output.last_hidden_state)
+        return Embeddings(
+            cls_embeds=output.pooler_output[:, None], reg_embeds=None, patch_embeds=output.last_hidden_state
+        )
 
 
 @register_model("brain_jepa_hf")
-def brain_jepa_hf(model: str | None = None, revision: str | None = None, target_tr: float | None = None,
-                  short_series: str = "pad", space: str | None = None, **kwargs):
+def brain_jepa_hf(
+    model: str | None = None,
+    revision: str | None = None,
+    target_tr: float | None = None,
+    short_series: str = "pad",
+    space: str | None = None,
+    **kwargs,
+):
     """(transform, wrapper) for the brain-jepa-hf model `model` (Hub id or folder; default: the
     BRAIN_JEPA_HF_MODEL environment variable). `target_tr` sets the extractor's resampling TR (default:
     the model's own, None = series used at their stored TR); `short_series` says what the extractor does
@@ -92,7 +102,9 @@ def brain_jepa_hf(model: str | None = None, revision: str | None = None, target_
     from brain_jepa_hf.feature_extraction_brain_jepa import SHORT_SERIES_STRATEGIES, BrainJepaFeatureExtractor
 
     if kwargs:
-        raise ValueError(f"model_kwargs: unexpected {sorted(kwargs)}; expected model, revision, target_tr, short_series, space")
+        raise ValueError(
+            f"model_kwargs: unexpected {sorted(kwargs)}; expected model, revision, target_tr, short_series, space"
+        )
     model = model or os.environ.get(MODEL_ENVIRONMENT_VARIABLE)
     if not model:
         raise ValueError(
