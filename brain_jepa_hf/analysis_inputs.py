@@ -4,7 +4,6 @@ weights) and models, the atlas, the dataset's rows and label, and the feature ex
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from .attribution import ATTRIBUTION_METHODS
 from .configuration_brain_jepa import BrainJepaConfig
 from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 from .modeling_brain_jepa import BrainJepaForSequenceClassification, BrainJepaModel
+from .network_statistics import is_missing_label
 from .series_fit import set_series_options
 
 
@@ -113,18 +113,6 @@ def load_models(model, with_head: bool, device, dtype):
     return encoder, classifier
 
 
-def check_layers(layers, num_layers: int) -> None:
-    for layer in layers or []:
-        if (
-            isinstance(layer, bool)
-            or not isinstance(layer, (int, np.integer))
-            or not -num_layers <= layer < num_layers
-        ):
-            raise ValueError(
-                f"layers: expected indices in [{-num_layers}, {num_layers - 1}] (the model has {num_layers} layers), got {layer!r}"
-            )
-
-
 def analysis_atlas(atlas_spec, config):
     if atlas_spec is not None:
         return resolve_atlas(atlas_spec, num_rois=config.num_rois)
@@ -151,7 +139,7 @@ def read_label(dataset, label_column, count) -> ReportLabel | None:
             f"label_column: expected one of the dataset's columns {dataset.column_names}, got {label_column!r}"
         )
     raw = dataset.select(range(count))[label_column]
-    missing = sum(1 for v in raw if v is None or (isinstance(v, float) and math.isnan(v)))
+    missing = sum(is_missing_label(value) for value in raw)
     if missing:
         raise ValueError(
             f"label_column: {missing} of the {count} analysed rows have no {label_column!r} value; drop them first"
@@ -250,7 +238,6 @@ __all__ = [
     "check_arguments",
     "check_cohort",
     "check_contrast_classes",
-    "check_layers",
     "check_output_dir",
     "load_models",
     "model_config",

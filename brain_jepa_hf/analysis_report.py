@@ -33,7 +33,6 @@ from .analysis_inputs import (
     check_arguments,
     check_cohort,
     check_contrast_classes,
-    check_layers,
     check_output_dir,
     load_models,
     model_config,
@@ -49,7 +48,7 @@ from .analysis_sections import (
     training_section,
 )
 from .atomic_io import atomic_output_dir
-from .attention_pooling import ATTENTION_METHOD
+from .attention_pooling import ATTENTION_METHOD, select_layers
 from .attribution import ATTRIBUTION_METHODS, roi_attribution
 from .cohort_attention import cohort_attention
 from .data import open_dataset
@@ -138,7 +137,7 @@ def analyze_model(
     output_dir = check_output_dir(output_dir, overwrite)
 
     config, has_head, folder = model_config(model, attribution)
-    check_layers(layers, config.num_hidden_layers)
+    select_layers(layers, config.num_hidden_layers)  # checked before any work
     atlas = analysis_atlas(atlas, config)
     warnings = []
     dataset_name = (
