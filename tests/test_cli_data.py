@@ -210,7 +210,9 @@ def test_example_cohort_and_gradient_commands(tmp_path, capsys):
         )
         == 0
     )
-    line = [text for text in capsys.readouterr().out.splitlines() if text.startswith("correlation with the reference")][0]
+    line = [
+        text for text in capsys.readouterr().out.splitlines() if text.startswith("correlation with the reference")
+    ][0]
     assert float(line.split(":")[1].split(",")[0]) > 0.9
     assert main(["gradients", "--fc", str(tmp_path / "missing.csv"), "--output", str(tmp_path / "x.csv")]) == 1
     assert "brain-jepa gradients: error: --fc: " in capsys.readouterr().err and not (tmp_path / "x.csv").exists()
