@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from .options import HelpFormatter, add_argument, add_dtype_argument, add_series_fit_arguments, describe_precision
 
 
@@ -90,6 +92,11 @@ def _embed(args):
     dataset = open_dataset(
         args.dataset, split=args.split, example_subjects=args.example_subjects, fmri_column=args.fmri_column
     )
+    if args.feature_extractor and Path(args.feature_extractor).is_dir():
+        if not (Path(args.feature_extractor) / "preprocessor_config.json").is_file():
+            raise ValueError(
+                f"feature_extractor: expected a folder holding preprocessor_config.json, got {args.feature_extractor}"
+            )
     extractor = BrainJepaFeatureExtractor.from_pretrained(args.feature_extractor or args.model)
     set_series_options(extractor, sampling_rate=args.sampling_rate, short_series=args.short_series)
     check_series_fit(series_lengths(dataset, args.fmri_column), extractor, args.fmri_column)  # before the bar

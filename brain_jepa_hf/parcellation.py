@@ -143,7 +143,15 @@ def parcellate(
             strategy="mean",
             keep_masked_labels=False,
         )
-        signals = masker.fit_transform(img, confounds=confound_array)
+        try:
+            signals = masker.fit_transform(img, confounds=confound_array)
+        except ValueError as err:
+            if "padlen" not in str(err):
+                raise
+            raise ValueError(
+                f"low_pass, high_pass: the scan's {num_timepoints} volumes are too few for the Butterworth filter "
+                "(scipy needs more than its padding); drop --low-pass/--high-pass or parcellate a longer scan"
+            ) from None
         if signals.shape[1] != expected.size:
             raise ValueError(
                 f"atlases[{k}]: expected {expected.size} ROI signals (labels {expected[:10].tolist()}...), got "

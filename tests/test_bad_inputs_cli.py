@@ -469,6 +469,10 @@ CASES = {
         EMBED + ["--output", "O.npy", "--chunk_size", "0"],
         r"chunk_size: expected a positive integer, got 0",
     ),
+    "embed: --feature_extractor folder without preprocessor_config.json": (
+        EMBED + ["--output", "O.npy", "--feature_extractor", "S"],
+        r"feature_extractor: expected a folder holding preprocessor_config.json, got .*series",
+    ),
     "embed: unknown --pooling": (
         EMBED + ["--output", "O.npy", "--pooling", "max"],
         r"argument --pooling: invalid choice: 'max'",

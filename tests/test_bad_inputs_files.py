@@ -431,6 +431,10 @@ NIFTIS = {
         {"atlas": np.zeros((4, 4, 4), np.int16)},
         r"atlases\[0\]: expected at least one non-zero label, got an empty atlas",
     ),
+    "scan too short for the temporal filter": (
+        {"low_pass": 0.1, "t_r": 2.0},
+        r"low_pass, high_pass: the scan's 10 volumes are too few for the Butterworth filter",
+    ),
     "confounds for another number of scans": (
         {"confounds": ["a.csv", "b.csv"]},
         r"confounds: expected one entry per image \(1\), got 2",
