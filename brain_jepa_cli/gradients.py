@@ -104,7 +104,7 @@ def load_fc(args):
         for subject, path in tqdm(files, desc="connectivity", unit="subject"):
             group.add(read_series(path, args.time_axis), f"series file {path}")
         return group.result()
-    from ..data import open_dataset
+    from brain_jepa_hf.data import open_dataset
 
     dataset = open_dataset(args.dataset).with_format("numpy", columns=["fmri"])
     group = g.GroupConnectivity()

@@ -165,3 +165,13 @@ def test_the_package_never_imports_its_command_line():
         if name != "__main__" and "brain_jepa_cli" in top_level_imports(path)
     ]
     assert not offenders, f"modules importing brain_jepa_cli: {offenders}"
+
+
+def test_the_command_line_imports_the_package_by_its_name():
+    """`brain_jepa_cli` is its own top-level package: a relative import may reach only its own modules."""
+    wrong = []
+    for path in (ROOT / "brain_jepa_cli").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level > 1:
+                wrong.append(f"{path.name}:{node.lineno} from {'.' * node.level}{node.module or ''}")
+    assert not wrong, f"relative imports out of brain_jepa_cli: {wrong}"

@@ -111,7 +111,7 @@ CASES = {
     "convert: unknown --source": (CONVERT + ["--source", "context"], r"argument --source: invalid choice: 'context'"),
     "convert: --num-attention-heads not a number": (
         CONVERT + ["--num-attention-heads", "four"],
-        r"argument --num-attention-heads: invalid int value: 'four'",
+        r"argument --num-attention-heads/--num_attention_heads: invalid int value: 'four'",
     ),
     "convert: existing --output-dir": (
         ["convert", "T", "--gradient-csv", "G", "--output-dir", "M"],
@@ -160,7 +160,7 @@ CASES = {
     "pretrain: --num_frames 0": (PT + ["--num_frames", "0"], r"num_frames: expected a positive integer, got 0"),
     "pretrain: --num_frames not a number": (
         PT + ["--num_frames", "abc"],
-        r"argument --num_frames/--num-frames: invalid int value: 'abc'",
+        r"argument --num-frames/--num_frames: invalid int value: 'abc'",
     ),
     "pretrain: --num_frames not a multiple of --patch_size": (
         PT + ["--num_frames", "41", "--patch_size", "8"],
@@ -297,7 +297,7 @@ CASES = {
     ),
     "pretrain: --gradient of another ROI count": (
         PT_TINY + ["--gradient", "G"],
-        r"gradient: expected shape \(450, 30\) for this dataset and model, got \(23, 6\)",
+        r"gradient: expected 450 rows x 30 columns \(ROIs x gradient_dim\), got 23 x 6 \(this dataset's ROIs x the model's gradient_dim\)",
     ),
     "pretrain: unknown --atlas": (
         PT + ["--atlas", "none.csv"],
@@ -536,12 +536,12 @@ CASES = {
     ),
     "parcellate: --t-r not a number": (
         ["parcellate", "T", "--atlas", "T", "--output-dir", "O", "--t-r", "fast"],
-        r"argument --t-r: invalid float value: 'fast'",
+        r"argument --t-r/--t_r: invalid float value: 'fast'",
     ),
     # gradients
     "gradients: no input": (
         ["gradients", "--output", "O"],
-        r"one of the arguments --fc --series-dir --dataset --example --brainspace-group is required",
+        r"one of the arguments --fc --series-dir/--series_dir --dataset --example --brainspace-group/--brainspace_group is required",
     ),
     "gradients: --fc with --example": (GRAD + ["--example"], r"argument --example: not allowed with argument --fc"),
     "gradients: --fc absent": (["gradients", "--fc", "none.csv", "--output", "O"], r"--fc: none.csv does not exist"),
@@ -587,7 +587,7 @@ CASES = {
     ),
     "gradients: unknown --time-axis": (
         ["gradients", "--series-dir", "S", "--output", "O", "--time-axis", "2"],
-        r"argument --time-axis: invalid choice: 2",
+        r"argument --time-axis/--time_axis: invalid choice: 2",
     ),
     # build-dataset
     "build-dataset: no input": (
@@ -623,7 +623,7 @@ CASES = {
     ),
     "build-dataset: --gradient with --compute-gradient": (
         BUILD + ["--gradient", "G", "--compute-gradient"],
-        r"argument --compute-gradient: not allowed with argument --gradient",
+        r"argument --compute-gradient/--compute_gradient: not allowed with argument --gradient",
     ),
     "build-dataset: --gradient-components 0": (
         BUILD + ["--compute-gradient", "--gradient-components", "0"],
@@ -633,7 +633,7 @@ CASES = {
         BUILD + ["--compute-gradient", "--gradient-components", "3", "--gradient-sparsity", "1.5"],
         r"sparsity: expected a fraction in \[0, 1\), got 1.5",
     ),
-    "build-dataset: unknown --time-axis": (BUILD + ["--time-axis", "2"], r"argument --time-axis: invalid choice: 2"),
+    "build-dataset: unknown --time-axis": (BUILD + ["--time-axis", "2"], r"argument --time-axis/--time_axis: invalid choice: 2"),
     "build-dataset: --subject-regex matching no file": (
         BUILD + ["--subject-regex", "zzz"],
         r"subject_regex: expected 'zzz' to match file name 'sub-0.npy', it does not",
@@ -689,7 +689,7 @@ CASES = {
     ),
     "analyze: --max_subjects not a number": (
         ANALYZE + ["--max_subjects", "abc"],
-        r"argument --max_subjects: invalid int value: 'abc'",
+        r"argument --max-subjects/--max_subjects: invalid int value: 'abc'",
     ),
     "analyze: --batch_size 0": (ANALYZE + ["--batch_size", "0"], r"batch_size: expected an integer >= 1, got 0"),
     "analyze: --permutations negative": (
