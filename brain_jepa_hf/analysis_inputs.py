@@ -15,7 +15,7 @@ from .attribution import ATTRIBUTION_METHODS
 from .configuration_brain_jepa import BrainJepaConfig
 from .feature_extraction_brain_jepa import BrainJepaFeatureExtractor
 from .modeling_brain_jepa import BrainJepaForSequenceClassification, BrainJepaModel
-from .network_statistics import is_missing_label
+from .network_statistics import labels_of_rows
 from .series_fit import set_series_options
 
 
@@ -134,16 +134,7 @@ def read_label(dataset, label_column, count) -> ReportLabel | None:
     """The label of the analysed rows: categorical (classes and display names) or continuous; None without one."""
     if label_column is None:
         return None
-    if label_column not in dataset.column_names:
-        raise ValueError(
-            f"label_column: expected one of the dataset's columns {dataset.column_names}, got {label_column!r}"
-        )
-    raw = dataset.select(range(count))[label_column]
-    missing = sum(is_missing_label(value) for value in raw)
-    if missing:
-        raise ValueError(
-            f"label_column: {missing} of the {count} analysed rows have no {label_column!r} value; drop them first"
-        )
+    raw = labels_of_rows(dataset, label_column, count)
     values = np.asarray(raw, dtype=object)
     if any(isinstance(v, (list, tuple, np.ndarray)) for v in raw[:1]):
         raise ValueError(f"label_column: expected one value per subject, got sequences in {label_column!r}")

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from .attention_pooling import ATTENTION_METHOD, attention_modules, find_encoder, record_roi_attention, select_layers
 from .network_statistics import (
     attention_received,
-    is_missing_label,
+    labels_of_rows,
     network_matrix,
     network_membership,
     permutation_test,
@@ -211,17 +211,7 @@ def _cohort_labels(dataset, label_column: str | None, count: int, max_classes: i
     """The categorical labels of the first `count` rows, or None without a label column."""
     if label_column is None:
         return None
-    if label_column not in dataset.column_names:
-        raise ValueError(
-            f"label_column: expected one of the dataset's columns {dataset.column_names}, got {label_column!r}"
-        )
-    raw = dataset.select(range(count))[label_column]
-    missing = sum(is_missing_label(label) for label in raw)
-    if missing:
-        raise ValueError(
-            f"label_column: {missing} of the {count} rows have no {label_column!r} value; drop them first (dataset.filter)"
-        )
-    labels = np.asarray(raw, dtype=object)
+    labels = np.asarray(labels_of_rows(dataset, label_column, count), dtype=object)
     distinct = len(set(labels.tolist()))
     if distinct > max_classes:
         raise ValueError(

@@ -107,6 +107,23 @@ def is_missing_label(label) -> bool:
     return label is None or (isinstance(label, (float, np.floating)) and math.isnan(label))
 
 
+def labels_of_rows(dataset, label_column: str, count: int) -> list:
+    """The `label_column` values of the first `count` rows, or a one-line error when the column is absent
+    or a row has none."""
+    if label_column not in dataset.column_names:
+        raise ValueError(
+            f"label_column: expected one of the dataset's columns {dataset.column_names}, got {label_column!r}"
+        )
+    raw = dataset.select(range(count))[label_column]
+    missing = sum(is_missing_label(label) for label in raw)
+    if missing:
+        raise ValueError(
+            f"label_column: {missing} of the {count} analysed rows have no {label_column!r} value; "
+            "drop them first (dataset.filter)"
+        )
+    return raw
+
+
 def sorted_labels(labels) -> list:
     """Distinct labels, sorted (by their text when they do not compare)."""
     distinct = list(dict.fromkeys(np.asarray(labels, dtype=object).tolist()))
