@@ -367,7 +367,9 @@ def test_cohort_attention_errors(example_cohort):
     missing = example_cohort.cast_column("sex", __import__("datasets").Value("float64")).map(
         lambda row, i: {"sex": float("nan") if i == 1 else row["sex"]}, with_indices=True
     )
-    with pytest.raises(ValueError, match="label_column: 1 of the 6 analysed rows have no 'sex' value; drop them first"):
+    with pytest.raises(
+        ValueError, match="label_column: 1 of the 6 analysed rows have no 'sex' value; drop them first"
+    ):
         cohort_attention(model, missing, extractor, networks, label_column="sex", progress=False)
     result = cohort_attention(model, example_cohort, extractor, networks, max_subjects=2, progress=False)
     with pytest.raises(ValueError, match="label_column: this CohortAttention was computed without a label column"):

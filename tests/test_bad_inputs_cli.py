@@ -633,7 +633,10 @@ CASES = {
         BUILD + ["--compute-gradient", "--gradient-components", "3", "--gradient-sparsity", "1.5"],
         r"sparsity: expected a fraction in \[0, 1\), got 1.5",
     ),
-    "build-dataset: unknown --time-axis": (BUILD + ["--time-axis", "2"], r"argument --time-axis/--time_axis: invalid choice: 2"),
+    "build-dataset: unknown --time-axis": (
+        BUILD + ["--time-axis", "2"],
+        r"argument --time-axis/--time_axis: invalid choice: 2",
+    ),
     "build-dataset: --subject-regex matching no file": (
         BUILD + ["--subject-regex", "zzz"],
         r"subject_regex: expected 'zzz' to match file name 'sub-0.npy', it does not",
