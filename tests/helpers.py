@@ -142,7 +142,7 @@ elapsed_file = os.environ.pop("BRAIN_JEPA_TEST_ELAPSED", None)
 if elapsed_file:  # what the commands import, imported before the clock starts (modules may move: best effort)
     import importlib
     for module in ("torch", "transformers", "datasets", "accelerate", "sklearn.linear_model", "brain_jepa_hf",
-                   "brain_jepa_hf.cli", "brain_jepa_hf.embedding", "brain_jepa_hf.finetuning", "brain_jepa_hf.probing",
+                   "brain_jepa_cli", "brain_jepa_hf.embedding", "brain_jepa_hf.finetuning", "brain_jepa_hf.probing",
                    "brain_jepa_hf.analysis_report", "brain_jepa_hf.data"):
         try:
             importlib.import_module(module)
