@@ -27,6 +27,7 @@ import torch
 from transformers import pipeline
 
 from .atlas import atlas_for
+from .atomic_io import save_npy
 from .attention_pooling import roi_attention
 from .brain_figures import plot_carpet, plot_network_matrix
 from .configuration_brain_jepa import BrainJepaConfig
@@ -336,7 +337,7 @@ def write_example_files(folder: Path, count: int = NUM_EXAMPLE_SUBJECTS) -> list
     files = []
     for subject in iter_example_subjects(num_subjects=count):
         path = folder / f"{subject['subject_id']}.npy"
-        np.save(path, subject["fmri"])
+        save_npy(path, subject["fmri"])
         files.append((path, f"{subject['subject_id']} (synthetic; age {subject['age']:.0f}, sex {subject['sex']})"))
     return files
 
@@ -406,7 +407,7 @@ def _page_handler(demo_model: DemoModel, files: _ResultFiles, progress_bar):
             return (f"**Something went wrong with {name}:** {type(err).__name__}: {err}",) + blank
         folder = files.new()
         embedding_path = folder / f"{Path(name).stem}-embedding.npy"
-        np.save(embedding_path, result.embedding)
+        save_npy(embedding_path, result.embedding)
         figures = []
         for figure, stem in ((result.carpet, "carpet"), (result.attention, "attention")):
             figures.append(_save(figure, folder / f"{stem}.png") if figure is not None else None)
