@@ -221,3 +221,34 @@ def hub_env(hub, home: Path, token: str | None = "hf_loopback_test_token") -> di
     if token:
         env["HF_TOKEN"] = token
     return env
+
+
+def pretrain_tiny_run(output_dir: Path) -> Path:
+    """A real 3-step in-process pretraining of the example-tiny preset (80 frames: 5 time patches, the
+    masking minimum; about 10 s); returns its output folder."""
+    from brain_jepa_cli.pretrain import parse_arguments
+    from brain_jepa_hf.pretraining import pretrain
+
+    settings = ["--preset", "example-tiny", "--example_subjects", "4", "--per_device_batch_size", "4"]
+    settings += ["--num_frames", "80", "--logging_steps", "1", "--max_steps", "3", "--output_dir", str(output_dir)]
+    pretrain(parse_arguments(settings))
+    return output_dir
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def accelerate_launch(module: str, processes: int = 2) -> list[str]:
+    """`accelerate launch` of `python -m <module>` as `processes` CPU processes of one machine (a gloo
+    group; on a machine with an accelerator too, since one GPU cannot host two NCCL ranks)."""
+    from brain_jepa_hf.runtime import has_accelerator
+
+    command = ["accelerate", "launch", "--multi_gpu", "--num_processes", str(processes), "--num_machines", "1"]
+    command += ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port())]
+    return [*command, *(["--cpu"] if has_accelerator() else []), "-m", module]

@@ -23,6 +23,8 @@ from brain_jepa_hf.modeling_brain_jepa import (
     BrainJepaForSequenceClassification,
 )
 
+from helpers import pretrain_tiny_run
+
 
 ROI_COLUMNS = ["index", "roi", "hemisphere", "network", "coarse_network", "x", "y", "z"]
 COARSE = ["Subcortical", "Vis", "SomMot", "DorsAttn", "SalVentAttn", "Limbic", "Cont", "Default"]
@@ -31,32 +33,7 @@ FRAMES = 32  # two time patches of 16: small and fast, still more than one patch
 
 @pytest.fixture(scope="module")
 def pretraining_run(tmp_path_factory):
-    """A real 3-step pretraining of the example-tiny preset (80 frames: 5 time patches, the masking minimum)."""
-    from brain_jepa_cli.pretrain import parse_arguments
-    from brain_jepa_hf.pretraining import pretrain
-
-    output_dir = tmp_path_factory.mktemp("run") / "pretrain"
-    pretrain(
-        parse_arguments(
-            [
-                "--preset",
-                "example-tiny",
-                "--example_subjects",
-                "4",
-                "--per_device_batch_size",
-                "4",
-                "--num_frames",
-                "80",
-                "--logging_steps",
-                "1",
-                "--max_steps",
-                "3",
-                "--output_dir",
-                str(output_dir),
-            ]
-        )
-    )
-    return output_dir
+    return pretrain_tiny_run(tmp_path_factory.mktemp("run") / "pretrain")
 
 
 def _save(folder, model):

@@ -9,7 +9,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -46,7 +45,7 @@ from brain_jepa_hf.hub import prepare_hub_folder  # noqa: E402
 from brain_jepa_hf.pipelines import CLASSIFICATION_TASK, FEATURE_EXTRACTION_TASK  # noqa: E402
 from brain_jepa_hf.space import app_imports, check_space_folder, create_space, space_url  # noqa: E402
 
-from helpers import make_config  # noqa: E402
+from helpers import free_port, make_config  # noqa: E402
 from hub_server import LoopbackHub  # noqa: E402
 
 
@@ -150,16 +149,10 @@ def subject_files(work):
     return {"npy": npy, "csv": csv, "series": series}
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(finetuned_folder, work):
     """`brain-jepa demo --model <fine-tuned folder>` on 127.0.0.1, as a user starts it; stopped after the module."""
-    port = _free_port()
+    port = free_port()
     log = open(work / "server.log", "w+")
     env = {
         **os.environ,

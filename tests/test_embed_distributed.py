@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,18 +18,13 @@ import torch
 from brain_jepa_hf import BrainJepaConfig, BrainJepaModel
 from brain_jepa_hf.example_data import example_gradient, load_example_dataset
 from brain_jepa_hf.feature_extraction_brain_jepa import BrainJepaFeatureExtractor
-from brain_jepa_hf.runtime import has_accelerator
+
+from helpers import accelerate_launch
 
 
 pytestmark = pytest.mark.skipif(shutil.which("accelerate") is None, reason="accelerate CLI not on PATH")
 
 SUBJECTS = 12
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -68,24 +62,7 @@ def embed_command(root, output, processes: int) -> list[str]:
 def launch_command(name: str, arguments: list[str], processes: int) -> list[str]:
     if processes == 1:
         return [sys.executable, "-m", f"brain_jepa_cli.{name}", *arguments]
-    command = [
-        "accelerate",
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        str(processes),
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(free_port()),
-    ]
-    if has_accelerator():  # one GPU cannot host two NCCL ranks; the CPU group is what this test checks
-        command.append("--cpu")
-    return [*command, "-m", f"brain_jepa_cli.{name}", *arguments]
+    return [*accelerate_launch(f"brain_jepa_cli.{name}", processes), *arguments]
 
 
 def environment() -> dict:

@@ -12,6 +12,8 @@ from brain_jepa_hf import brain_figures, training_figures
 from brain_jepa_hf.brain_figures import plot_carpet
 from brain_jepa_hf.figure_style import CLASS_COLORS, network_colors, save_figure
 
+from helpers import pretrain_tiny_run
+
 
 NETWORKS = ["Vis", "SomMot", "DorsAttn", "Default", "Subcortical"]
 
@@ -241,32 +243,7 @@ def test_plot_embedding_scatter_errors():
 
 @pytest.fixture(scope="module")
 def pretraining_run(tmp_path_factory):
-    """A real 3-step pretraining run of the tiny example model (in-process, ~10 s)."""
-    from brain_jepa_cli.pretrain import parse_arguments
-    from brain_jepa_hf.pretraining import pretrain
-
-    output_dir = tmp_path_factory.mktemp("run") / "tiny-run"
-    pretrain(
-        parse_arguments(
-            [
-                "--preset",
-                "example-tiny",
-                "--example_subjects",
-                "4",
-                "--per_device_batch_size",
-                "4",
-                "--num_frames",
-                "80",
-                "--logging_steps",
-                "1",
-                "--max_steps",
-                "3",
-                "--output_dir",
-                str(output_dir),
-            ]
-        )
-    )
-    return output_dir
+    return pretrain_tiny_run(tmp_path_factory.mktemp("run") / "tiny-run")
 
 
 def test_plot_training_cli_on_a_real_run(pretraining_run, capsys):

@@ -6,7 +6,6 @@ and pushes it to the Hub."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 
 import numpy as np
@@ -22,7 +21,7 @@ from brain_jepa_hf.gradients import save_gradient_csv
 from brain_jepa_hf.metrics import task_metrics
 from brain_jepa_hf.runtime import has_accelerator
 
-from helpers import hub_env
+from helpers import accelerate_launch, hub_env
 from hub_server import LoopbackHub
 
 
@@ -34,29 +33,9 @@ TRAIN_SIZE, TEST_SIZE = 17, 5
 PER_DEVICE_BATCH = 4
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def launch_finetune(tmp_path, output_dir, *extra, env=None):
     command = [
-        "accelerate",
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "--main_process_port",
-        str(free_port()),
-        "-m",
-        "brain_jepa_cli.finetune",
+        *accelerate_launch("brain_jepa_cli.finetune"),
         "--preset",
         "tiny",
         "--num_frames",
@@ -89,7 +68,7 @@ def launch_finetune(tmp_path, output_dir, *extra, env=None):
         "2",
         *extra,
     ]
-    if has_accelerator():  # one GPU cannot host two NCCL ranks; the CPU group is what this test checks
+    if has_accelerator():  # the Trainer's own switch, besides accelerate's --cpu
         command.append("--use_cpu")
     env = {**(env or {**os.environ, "HF_HUB_OFFLINE": "1"}), "OMP_NUM_THREADS": "1"}
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)

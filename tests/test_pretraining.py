@@ -20,7 +20,7 @@ from brain_jepa_hf.pretraining_arguments import PretrainingArguments
 from brain_jepa_hf.pretraining_checkpoints import list_checkpoints
 from brain_jepa_hf.schedules import PretrainingSchedules
 
-from helpers import PRETRAIN_FAST, read_log, run_pretrain
+from helpers import PRETRAIN_FAST, accelerate_launch, read_log, run_pretrain
 
 
 def test_schedules_follow_the_released_recipe():
@@ -200,19 +200,7 @@ def test_a_reused_output_folder_is_replaced_only_when_asked_and_other_runs_check
 def test_two_process_accelerate_launch_keeps_replicas_identical(tmp_path):
     out = tmp_path / "ddp"
     command = [
-        "accelerate",
-        "launch",
-        "--multi_gpu",
-        "--num_processes",
-        "2",
-        "--num_machines",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--dynamo_backend",
-        "no",
-        "-m",
-        "brain_jepa_cli.pretrain",
+        *accelerate_launch("brain_jepa_cli.pretrain"),
         *PRETRAIN_FAST,
         "--max_steps",
         "3",
