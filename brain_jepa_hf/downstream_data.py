@@ -289,7 +289,9 @@ def load_config(model_args: ModelArguments, data_args: DataArguments, num_rois: 
             "model_name_or_path: expected a pretrained folder or Hub id (or --preset for random init), got none"
         )
     sizes = {"num_frames": data_args.num_frames, "patch_size": model_args.patch_size}  # None: the config's own
-    return BrainJepaConfig.from_preset(model_args.preset, num_rois=num_rois, **{k: v for k, v in sizes.items() if v})
+    return BrainJepaConfig.from_preset(
+        model_args.preset, num_rois=num_rois, **{k: v for k, v in sizes.items() if v is not None}
+    )
 
 
 def load_feature_extractor(model_args: ModelArguments, data_args: DataArguments, config, train_split):

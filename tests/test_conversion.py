@@ -56,6 +56,29 @@ def test_round_trip_with_predictor_reproduces_encoders_and_predictor(pretrained,
         )
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_a_half_precision_checkpoint_converts_and_matches_within_its_rounding(
+    pretrained, original_files, tmp_path, dtype
+):
+    """A checkpoint saved in float16/bfloat16 once failed with "token layout is not ROI-major": its stored
+    time table differs from ours by the dtype's rounding, which must be tolerated, not refused."""
+    model, fmri, _ = pretrained
+    checkpoint, gradient_csv = original_files
+    original = torch.load(checkpoint, weights_only=False)
+    for part in ("encoder", "target_encoder", "predictor"):
+        if isinstance(original.get(part), dict):
+            original[part] = {k: v.to(dtype) if v.is_floating_point() else v for k, v in original[part].items()}
+    out = convert_original_checkpoint(
+        write_checkpoint(tmp_path, original), gradient_csv, tmp_path / "brain-jepa", num_attention_heads=4
+    )
+    converted = BrainJepaModel.from_pretrained(out).eval().float()
+    with torch.no_grad():
+        actual = converted(fmri).last_hidden_state
+        expected = model.brain_jepa(fmri).last_hidden_state
+    difference = float((actual - expected).abs().max())
+    assert 0 < difference < 0.1, difference  # the checkpoint's own rounding, nothing more
+
+
 @pytest.mark.parametrize("source", ["target_encoder", "encoder"])
 def test_round_trip_encoder_only_from_each_source(pretrained, original_files, tmp_path, source):
     model, fmri, gradient = pretrained
